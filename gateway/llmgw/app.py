@@ -1,0 +1,45 @@
+"""The application factory: validated settings in, a ready FastAPI app out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from . import __version__, error_handlers, openapi
+from .api import inference, models, system
+from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
+                       Text2SQLRequest)
+from .request_id import RequestIdMiddleware
+from .routing import load_routing
+from .services import running_services
+from .settings import Settings, load_settings
+
+DESCRIPTION = """One OpenAI-compatible API in front of pools of vLLM servers: chat (load-balanced),
+text2sql, embeddings and rerank. Every error has the shape
+`{"error": {"message", "type", "param", "code"}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the routing table is loaded and validated here, before any request."""
+    settings = settings or load_settings()
+    routing = load_routing(settings.routing_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_services(settings, routing) as services:
+            app.state.services = services
+            yield
+
+    app = FastAPI(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan, default_response_class=ORJSONResponse)
+    app.include_router(inference.router)
+    app.include_router(models.router)
+    app.include_router(system.router)
+    error_handlers.install(app)
+    openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
+                          EmbeddingRequest, RerankRequest])
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,44 @@
+"""Reading a request body: size cap, content type, UTF-8 and JSON, each with its own clear error."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+
+from .errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # tolerated: curl -d without -H still sends a type, raw clients may send none
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {media[:100]!r}")
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict:
+    """The body as a JSON object, reading no more than `max_bytes` from the socket."""
+    _check_content_type(request)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:  # chunked uploads carry no Content-Length to check up front
+            raise BodyTooLarge(f"request body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)  # orjson also rejects invalid UTF-8 and lone surrogates
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid UTF-8" if "utf-8" in str(exc).lower() else "not valid JSON"
+        raise InvalidRequest(f"request body is {reason}: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body

@@ -1,0 +1,51 @@
+"""The one place where exceptions become HTTP answers, all in OpenAI's error shape."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from .errors import INTERNAL_ERROR_BODY, GatewayError, InvalidRequest, RouteNotFound
+
+log = logging.getLogger("llmgw.errors")
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.body_bytes(), status_code=error.status,
+                    media_type="application/json", headers=error.headers)
+
+
+async def _gateway_error(_request: Request, exc: GatewayError) -> Response:
+    return error_response(exc)
+
+
+async def _http_exception(_request: Request, exc: HTTPException) -> Response:
+    if exc.status_code in (404, 405):
+        return error_response(RouteNotFound(f"{exc.detail}", status=exc.status_code))
+    return error_response(InvalidRequest(str(exc.detail)))
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(p) for p in first["loc"][1:]) or None
+    return error_response(InvalidRequest(str(first["msg"]), param=param))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Logged with its trace for operators; the client gets no detail at all.
+    log.exception("unhandled error", exc_info=exc)
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"x-request-id": request_id} if request_id else None
+    return Response(INTERNAL_ERROR_BODY, status_code=500, media_type="application/json",
+                    headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

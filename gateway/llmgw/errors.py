@@ -1,0 +1,112 @@
+"""The gateway's exception tree and the OpenAI error shape every failure is answered with.
+
+GatewayError
+├── InvalidRequest          400 invalid_request_error (bad JSON, schema violations)
+│   └── ModelNotSupported   400 model used on an endpoint it does not serve
+├── BodyTooLarge            413
+├── UnsupportedMediaType    415
+├── ModelNotFound           404 model_not_found
+├── RouteNotFound           404 / 405 for unknown paths and methods
+├── UpstreamError           a backend answered with an error (status relayed, text sanitised)
+├── BackendUnavailable      503 no backend could be reached
+├── BadGateway              502 a backend broke the protocol or the connection
+└── UpstreamTimeout         504 a backend did not answer in time
+
+Only these reach users; anything else becomes a bare 500 "internal_error" with no detail.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+    def body_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotSupported(InvalidRequest):
+    code = "model_not_supported"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RouteNotFound(GatewayError):
+    type = "invalid_request_error"
+    code = "not_found"
+
+    def __init__(self, message: str, *, status: int = 404, **kw) -> None:
+        super().__init__(message, **kw)
+        self.status = status
+        if status == 405:
+            self.code = "method_not_allowed"
+
+
+class UpstreamError(GatewayError):
+    """A backend's own error answer, relayed with its status but only whitelisted fields."""
+
+    def __init__(self, status: int, message: str, *, type_: str, param: str | None,
+                 code: str | None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        self.type = type_
+
+
+class BackendUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "backend_unavailable"
+
+
+class BadGateway(GatewayError):
+    status = 502
+    type = "server_error"
+    code = "bad_gateway"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "server_error"
+    code = "upstream_timeout"
+
+
+INTERNAL_ERROR_BODY = GatewayError("internal error").body_bytes()

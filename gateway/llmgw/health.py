@@ -1,0 +1,51 @@
+"""Active health checks: probe every backend's /health on an interval and keep `healthy` current."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+
+from .routing import Backend, RoutingTable
+
+
+class HealthMonitor:
+    """Keeps each backend's `healthy` flag, which the balancer uses to skip dead backends.
+
+    vLLM answers /health with 200 only once its engine is ready (it refuses connections or
+    answers 503 while loading), so a loading backend counts as not ready.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, routing: RoutingTable, *,
+                 interval: float, timeout: float) -> None:
+        self._client = client
+        self._backends = [b for pool in routing.pools.values() for b in pool.backends]
+        self._interval = interval
+        self._timeout = timeout
+        self.healthy: dict[str, bool] = {b.name: True for b in self._backends}
+
+    def is_healthy(self, backend: Backend) -> bool:
+        return self.healthy.get(backend.name, False)
+
+    async def _probe(self, backend: Backend) -> None:
+        try:
+            resp = await self._client.get(backend.url + "/health", timeout=self._timeout)
+            ok = resp.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        self.healthy[backend.name] = ok
+
+    async def probe_all(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for backend in self._backends:
+                tg.start_soon(self._probe, backend)
+
+    async def run(self) -> None:
+        """Probe forever; cancelled by the lifespan at shutdown."""
+        while True:
+            await self.probe_all()
+            await anyio.sleep(self._interval)
+
+    def summary(self, routing: RoutingTable) -> dict[str, dict[str, int]]:
+        return {name: {"backends": len(pool.backends),
+                       "healthy": sum(self.is_healthy(b) for b in pool.backends)}
+                for name, pool in routing.pools.items()}

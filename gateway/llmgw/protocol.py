@@ -1,0 +1,190 @@
+"""The public API's schemas: what a request must look like, what each endpoint answers.
+
+Request models check only what the gateway must be sure of (types, ranges, required fields);
+they allow extra fields so vLLM's own sampling parameters pass through untouched. The
+validated object is never re-serialised: the gateway forwards the client's JSON as parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from .errors import InvalidRequest
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatMessage(_Open):
+    role: Role
+    content: StrictStr | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: StrictBool | None = None
+    continuous_usage_stats: StrictBool | None = None
+
+
+class _Sampling(_Open):
+    model: StrictStr | None = Field(None, description="Public model name or alias (see GET /v1/models).")
+    max_tokens: PositiveInt | None = None
+    n: Annotated[StrictInt, Field(ge=1, le=128)] = 1
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    user: StrictStr | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: PositiveInt | None = None
+
+
+class Text2SQLRequest(ChatCompletionRequest):
+    """A chat-completions request; `model` defaults to the text2sql model."""
+
+
+class CompletionRequest(_Sampling):
+    prompt: Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] \
+        | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
+
+
+class EmbeddingRequest(_Open):
+    model: StrictStr | None = None
+    input: Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] \
+        | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: PositiveInt | None = None
+    user: StrictStr | None = None
+
+
+class RerankRequest(_Open):
+    model: StrictStr | None = None
+    query: Annotated[StrictStr, Field(min_length=1)]
+    documents: list[StrictStr | dict[str, Any]] = Field(min_length=1)
+    top_n: PositiveInt | None = None
+
+
+def _param(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = str(part)
+        elif part in {"str", "list[str]", "list[int]", "list[list[int]]"} or "[" in str(part) \
+                or str(part).startswith(("constrained-", "function-")):
+            continue  # pydantic's union-branch labels say nothing to a client
+        else:
+            out += f".{part}"
+    return out or "body"
+
+
+def validate(model: type[BaseModel], body: dict) -> BaseModel:
+    """Validate a parsed body, turning the first violation into a 400 naming its param."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = _param(first["loc"])
+        raise InvalidRequest(f"{param}: {first['msg']}", param=param) from None
+
+
+# ---- responses (documentation of what the endpoints answer) ----
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Usage(_Open):
+    prompt_tokens: int
+    completion_tokens: int | None = None
+    total_tokens: int
+
+
+class ChatChoice(_Open):
+    index: int
+    message: dict[str, Any]
+    finish_reason: str | None
+
+
+class ChatCompletionResponse(_Open):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(_Open):
+    index: int
+    text: str
+    finish_reason: str | None
+
+
+class CompletionResponse(_Open):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class Embedding(_Open):
+    index: int
+    object: Literal["embedding"]
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(_Open):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class RerankResult(_Open):
+    index: int
+    document: dict[str, Any] | None = None
+    relevance_score: float
+
+
+class RerankResponse(_Open):
+    id: str
+    model: str
+    usage: dict[str, int]
+    results: list[RerankResult]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    aliases: list[str]
+    endpoints: list[str]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

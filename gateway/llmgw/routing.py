@@ -1,0 +1,165 @@
+"""The routing table: public model names and aliases, the pools of backends that serve them.
+
+Loaded once from YAML at start-up and validated there, so a typo stops the gateway instead of
+turning into 404s at run time. Backend URLs may use `${VAR}` or `${VAR:-default}` so the same
+file serves compose (service names) and the local stack (loopback ports).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+
+from .errors import InvalidRequest, ModelNotFound, ModelNotSupported
+
+
+class Endpoint(str, Enum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RERANK = "rerank"
+    TEXT2SQL = "text2sql"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, env: dict[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is None:
+            raise ValueError(f"routing file refers to ${{{name}}}, which is not set")
+        return default
+    return _ENV_REF.sub(replace, text)
+
+
+class _BackendSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: HttpUrl
+    max_num_seqs: int = Field(default=256, gt=0)
+
+
+class _PoolSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backends: list[_BackendSpec] = Field(min_length=1)
+
+
+class _ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256)
+    served_name: str | None = None
+    aliases: list[str] = []
+    pool: str
+    endpoints: list[Endpoint] = Field(min_length=1)
+    owned_by: str = "llmgw"
+
+
+class _TableSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pools: dict[str, _PoolSpec] = Field(min_length=1)
+    models: list[_ModelSpec] = Field(min_length=1)
+    text2sql_default_model: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "_TableSpec":
+        names: set[str] = set()
+        for m in self.models:
+            if m.pool not in self.pools:
+                raise ValueError(f"model {m.name!r} uses unknown pool {m.pool!r}")
+            for n in [m.name, *m.aliases]:
+                if n in names:
+                    raise ValueError(f"model name or alias {n!r} is defined twice")
+                names.add(n)
+        backend_names = [b.name for p in self.pools.values() for b in p.backends]
+        if len(backend_names) != len(set(backend_names)):
+            raise ValueError("backend names must be unique across pools")
+        if self.text2sql_default_model and self.text2sql_default_model not in names:
+            raise ValueError("text2sql_default_model names no model")
+        return self
+
+
+@dataclass(eq=False)
+class Backend:
+    """One vLLM server; `in_flight` is this worker's count of requests it is serving."""
+    name: str
+    url: str
+    max_num_seqs: int
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    backends: tuple[Backend, ...]
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    served_name: str
+    aliases: tuple[str, ...]
+    pool: Pool
+    endpoints: frozenset[Endpoint]
+    owned_by: str
+
+
+@dataclass
+class RoutingTable:
+    models: list[Model]
+    pools: dict[str, Pool]
+    text2sql_default: Model | None = None
+    _by_name: dict[str, Model] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for m in self.models:
+            for n in (m.name, *m.aliases):
+                self._by_name[n] = m
+
+    def resolve(self, name: object, endpoint: Endpoint) -> Model:
+        """The model a request names, or the error the client must see."""
+        if name is None and endpoint is Endpoint.TEXT2SQL and self.text2sql_default:
+            return self.text2sql_default
+        if name is None:
+            raise InvalidRequest("you must provide a model parameter", param="model",
+                                 code="missing_model")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("model must be a non-empty string", param="model")
+        model = self._by_name.get(name)
+        if model is None:
+            known = ", ".join(m.name for m in self.models)
+            raise ModelNotFound(f"The model '{name[:200]}' does not exist. Available models: {known}",
+                                param="model")
+        if endpoint not in model.endpoints:
+            served = ", ".join(sorted(e.value for e in model.endpoints))
+            raise ModelNotSupported(
+                f"The model '{model.name}' does not support the {endpoint.value} endpoint "
+                f"(it serves: {served})", param="model")
+        return model
+
+
+def load_routing(path: Path, env: dict[str, str] | None = None) -> RoutingTable:
+    """Parse and validate the routing YAML; raise ValueError with a readable message."""
+    raw = expand_env(path.read_text(encoding="utf-8"), dict(os.environ) if env is None else env)
+    try:
+        spec = _TableSpec.model_validate(yaml.safe_load(raw))
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid routing file {path}: {detail}") from None
+    pools = {name: Pool(name, tuple(Backend(b.name, str(b.url).rstrip("/"), b.max_num_seqs)
+                                    for b in p.backends))
+             for name, p in spec.pools.items()}
+    models = [Model(m.name, m.served_name or m.name, tuple(m.aliases), pools[m.pool],
+                    frozenset(m.endpoints), m.owned_by) for m in spec.models]
+    table = RoutingTable(models, pools)
+    if spec.text2sql_default_model:
+        table.text2sql_default = table._by_name[spec.text2sql_default_model]
+    return table

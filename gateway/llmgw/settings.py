@@ -1,0 +1,74 @@
+"""The gateway's one settings class: every knob, read from the environment and validated once."""
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The shipped routing table sits beside the package so a bare install finds it.
+DEFAULT_ROUTING_FILE = Path(__file__).resolve().parent.parent / "routing.yaml"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Gateway settings; names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    gateway_host: str = "0.0.0.0"
+    gateway_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    gateway_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    routing_file: Path = DEFAULT_ROUTING_FILE
+
+    backend_api_key: SecretStr | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+
+    # Upstream connection pool (seed 002: 3000 connections, 800 kept alive).
+    http_max_connections: PositiveInt = 3000
+    http_max_keepalive: PositiveInt = 800
+    upstream_connect_timeout_secs: PositiveFloat = 5.0
+    # Longest wait for a backend's first byte on a non-streaming call (seed 000's name).
+    upstream_timeout_seconds: PositiveFloat = 300.0
+    stream_idle_timeout_secs: PositiveFloat = 180.0
+    max_request_secs: PositiveFloat = 5400.0
+    health_check_interval_secs: PositiveFloat = 10.0
+    health_probe_timeout_secs: PositiveFloat = 2.0
+
+    build_sha: str = "dev"
+    build_time: str = "dev"
+    log_level: str = "info"
+
+    @field_validator("routing_file")
+    @classmethod
+    def _routing_file_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"routing file not found: {value}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return value
+
+    @field_validator("http_max_keepalive")
+    @classmethod
+    def _keepalive_within_pool(cls, value: int, info) -> int:
+        limit = info.data.get("http_max_connections")
+        if limit is not None and value > limit:
+            raise ValueError("HTTP_MAX_KEEPALIVE cannot exceed HTTP_MAX_CONNECTIONS")
+        return value
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment or raise SystemExit with a readable message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("invalid gateway settings:\n" + "\n".join(lines)) from None

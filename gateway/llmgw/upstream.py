@@ -1,0 +1,176 @@
+"""Talking to backends: one pooled HTTP client, backend choice, and transport errors made user-safe.
+
+Every failure leaves this module as a GatewayError whose text names no URL, host or key:
+the client learns what went wrong, never where the GPUs live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from .balancer import LeastInFlightBalancer
+from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
+from .routing import Backend, Model
+from .settings import Settings
+from .sse import EventFramer, ModelRenamer, error_event, identity
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def build_client(settings: Settings) -> httpx.AsyncClient:
+    """The one pooled client a worker uses for every backend (connections are reused)."""
+    limits = httpx.Limits(max_connections=settings.http_max_connections,
+                          max_keepalive_connections=settings.http_max_keepalive,
+                          keepalive_expiry=30.0)
+    timeout = httpx.Timeout(settings.upstream_timeout_seconds,
+                            connect=settings.upstream_connect_timeout_secs)
+    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+
+
+def _transport_error(exc: Exception, backend: Backend) -> GatewayError:
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout(f"backend {backend.name} did not answer in time")
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return BackendUnavailable(f"backend {backend.name} is unreachable",
+                                  headers={"Retry-After": "1"})
+    return BadGateway(f"backend {backend.name} broke the connection")
+
+
+def _relayed_error(status: int, content: bytes, backend: Backend) -> GatewayError:
+    """A backend's error answer, keeping only the whitelisted OpenAI fields."""
+    if status == 401 or status == 403:
+        # Our credentials were refused: the client's key is not at fault, the deployment is.
+        return BadGateway(f"backend {backend.name} refused the gateway's credentials")
+    if status == 503:
+        return BackendUnavailable(f"backend {backend.name} is not ready", headers={"Retry-After": "5"})
+    if status >= 500:
+        return BadGateway(f"backend {backend.name} failed with status {status}")
+    try:
+        err = orjson.loads(content).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        err = None
+    if not isinstance(err, dict):
+        err = {}
+    message = err.get("message") if isinstance(err.get("message"), str) else f"backend rejected the request ({status})"
+    code = err.get("code") if isinstance(err.get("code"), str) else None
+    param = err.get("param") if isinstance(err.get("param"), str) else None
+    type_ = err.get("type") if isinstance(err.get("type"), str) else "invalid_request_error"
+    return UpstreamError(status, message[:2000], type_=type_, param=param, code=code)
+
+
+class Upstream:
+    """Forwards validated requests to the least busy backend of a model's pool."""
+
+    def __init__(self, client: httpx.AsyncClient, balancer: LeastInFlightBalancer,
+                 settings: Settings) -> None:
+        self._client = client
+        self._balancer = balancer
+        self._stream_timeout = httpx.Timeout(settings.stream_idle_timeout_secs,
+                                             connect=settings.upstream_connect_timeout_secs)
+        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+        if settings.backend_api_key is not None:
+            self._headers["Authorization"] = f"Bearer {settings.backend_api_key.get_secret_value()}"
+
+    def _choose(self, model: Model) -> Backend:
+        backend = self._balancer.pick(model.pool)
+        if backend is None:
+            raise BackendUnavailable(f"no backend available for model {model.name}",
+                                     headers={"Retry-After": "5"})
+        return backend
+
+    def _request(self, backend: Backend, path: str, body: dict, request_id: str,
+                 timeout: httpx.Timeout | None = None) -> httpx.Request:
+        headers = {**self._headers, "X-Request-ID": request_id}
+        kwargs = {"timeout": timeout} if timeout is not None else {}
+        return self._client.build_request("POST", backend.url + path, content=orjson.dumps(body),
+                                          headers=headers, **kwargs)
+
+    @staticmethod
+    def _renamer(model: Model):
+        return identity if model.served_name == model.name else ModelRenamer(model.served_name, model.name)
+
+    async def forward(self, model: Model, path: str, body: dict, request_id: str) -> Response:
+        """A non-streaming call: the whole answer, with the public model name."""
+        backend = self._choose(model)
+        with self._balancer.hold(backend):
+            try:
+                resp = await self._client.send(self._request(backend, path, body, request_id))
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, backend) from None
+        if resp.status_code != 200:
+            raise _relayed_error(resp.status_code, resp.content, backend)
+        return Response(self._renamer(model)(resp.content), media_type="application/json")
+
+    async def stream(self, model: Model, path: str, body: dict, request_id: str) -> Response:
+        """A streaming call: headers once the backend accepts, then each event as it arrives."""
+        backend = self._choose(model)
+        backend.in_flight += 1
+        request = self._request(backend, path, body, request_id, self._stream_timeout)
+        try:
+            resp = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            backend.in_flight -= 1
+            raise _transport_error(exc, backend) from None
+        if resp.status_code != 200:
+            try:
+                content = await resp.aread()
+            except httpx.HTTPError:
+                content = b""
+            finally:
+                await resp.aclose()
+                backend.in_flight -= 1
+            raise _relayed_error(resp.status_code, content, backend)
+        return RelayResponse(_relay(resp, backend, self._renamer(model)),
+                             on_close=_Release(resp, backend))
+
+
+class _Release:
+    """Closes the upstream response and frees the backend slot exactly once, on any exit."""
+
+    def __init__(self, resp: httpx.Response, backend: Backend) -> None:
+        self._resp, self._backend, self._done = resp, backend, False
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._backend.in_flight -= 1
+        with anyio.CancelScope(shield=True):  # closing must finish even if the task is cancelled
+            await self._resp.aclose()
+
+
+class RelayResponse(StreamingResponse):
+    """A StreamingResponse that always releases its upstream, even if it never starts sending.
+
+    Starlette stops iterating when the client disconnects (it listens for http.disconnect
+    while streaming); closing the upstream response then makes vLLM abort the generation.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: _Release) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+async def _relay(resp: httpx.Response, backend: Backend, rename) -> AsyncIterator[bytes]:
+    framer = EventFramer()
+    try:
+        async for chunk in resp.aiter_raw():
+            events = framer.feed(chunk)
+            if events:
+                yield rename(events)
+        tail = framer.rest()
+        if tail.strip():
+            yield rename(tail) + b"\n\n"
+    except httpx.HTTPError as exc:
+        yield error_event(_transport_error(exc, backend))

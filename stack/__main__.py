@@ -1,0 +1,97 @@
+"""`python -m stack up|down|demo|status`: the local stack the Makefile's targets run."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import dotenv
+from .processes import (ROOT, StackConfig, read_pids, start_backends, start_gateway, stop,
+                        wait_healthy, write_pids)
+from .topology import DEFAULT_BACKEND_PORTS, backend_specs
+
+STATE_DIR = ROOT / ".stack"
+# Real vLLM on 2 CPU cores needs minutes to start five servers; simulators need a second.
+START_TIMEOUT = {"sim": 60.0, "vllm-cpu": 900.0}
+
+
+def _config(env: dict[str, str]) -> StackConfig:
+    backends = env.get("STACK_BACKENDS", "sim")
+    if backends not in START_TIMEOUT:
+        raise SystemExit(f"STACK_BACKENDS must be 'sim' or 'vllm-cpu', not {backends!r}")
+    sim_args = tuple(shlex.split(env.get("STACK_SIM_ARGS", "--ttft-ms 50 --itl-ms 20")))
+    return StackConfig(state_dir=STATE_DIR, backends=backends,
+                       gateway_port=int(env.get("GATEWAY_PORT", "8000")), env=env,
+                       sim_args=sim_args)
+
+
+def up() -> StackConfig:
+    if read_pids(STATE_DIR):
+        down()
+    env = dotenv.load(ROOT)
+    cfg = _config(env)
+    routing = Path(env.get("ROUTING_FILE") or ROOT / "gateway" / "routing.yaml")
+    specs = backend_specs(routing, DEFAULT_BACKEND_PORTS)
+    started = time.monotonic()
+    procs = start_backends(specs, cfg)
+    write_pids(STATE_DIR, procs)
+    try:
+        wait_healthy(procs, START_TIMEOUT[cfg.backends], STATE_DIR / "logs")
+        procs.append(start_gateway(specs, cfg))
+        write_pids(STATE_DIR, procs)
+        wait_healthy(procs[-1:], 60.0, STATE_DIR / "logs")
+    except (RuntimeError, TimeoutError) as exc:
+        down()
+        raise SystemExit(f"stack failed to start: {exc}") from None
+    print(f"stack up in {time.monotonic() - started:.1f} s ({cfg.backends} backends)")
+    _print_usage(cfg)
+    return cfg
+
+
+def down() -> None:
+    pids = read_pids(STATE_DIR)
+    stop(list(pids.values()))
+    (STATE_DIR / "pids.json").unlink(missing_ok=True)
+    if pids:
+        print(f"stopped {', '.join(pids)}")
+
+
+def _print_usage(cfg: StackConfig) -> None:
+    base = f"http://127.0.0.1:{cfg.gateway_port}"
+    print(f"""
+  gateway   {base}/v1        (docs: {base}/docs)
+  backends  {', '.join(f'{n} :{p}' for n, p in DEFAULT_BACKEND_PORTS.items())}
+  logs      {STATE_DIR.relative_to(ROOT)}/logs/
+
+  try:
+    curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \\
+      -d '{{"model": "qwen", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+""")
+
+
+def demo() -> None:
+    up()
+    print("running; press Ctrl-C to stop")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stack")
+    parser.add_argument("command", choices=["up", "down", "demo"])
+    command = parser.parse_args().command
+    {"up": up, "down": down, "demo": demo}[command]()
+
+
+if __name__ == "__main__":
+    main()

