@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -14,7 +15,8 @@ from .processes import (ROOT, StackConfig, read_pids, start_backends, start_gate
                         wait_healthy, write_pids)
 from .topology import DEFAULT_BACKEND_PORTS, backend_specs
 
-STATE_DIR = ROOT / ".stack"
+# Overridable so a test can run a second stack beside a developer's running demo.
+STATE_DIR = Path(os.environ.get("STACK_STATE_DIR") or ROOT / ".stack")
 # Real vLLM on 2 CPU cores needs minutes to start five servers; simulators need a second.
 START_TIMEOUT = {"sim": 60.0, "vllm-cpu": 900.0}
 
@@ -29,13 +31,21 @@ def _config(env: dict[str, str]) -> StackConfig:
                        sim_args=sim_args)
 
 
+def _ports(env: dict[str, str]) -> dict[str, int]:
+    """The fixed local ports, or the same layout shifted to STACK_PORT_BASE (chat0 = base + 1)."""
+    if not env.get("STACK_PORT_BASE"):
+        return DEFAULT_BACKEND_PORTS
+    shift = int(env["STACK_PORT_BASE"]) - 8100
+    return {name: port + shift for name, port in DEFAULT_BACKEND_PORTS.items()}
+
+
 def up() -> StackConfig:
     if read_pids(STATE_DIR):
         down()
     env = dotenv.load(ROOT)
     cfg = _config(env)
     routing = Path(env.get("ROUTING_FILE") or ROOT / "gateway" / "routing.yaml")
-    specs = backend_specs(routing, DEFAULT_BACKEND_PORTS)
+    specs = backend_specs(routing, _ports(env))
     started = time.monotonic()
     procs = start_backends(specs, cfg)
     write_pids(STATE_DIR, procs)
@@ -48,7 +58,7 @@ def up() -> StackConfig:
         down()
         raise SystemExit(f"stack failed to start: {exc}") from None
     print(f"stack up in {time.monotonic() - started:.1f} s ({cfg.backends} backends)")
-    _print_usage(cfg)
+    _print_usage(cfg, specs)
     return cfg
 
 
@@ -60,12 +70,12 @@ def down() -> None:
         print(f"stopped {', '.join(pids)}")
 
 
-def _print_usage(cfg: StackConfig) -> None:
+def _print_usage(cfg: StackConfig, specs) -> None:
     base = f"http://127.0.0.1:{cfg.gateway_port}"
     print(f"""
   gateway   {base}/v1        (docs: {base}/docs)
-  backends  {', '.join(f'{n} :{p}' for n, p in DEFAULT_BACKEND_PORTS.items())}
-  logs      {STATE_DIR.relative_to(ROOT)}/logs/
+  backends  {', '.join(f'{s.name} :{s.port}' for s in specs)}
+  logs      {STATE_DIR / 'logs'}
 
   try:
     curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \\

@@ -51,5 +51,4 @@ def ensure_env_file(root: Path) -> Path:
 
 def load(root: Path) -> dict[str, str]:
     """`.env` values, with the process environment taking precedence (so `VAR=x make demo` works)."""
-    values = parse(ensure_env_file(root).read_text())
-    return {k: os.environ.get(k, v) for k, v in values.items()}
+    return {**parse(ensure_env_file(root).read_text()), **os.environ}
