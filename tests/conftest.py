@@ -20,6 +20,11 @@ def _wants_vllm(items) -> bool:
     return any(item.get_closest_marker("vllm") for item in items)
 
 
+def pytest_collection_modifyitems(items) -> None:
+    # Real-vLLM tests last: the engines boot in the background while everything else runs.
+    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)
+
+
 def pytest_collection_finish(session) -> None:
     if _wants_vllm(session.items):
         stack = TestStack("vllm-cpu", Path(tempfile.mkdtemp(prefix="llmgw-vllm-stack-")))

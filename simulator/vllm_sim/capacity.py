@@ -1,0 +1,70 @@
+"""Engine capacity model: at most max_num_seqs sequences run at once, the rest wait FIFO."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class Capacity:
+    """Counting semaphore with strict FIFO hand-off and visible running/waiting counts."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.running = 0  # sequences currently holding slots
+        self._waiters: deque[tuple[asyncio.Future, int]] = deque()  # (future, slots)
+
+    def _fits(self, slots: int) -> bool:
+        return self.running + slots <= self.limit
+
+    def try_acquire(self, slots: int = 1) -> bool:
+        """Take slots without waiting, only if nobody is queued ahead (FIFO fairness)."""
+        slots = min(slots, self.limit)
+        if not self._waiters and self._fits(slots):
+            self.running += slots
+            return True
+        return False
+
+    async def acquire(self, slots: int = 1) -> int:
+        """Wait for slots; returns how many were taken (pass that to release)."""
+        slots = min(slots, self.limit)  # n > limit must not deadlock
+        if self.try_acquire(slots):
+            return slots
+        fut = asyncio.get_running_loop().create_future()
+        entry = (fut, slots)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                # Slots were handed over just as we were cancelled: give them back.
+                self.release(slots)
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+                self._wake()  # a smaller request behind us may fit now
+            raise
+        return slots
+
+    def release(self, slots: int) -> None:
+        self.running -= slots
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            fut, slots = self._waiters[0]
+            if fut.done():  # cancelled, its task has not run its except block yet
+                self._waiters.popleft()
+                continue
+            if not self._fits(slots):
+                return
+            self._waiters.popleft()
+            self.running += slots
+            fut.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def usage(self) -> float:
+        return self.running / self.limit

@@ -1,0 +1,103 @@
+"""Command-line flags and the immutable per-process configuration they produce."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+VLLM_VERSION = "0.32.0"
+KINDS = ("chat", "embed", "rerank")
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    served_model_names: tuple[str, ...]
+    model_path: str
+    kind: str
+    max_model_len: int
+    max_num_seqs: int
+    embed_dim: int
+    default_max_tokens: int
+    natural_len: tuple[int, int]
+    api_keys: tuple[str, ...]
+    seed: int
+    version: str
+    keep_alive_timeout: float
+    faults: dict  # start-up fault/latency settings, same names as POST /sim/faults
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_names[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vllm_sim", description="Fast vLLM 0.32 OpenAI-server simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--served-model-name", nargs="+", default=["sim-model"])
+    p.add_argument("--model", default=None, help="reported as 'root' in /v1/models (default: first served name)")
+    p.add_argument("--kind", choices=KINDS, default="chat")
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--embed-dim", type=int, default=1024)
+    p.add_argument("--default-max-tokens", type=int, default=16,
+                   help="chat max_tokens when the request gives none (completions default to 16 like vLLM)")
+    p.add_argument("--output-len-min", type=int, default=16, help="shortest natural (EOS) output length")
+    p.add_argument("--output-len-max", type=int, default=128, help="longest natural (EOS) output length")
+    p.add_argument("--api-key", nargs="+", default=None, help="require Bearer key on /v1, /v2 (env VLLM_API_KEY)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fault-injection PRNG")
+    p.add_argument("--version-string", default=VLLM_VERSION)
+    p.add_argument("--keep-alive-timeout", type=float, default=5.0,
+                   help="close connections idle this long between requests (uvicorn/vLLM default 5 s; 0: never)")
+    g = p.add_argument_group("latency and faults (runtime-settable via POST /sim/faults)")
+    g.add_argument("--ttft-ms", type=float, default=0.0)
+    g.add_argument("--itl-ms", type=float, default=0.0)
+    g.add_argument("--slow-factor", type=float, default=1.0)
+    g.add_argument("--error-rate", type=float, default=0.0)
+    g.add_argument("--error-status", type=int, default=500)
+    g.add_argument("--loading-secs", type=float, default=0.0)
+    g.add_argument("--hang", action="store_true")
+    g.add_argument("--drop-after-tokens", type=int, default=None)
+    g.add_argument("--health-fail", action="store_true")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    args = build_parser().parse_args(argv)
+    if args.output_len_min < 1 or args.output_len_max < args.output_len_min:
+        raise SystemExit("--output-len-min must be >= 1 and <= --output-len-max")
+    if args.max_num_seqs < 1:
+        raise SystemExit("--max-num-seqs must be >= 1")
+    # Like vLLM: --api-key wins over VLLM_API_KEY.
+    keys = [k for k in (args.api_key or [os.environ.get("VLLM_API_KEY", "")]) if k]
+    faults = {
+        "ttft_ms": args.ttft_ms,
+        "itl_ms": args.itl_ms,
+        "slow_factor": args.slow_factor,
+        "error_rate": args.error_rate,
+        "error_status": args.error_status,
+        "loading_secs": args.loading_secs,
+        "hang": args.hang,
+        "drop_after_tokens": args.drop_after_tokens,
+        "health_fail": args.health_fail,
+    }
+    return Config(
+        host=args.host,
+        port=args.port,
+        served_model_names=tuple(args.served_model_name),
+        model_path=args.model or args.served_model_name[0],
+        kind=args.kind,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        embed_dim=args.embed_dim,
+        default_max_tokens=args.default_max_tokens,
+        natural_len=(args.output_len_min, args.output_len_max),
+        api_keys=tuple(keys),
+        seed=args.seed,
+        version=args.version_string,
+        keep_alive_timeout=args.keep_alive_timeout,
+        faults=faults,
+    )

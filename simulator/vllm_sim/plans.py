@@ -1,0 +1,113 @@
+"""Turns chat/completion request bodies into generation plans (all tokens decided up front)."""
+
+from __future__ import annotations
+
+import time
+
+from . import generate as gen
+from . import openai_shapes as shapes
+from .validate import (bad_request, check_model, check_n, check_prompt_len, clamp_max_tokens, get_bool,
+                       get_int, get_str, invalid, require_list, stream_flags)
+
+_COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # CompletionRequest.max_tokens default in vLLM
+
+
+class GenPlan:
+    """Everything needed to answer one generation request, computed before any waiting."""
+
+    __slots__ = ("chat", "rid", "created", "model", "gens", "prompt_counts", "prompt_ids", "n", "stream",
+                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs")
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.prompt_counts)
+
+    def prompt_index(self, choice: int) -> int:
+        return choice // self.n
+
+
+def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str) -> None:
+    plan.stream, plan.include_usage, plan.continuous = stream_flags(body)
+    plan.n = check_n(get_int(body, "n", 1))
+    plan.token_ids = get_bool(body, "return_token_ids", False)
+    base = headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id()
+    plan.rid = prefix + base
+    plan.created = int(time.time())
+    plan.model = cfg.model_name  # vLLM always answers with the first served name
+
+
+def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: int, body: dict, cfg) -> None:
+    seed = get_int(body, "seed", None)
+    ignore_eos = get_bool(body, "ignore_eos", False)
+    min_tokens = get_int(body, "min_tokens", 0)
+    plan.gens = []
+    plan.max_tokens = 0
+    for key, count in zip(keys, plan.prompt_counts):
+        check_prompt_len(count, cfg.max_model_len)
+        max_tokens = clamp_max_tokens(requested, default, count, cfg.max_model_len)
+        plan.max_tokens = max(plan.max_tokens, max_tokens)
+        plan.gens.extend(gen.generate(key, seed, i, max_tokens, cfg.natural_len, ignore_eos, min_tokens)
+                         for i in range(plan.n))
+
+
+def chat_plan(body: dict, headers: dict, cfg) -> GenPlan:
+    check_model(body, cfg.served_model_names)
+    messages = require_list(body, "messages")
+    try:
+        rendered = gen.render_chat(messages, get_bool(body, "add_generation_prompt", True))
+    except ValueError as exc:
+        raise bad_request(str(exc), "messages") from None
+    plan = GenPlan()
+    plan.chat = True
+    _common(plan, body, headers, cfg, "chatcmpl-")
+    # logprobs: None when not requested, else the number of top alternatives per token.
+    plan.logprobs = get_int(body, "top_logprobs", 0) if get_bool(body, "logprobs", False) else None
+    plan.prompt_counts = [gen.count_chat(rendered)]
+    plan.prompt_ids = gen.token_ids(gen.tokenize(rendered, specials=True)) if plan.token_ids else None
+    requested = get_int(body, "max_completion_tokens", None)
+    if requested is None:
+        requested = get_int(body, "max_tokens", None)
+    _generate(plan, [rendered], requested, cfg.default_max_tokens, body, cfg)
+    return plan
+
+
+def _prompts(body: dict) -> list:
+    """Normalise prompt: str | list[str] | list[int] | list[list[int]] to a list of prompts."""
+    if "prompt" not in body or body["prompt"] is None or body["prompt"] == "":
+        raise invalid("value_error", "", "Value error, Either prompt or prompt_embeds must be provided and "
+                      "non-empty.", body, param="prompt")
+    p = body["prompt"]
+    if isinstance(p, str):
+        return [p]
+    if isinstance(p, list) and p:
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in p):
+            return [p]
+        if all(isinstance(x, str) for x in p):
+            return p
+        if all(isinstance(x, list) and x and all(isinstance(t, int) for t in x) for x in p):
+            return p
+    raise invalid("union_type", "prompt", "Input should be a valid string, a list of strings, a list of "
+                  "integers or a list of lists of integers", p)
+
+
+def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
+    check_model(body, cfg.served_model_names)
+    prompts = _prompts(body)
+    plan = GenPlan()
+    plan.chat = False
+    _common(plan, body, headers, cfg, "cmpl-")
+    plan.logprobs = get_int(body, "logprobs", None)
+    keys, ids = [], []
+    for p in prompts:
+        if isinstance(p, str):
+            keys.append(p)
+            ids.append(gen.token_ids(gen.tokenize(p)) if plan.token_ids else None)
+        else:
+            keys.append("ids:" + ",".join(map(str, p)))
+            ids.append(p)
+    plan.prompt_counts = [len(i) if i is not None else gen.count_tokens(k) for k, i in zip(keys, ids)]
+    # One prompt_token_ids entry per choice (choices are prompt-major, n per prompt).
+    plan.prompt_ids = [ids[c // plan.n] for c in range(len(prompts) * plan.n)] if plan.token_ids else None
+    requested = get_int(body, "max_tokens", _COMPLETIONS_DEFAULT_MAX_TOKENS)
+    _generate(plan, keys, requested, cfg.default_max_tokens, body, cfg)
+    return plan
