@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from . import dotenv
-from .processes import (ROOT, StackConfig, read_pids, start_backends, start_gateway, stop,
-                        wait_healthy, write_pids)
+from .processes import (ROOT, StackConfig, read_pids, start_backends, start_gateway,
+                        start_redis, stop, wait_healthy, write_pids)
 from .topology import DEFAULT_BACKEND_PORTS, backend_specs
 
 # Overridable so a test can run a second stack beside a developer's running demo.
@@ -28,7 +28,7 @@ def _config(env: dict[str, str]) -> StackConfig:
     sim_args = tuple(shlex.split(env.get("STACK_SIM_ARGS", "--ttft-ms 50 --itl-ms 20")))
     return StackConfig(state_dir=STATE_DIR, backends=backends,
                        gateway_port=int(env.get("GATEWAY_PORT", "8000")), env=env,
-                       sim_args=sim_args)
+                       sim_args=sim_args, redis_port=int(env.get("STACK_REDIS_PORT", "6390")))
 
 
 def _ports(env: dict[str, str]) -> dict[str, int]:
@@ -47,7 +47,7 @@ def up() -> StackConfig:
     routing = Path(env.get("ROUTING_FILE") or ROOT / "gateway" / "routing.yaml")
     specs = backend_specs(routing, _ports(env))
     started = time.monotonic()
-    procs = start_backends(specs, cfg)
+    procs = [start_redis(cfg), *start_backends(specs, cfg)]
     write_pids(STATE_DIR, procs)
     try:
         wait_healthy(procs, START_TIMEOUT[cfg.backends], STATE_DIR / "logs")

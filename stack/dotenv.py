@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 # Settings the local stack generates when they are empty, so a first run needs no editing.
-GENERATED_SECRETS = ("BACKEND_API_KEY",)
+GENERATED_SECRETS = ("BACKEND_API_KEY", "ADMIN_TOKEN")
 
 
 def parse(text: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Proc:
     name: str
     popen: subprocess.Popen
-    health_url: str
+    health_url: str  # http://... answered with 200, or redis://host:port answered with PONG
 
 
 @dataclass
@@ -32,6 +33,7 @@ class StackConfig:
     gateway_port: int = 8000
     env: dict[str, str] = field(default_factory=dict)  # settings for every process
     sim_args: tuple[str, ...] = ()        # extra simulator flags (latency model, faults)
+    redis_port: int = 6390                # not 6379: a Redis the user already runs is never touched
     models_dir: Path = ROOT / ".stack" / "models"  # tiny vLLM models, built once and reused
 
 
@@ -69,9 +71,21 @@ def start_backends(specs: list[BackendSpec], cfg: StackConfig) -> list[Proc]:
     return procs
 
 
+def start_redis(cfg: StackConfig) -> Proc:
+    """A private redis-server with append-only persistence, as the compose file runs it."""
+    data = cfg.state_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--port", str(cfg.redis_port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--protected-mode", "yes"]
+    return Proc("redis", _spawn("redis", argv, dict(os.environ), cfg.state_dir / "logs"),
+                f"redis://127.0.0.1:{cfg.redis_port}")
+
+
 def start_gateway(specs: list[BackendSpec], cfg: StackConfig) -> Proc:
     env = {**os.environ, **cfg.env, **gateway_env(specs), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_PORT": str(cfg.gateway_port)}
+           "GATEWAY_PORT": str(cfg.gateway_port),
+           "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0"}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     argv = [gunicorn, "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "llmgw.app:create_app()"]
     return Proc("gateway", _spawn("gateway", argv, env, cfg.state_dir / "logs"),
@@ -79,10 +93,22 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig) -> Proc:
 
 
 def _answers(url: str) -> bool:
+    if url.startswith("redis://"):
+        return _redis_pong(url)
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
+        return False
+
+
+def _redis_pong(url: str) -> bool:
+    host, port = url.removeprefix("redis://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
         return False
 
 

@@ -6,8 +6,10 @@ import secrets
 import socket
 from pathlib import Path
 
-from stack.processes import (Proc, StackConfig, start_backends, start_gateway, stop,
-                             wait_healthy)
+import httpx
+
+from stack.processes import (Proc, StackConfig, start_backends, start_gateway, start_redis,
+                             stop, wait_healthy)
 from stack.topology import DEFAULT_BACKEND_PORTS, backend_specs
 
 E2E_ROUTING = Path(__file__).resolve().parent / "e2e" / "routing.yaml"
@@ -29,17 +31,23 @@ class TestStack:
                  env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.backend_key = secrets.token_urlsafe(24)
+        self.admin_token = secrets.token_urlsafe(24)
         ports = {name: free_port() for name in DEFAULT_BACKEND_PORTS}
         self.specs = backend_specs(routing, ports)
         self.cfg = StackConfig(state_dir=state_dir, backends=kind, gateway_port=free_port(),
-                               sim_args=sim_args,
+                               sim_args=sim_args, redis_port=free_port(),
                                env={"BACKEND_API_KEY": self.backend_key,
+                                    "ADMIN_TOKEN": self.admin_token,
+                                    # generous: the test machine is busy booting vLLM meanwhile
+                                    "REDIS_TIMEOUT_SECS": "2",
                                     "ROUTING_FILE": str(routing),
                                     "GATEWAY_WORKERS": str(workers),
                                     "HEALTH_CHECK_INTERVAL_SECS": "1",
                                     **(env or {})})
         self.backends: list[Proc] = []
+        self.redis: Proc | None = None
         self.gateway: Proc | None = None
+        self._api_key: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -58,9 +66,38 @@ class TestStack:
     def wait_backends(self, timeout: float) -> None:
         wait_healthy(self.backends, timeout, self.logs)
 
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.cfg.redis_port}/0"
+
     def start_gateway(self) -> None:
+        if self.redis is None:
+            self.redis = start_redis(self.cfg)
+            wait_healthy([self.redis], 30, self.logs)
         self.gateway = start_gateway(self.specs, self.cfg)
         wait_healthy([self.gateway], 60, self.logs)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.admin_token}"})
+
+    def create_org(self, name: str | None = None, **fields) -> dict:
+        """A new organisation through the admin API: {"org", "api_key", "key"}."""
+        with self.admin() as client:
+            resp = client.post("/admin/orgs", json={"name": name or f"org-{secrets.token_hex(4)}", **fields})
+            resp.raise_for_status()
+            return resp.json()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    @property
+    def api_key(self) -> str:
+        """One organisation's key with every inference scope, made on first use."""
+        if self._api_key is None:
+            self._api_key = self.create_org()["api_key"]
+        return self._api_key
 
     def start(self, timeout: float = 60) -> "TestStack":
         self.start_backends()
@@ -69,5 +106,5 @@ class TestStack:
         return self
 
     def stop(self) -> None:
-        procs = self.backends + ([self.gateway] if self.gateway else [])
+        procs = self.backends + [p for p in (self.gateway, self.redis) if p]
         stop([p.popen.pid for p in procs], grace=10)

@@ -9,12 +9,13 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from . import __version__, error_handlers, openapi
-from .api import inference, models, system
+from .api import admin, inference, models, system
 from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
                        Text2SQLRequest)
 from .request_id import RequestIdMiddleware
 from .routing import load_routing
 from .services import running_services
+from .tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
 from .settings import Settings, load_settings
 
 DESCRIPTION = """One OpenAI-compatible API in front of pools of vLLM servers: chat (load-balanced),
@@ -38,8 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(system.router)
+    app.include_router(admin.router)
     error_handlers.install(app)
     openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
-                          EmbeddingRequest, RerankRequest])
+                          EmbeddingRequest, RerankRequest, OrgCreate, OrgPatch, KeyCreate, KeyRotate])
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -18,8 +18,10 @@ def _check_content_type(request: Request) -> None:
             f"Content-Type must be application/json, got {media[:100]!r}")
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict:
-    """The body as a JSON object, reading no more than `max_bytes` from the socket."""
+async def read_json_object(request: Request, max_bytes: int, *, empty: dict | None = None) -> dict:
+    """The body as a JSON object, reading no more than `max_bytes` from the socket.
+
+    `empty`, when given, is what an empty body means (for routes whose body is optional)."""
     _check_content_type(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -33,6 +35,8 @@ async def read_json_object(request: Request, max_bytes: int) -> dict:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
+        if empty is not None:
+            return empty
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
         body = orjson.loads(raw)  # orjson also rejects invalid UTF-8 and lone surrogates

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: typed access to the lifespan's services from a route."""
+"""FastAPI dependencies: typed access to the lifespan's services and the caller's identity."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .services import Services
+from .tenancy.auth import Principal
 
 
 def get_services(request: Request) -> Services:
@@ -14,3 +15,13 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
+    """The API key's organisation and scopes, or 401/403 before the body is even read."""
+    principal = await services.auth.authenticate(request.headers.get("authorization"))
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -9,7 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from .errors import INTERNAL_ERROR_BODY, GatewayError, InvalidRequest, RouteNotFound
+from redis.exceptions import RedisError
+
+from .errors import (INTERNAL_ERROR_BODY, GatewayError, InvalidRequest, RouteNotFound,
+                     StateUnavailable)
 
 log = logging.getLogger("llmgw.errors")
 
@@ -35,6 +38,10 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> R
     return error_response(InvalidRequest(str(first["msg"]), param=param))
 
 
+async def _redis_error(_request: Request, _exc: RedisError) -> Response:
+    return error_response(StateUnavailable())
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its trace for operators; the client gets no detail at all.
     log.exception("unhandled error", exc_info=exc)
@@ -48,4 +55,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(Exception, _unexpected)

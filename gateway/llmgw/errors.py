@@ -8,6 +8,13 @@ GatewayError
 ├── ModelNotFound           404 model_not_found
 ├── RouteNotFound           404 / 405 for unknown paths and methods
 ├── UpstreamError           a backend answered with an error (status relayed, text sanitised)
+├── InvalidApiKey           401 invalid_api_key (missing, malformed, unknown, expired, revoked)
+├── PermissionDenied        403 insufficient_scope, org_suspended
+├── AdminUnauthorized       401 unauthorized (admin token missing or wrong)
+├── AdminUnavailable        503 admin_unavailable (ADMIN_TOKEN not set)
+├── NotFound                404 an admin route's unknown id
+├── Conflict                409 a duplicate name
+├── StateUnavailable        503 Redis did not answer in time
 ├── BackendUnavailable      503 no backend could be reached
 ├── BadGateway              502 a backend broke the protocol or the connection
 └── UpstreamTimeout         504 a backend did not answer in time
@@ -89,6 +96,55 @@ class UpstreamError(GatewayError):
         super().__init__(message, param=param, code=code)
         self.status = status
         self.type = type_
+
+
+class InvalidApiKey(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str = "Invalid API key: send 'Authorization: Bearer sk-...' "
+                 "with an active key.") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "insufficient_scope"
+
+
+class AdminUnauthorized(GatewayError):
+    status = 401
+    type = "unauthorized"
+    code = "unauthorized"
+
+
+class AdminUnavailable(GatewayError):
+    status = 503
+    type = "admin_unavailable"
+    code = "admin_unavailable"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class StateUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"
+
+    def __init__(self, message: str = "the gateway's state store is not answering; retry shortly") -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class BackendUnavailable(GatewayError):

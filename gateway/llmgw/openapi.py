@@ -23,6 +23,9 @@ def error_responses(*statuses: int) -> dict:
 
 
 _ERRORS = {
+    401: "Missing, malformed, unknown, expired or revoked key (`invalid_api_key`), or a wrong admin token (`unauthorized`).",
+    403: "The key lacks the route's scope (`insufficient_scope`) or its organisation is suspended.",
+    409: "Conflict: an organisation with this name exists.",
     400: "Invalid request: bad JSON, a schema violation (names the param), or a model used on the wrong endpoint.",
     404: "The model does not exist (`model_not_found`).",
     413: "The body is larger than MAX_BODY_BYTES.",
@@ -31,7 +34,7 @@ _ERRORS = {
     503: "No backend can serve the request now; see Retry-After.",
     504: "A backend did not answer in time.",
 }
-INFERENCE_ERRORS = error_responses(400, 404, 413, 415, 502, 503, 504)
+INFERENCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 502, 503, 504)
 
 
 def install(app: FastAPI, request_models: list[type[BaseModel]]) -> None:

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 import httpx
+from redis.asyncio import Redis
 
+from .audit import AuditLog
 from .balancer import LeastInFlightBalancer
 from .health import HealthMonitor
 from .routing import RoutingTable
 from .settings import Settings
+from .tenancy.admin import TenancyAdmin
+from .tenancy.auth import Authenticator
+from .tenancy.invalidation import listen_for_invalidations
+from .tenancy.store import TenancyStore
 from .upstream import Upstream, build_client
+
+ADMIN_REDIS_TIMEOUT_SECS = 5.0  # admin calls are rare and may wait; the request path may not
 
 
 @dataclass
@@ -24,21 +32,42 @@ class Services:
     client: httpx.AsyncClient
     health: HealthMonitor
     upstream: Upstream
+    auth: Authenticator
+    tenancy_store: TenancyStore
+    tenancy_admin: TenancyAdmin
+    audit: AuditLog
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
 
+def _redis(settings: Settings, timeout: float | None) -> Redis:
+    return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
+                          socket_connect_timeout=max(timeout or 1.0, 0.5), health_check_interval=30)
+
+
 @asynccontextmanager
-async def running_services(settings: Settings, routing: RoutingTable) -> AsyncIterator[Services]:
-    """Open the HTTP pool, probe backends once (so readiness is true from the start), run."""
-    async with build_client(settings) as client:
+async def running_services(settings: Settings, routing: RoutingTable,
+                           clock: Callable[[], float] = time.time) -> AsyncIterator[Services]:
+    """Open the HTTP pool and Redis clients, probe backends once, run the background tasks."""
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(build_client(settings))
+        fast = await stack.enter_async_context(_redis(settings, settings.redis_timeout_secs))
+        slow = await stack.enter_async_context(_redis(settings, ADMIN_REDIS_TIMEOUT_SECS))
+        listener = await stack.enter_async_context(_redis(settings, None))
         health = HealthMonitor(client, routing, interval=settings.health_check_interval_secs,
                                timeout=settings.health_probe_timeout_secs)
-        balancer = LeastInFlightBalancer(eligible=health.is_healthy)
-        services = Services(settings, routing, client, health, Upstream(client, balancer, settings))
+        defaults = settings.default_limits()
+        admin_store = TenancyStore(slow, clock)
+        audit = AuditLog(slow, clock)
+        auth = Authenticator(TenancyStore(fast, clock), defaults, clock=clock,
+                             cache_ttl=settings.auth_cache_ttl_secs)
+        services = Services(settings, routing, client, health,
+                            Upstream(client, LeastInFlightBalancer(eligible=health.is_healthy), settings),
+                            auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit)
         await health.probe_all()
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)
+            tg.start_soon(listen_for_invalidations, listener, auth)
             try:
                 yield services
             finally:

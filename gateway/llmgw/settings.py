@@ -6,6 +6,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .tenancy.limits import LIMIT_FIELDS, Limits
+
 # The shipped routing table sits beside the package so a bare install finds it.
 DEFAULT_ROUTING_FILE = Path(__file__).resolve().parent.parent / "routing.yaml"
 
@@ -37,6 +39,25 @@ class Settings(BaseSettings):
     health_check_interval_secs: PositiveFloat = 10.0
     health_probe_timeout_secs: PositiveFloat = 2.0
 
+    # --- state and control plane ---
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Every Redis call on the request path is cut after this long (workers must not pile up).
+    redis_timeout_secs: Annotated[float, Field(gt=0, le=30)] = 0.05
+    admin_token: SecretStr | None = None
+    auth_cache_ttl_secs: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
+    # --- limits an organisation gets for every field it does not set (seed 000/002 names) ---
+    default_rps: PositiveInt = 50
+    default_burst: PositiveInt = 100
+    default_rpm_limit: PositiveInt = 120
+    default_tpm_limit: PositiveInt = 120_000
+    default_max_concurrent: PositiveInt = 4
+    default_daily_token_limit: PositiveInt = 10_000_000
+    default_daily_request_limit: PositiveInt = 100_000
+    default_monthly_token_limit: PositiveInt = 300_000_000
+    default_max_context_tokens: PositiveInt = 8192
+    default_max_output_tokens: PositiveInt = 512
+
     build_sha: str = "dev"
     build_time: str = "dev"
     log_level: str = "info"
@@ -47,6 +68,25 @@ class Settings(BaseSettings):
         if not value.is_file():
             raise ValueError(f"routing file not found: {value}")
         return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None  # unset: every admin route answers 503 admin_unavailable
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("ADMIN_TOKEN must be at least 16 characters")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    def default_limits(self) -> Limits:
+        return Limits(**{name: getattr(self, f"default_{name}") for name in LIMIT_FIELDS})
 
     @field_validator("log_level")
     @classmethod

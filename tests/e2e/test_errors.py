@@ -10,7 +10,7 @@ MSG = [{"role": "user", "content": "hi"}]
 
 @pytest.fixture
 def http(sim_stack):
-    with httpx.Client(base_url=sim_stack.base_url, timeout=30) as client:
+    with httpx.Client(base_url=sim_stack.base_url, timeout=30, headers=sim_stack.auth) as client:
         yield client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import socket
 import subprocess
 import time
@@ -41,7 +42,8 @@ def _free_block(size: int = 6) -> int:
 def make_stack(tmp_path):
     gateway_port = free_port()
     env = {**os.environ, "STACK_STATE_DIR": str(tmp_path), "STACK_PORT_BASE": str(_free_block()),
-           "GATEWAY_PORT": str(gateway_port), "STACK_SIM_ARGS": "--ttft-ms 0 --itl-ms 40"}
+           "GATEWAY_PORT": str(gateway_port), "STACK_REDIS_PORT": str(free_port()),
+           "STACK_SIM_ARGS": "--ttft-ms 0 --itl-ms 40", "ADMIN_TOKEN": secrets.token_urlsafe(24)}
     started = time.monotonic()
     up = subprocess.run(["make", "stack-up"], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=300)
@@ -56,7 +58,12 @@ def make_stack(tmp_path):
 
 def test_stack_up_serves_every_endpoint_then_stack_down_stops_it(make_stack):
     base, env, state = make_stack
-    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    created = httpx.post(base + "/admin/orgs", json={"name": "newcomer"},
+                         headers={"X-Admin-Token": env["ADMIN_TOKEN"]})
+    assert created.status_code == 201, created.text
+    key = created.json()["api_key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
     for _ in range(10):
         chat = client.chat.completions.create(model="qwen", messages=[{"role": "user", "content": "hi"}],
                                               max_tokens=2)
@@ -64,9 +71,9 @@ def test_stack_up_serves_every_endpoint_then_stack_down_stops_it(make_stack):
     assert client.completions.create(model="qwen", prompt="hi", max_tokens=2).choices[0].text
     assert client.embeddings.create(model="snowflake-arctic-embed", input="x").data[0].embedding
     assert httpx.post(base + "/v1/rerank", json={"model": "bge-reranker-v2-m3", "query": "q",
-                                                 "documents": ["a", "b"]}).status_code == 200
+                                                 "documents": ["a", "b"]}, headers=auth).status_code == 200
     assert httpx.post(base + "/v1/text2sql", json={"messages": [{"role": "user", "content": "x"}],
-                                                   "max_tokens": 2}).status_code == 200
+                                                   "max_tokens": 2}, headers=auth).status_code == 200
     assert len(client.models.list().data) == 4
 
     arrivals, start = [], time.monotonic()
@@ -81,4 +88,4 @@ def test_stack_up_serves_every_endpoint_then_stack_down_stops_it(make_stack):
     assert min(served) >= 1, served  # both chat replicas took traffic
 
     pids = (state / "pids.json").read_text()
-    assert all(name in pids for name in ("chat0", "chat1", "text2sql", "embed", "rerank", "gateway"))
+    assert all(name in pids for name in ("redis", "chat0", "chat1", "text2sql", "embed", "rerank", "gateway"))

@@ -20,7 +20,7 @@ MESSAGES = [{"role": "user", "content": "Say hello in five words."}]
 
 @pytest.fixture
 def client(stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.base_url + "/v1", api_key="unused-for-now", max_retries=0,
+    return openai.OpenAI(base_url=stack.base_url + "/v1", api_key=stack.api_key, max_retries=0,
                          timeout=60)
 
 
@@ -71,7 +71,7 @@ def test_embeddings_float_and_base64(client):
 def test_rerank_over_http(stack):
     body = {"model": "bge-reranker-v2-m3", "query": "What is the capital of France?",
             "documents": ["Paris is the capital of France", "London is a city", "Bananas"]}
-    resp = httpx.post(stack.base_url + "/v1/rerank", json=body, timeout=60)
+    resp = httpx.post(stack.base_url + "/v1/rerank", json=body, timeout=60, headers=stack.auth)
     assert resp.status_code == 200, resp.text
     data = resp.json()
     assert data["model"] == RERANK
@@ -88,7 +88,7 @@ def test_models_lists_public_names(client):
 
 def test_text2sql_without_model_field(stack):
     body = {"messages": [{"role": "user", "content": "Show all users"}], "max_tokens": 8}
-    resp = httpx.post(stack.base_url + "/v1/text2sql", json=body, timeout=60)
+    resp = httpx.post(stack.base_url + "/v1/text2sql", json=body, timeout=60, headers=stack.auth)
     assert resp.status_code == 200, resp.text
     assert resp.json()["model"] == SQL
     assert resp.json()["choices"][0]["message"]["role"] == "assistant"

@@ -35,7 +35,8 @@ def test_events_reach_the_client_as_the_backend_sends_them(sim_stack):
         arrivals = []
         start = time.monotonic()
         with httpx.stream("POST", sim_stack.base_url + "/v1/chat/completions",
-                          json={**BODY, "max_tokens": 10}, timeout=30) as resp:
+                          json={**BODY, "max_tokens": 10}, timeout=30,
+                          headers=sim_stack.auth) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
             for line in resp.iter_lines():
                 if line.startswith("data: "):
@@ -52,7 +53,8 @@ def test_client_disconnect_closes_the_upstream_at_once(sim_stack):
     with faults(sim_stack, ["chat0", "chat1"], ttft_ms=0, itl_ms=100):
         before = sum(_stats(sim_stack, n)["aborted"] for n in ("chat0", "chat1"))
         with httpx.stream("POST", sim_stack.base_url + "/v1/chat/completions",
-                          json={**BODY, "max_tokens": 300}, timeout=30) as resp:
+                          json={**BODY, "max_tokens": 300}, timeout=30,
+                          headers=sim_stack.auth) as resp:
             lines = resp.iter_lines()
             assert next(lines).startswith("data: ")
         # The client is gone; a 30 s generation must be aborted on the backend within a second.
@@ -70,7 +72,8 @@ def test_client_disconnect_closes_the_upstream_at_once(sim_stack):
 def test_backend_dropping_mid_stream_gives_an_error_event(sim_stack):
     with faults(sim_stack, ["chat0", "chat1"], drop_after_tokens=3):
         with httpx.stream("POST", sim_stack.base_url + "/v1/chat/completions",
-                          json={**BODY, "max_tokens": 20}, timeout=30) as resp:
+                          json={**BODY, "max_tokens": 20}, timeout=30,
+                          headers=sim_stack.auth) as resp:
             assert resp.status_code == 200
             events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
         assert events[-1] != "[DONE]"
@@ -78,7 +81,8 @@ def test_backend_dropping_mid_stream_gives_an_error_event(sim_stack):
         assert last["error"]["code"] == "bad_gateway" and "127.0.0.1" not in events[-1]
         assert len(events) >= 3  # the tokens sent before the failure were delivered
 
-        client = openai.OpenAI(base_url=sim_stack.base_url + "/v1", api_key="x", max_retries=0)
+        client = openai.OpenAI(base_url=sim_stack.base_url + "/v1", api_key=sim_stack.api_key,
+                               max_retries=0)
         with pytest.raises(openai.APIError):
             for _ in client.chat.completions.create(model="qwen", messages=BODY["messages"],
                                                     max_tokens=20, stream=True):
@@ -90,6 +94,7 @@ def test_backend_errors_become_gateway_errors(sim_stack, status, expected):
     with faults(sim_stack, ["chat0", "chat1"], error_rate=1.0, error_status=status):
         for stream in (False, True):
             resp = httpx.post(sim_stack.base_url + "/v1/chat/completions",
-                              json={**BODY, "stream": stream, "max_tokens": 3}, timeout=30)
+                              json={**BODY, "stream": stream, "max_tokens": 3}, timeout=30,
+                              headers=sim_stack.auth)
             assert resp.status_code == expected, resp.text
             assert resp.json()["error"]["type"] == "server_error"

@@ -73,12 +73,13 @@ def test_dead_replica_leaves_rotation_and_all_dead_is_fast_503(own_stack):
     url = own_stack.base_url + "/v1/chat/completions"
     _stop_backend(own_stack, "chat0")
     time.sleep(1.5)  # one health interval in this stack
-    assert all(httpx.post(url, json=body).status_code == 200 for _ in range(10))
+    auth = own_stack.auth
+    assert all(httpx.post(url, json=body, headers=auth).status_code == 200 for _ in range(10))
 
     _stop_backend(own_stack, "chat1")
     time.sleep(1.5)
     started = time.monotonic()
-    resp = httpx.post(url, json=body)
+    resp = httpx.post(url, json=body, headers=auth)
     assert resp.status_code == 503 and time.monotonic() - started < 0.5
     assert resp.headers["retry-after"].isdigit()
     assert resp.json()["error"]["code"] == "backend_unavailable"

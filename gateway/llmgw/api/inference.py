@@ -11,13 +11,15 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..body import read_json_object
-from ..deps import ServicesDep
+from ..deps import PrincipalDep, ServicesDep
 from ..openapi import INFERENCE_ERRORS, json_body
 from ..protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                         CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
                         RerankResponse, Text2SQLRequest, validate)
 from ..routing import Endpoint
 from ..services import Services
+from ..tenancy.auth import Principal
+from ..tenancy.records import ENDPOINT_SCOPE
 
 router = APIRouter(tags=["inference"])
 
@@ -33,8 +35,9 @@ def _ok(model: type[BaseModel], streams: bool = False) -> dict:
     return {200: doc, **INFERENCE_ERRORS}
 
 
-async def _proxy(request: Request, services: Services, schema: type[BaseModel],
-                 endpoint: Endpoint, backend_path: str) -> Response:
+async def _proxy(request: Request, services: Services, principal: Principal,
+                 schema: type[BaseModel], endpoint: Endpoint, backend_path: str) -> Response:
+    principal.require(ENDPOINT_SCOPE[endpoint])
     body = await read_json_object(request, services.settings.max_body_bytes)
     parsed = validate(schema, body)
     model = services.routing.resolve(body.get("model"), endpoint)
@@ -48,16 +51,16 @@ async def _proxy(request: Request, services: Services, schema: type[BaseModel],
 @router.post("/v1/chat/completions", summary="Chat completion (streaming or not)",
              responses=_ok(ChatCompletionResponse, streams=True),
              openapi_extra=json_body(ChatCompletionRequest))
-async def chat_completions(request: Request, services: ServicesDep) -> Response:
-    return await _proxy(request, services, ChatCompletionRequest, Endpoint.CHAT,
+async def chat_completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await _proxy(request, services, principal, ChatCompletionRequest, Endpoint.CHAT,
                         "/v1/chat/completions")
 
 
 @router.post("/v1/completions", summary="Text completion (streaming or not)",
              responses=_ok(CompletionResponse, streams=True),
              openapi_extra=json_body(CompletionRequest))
-async def completions(request: Request, services: ServicesDep) -> Response:
-    return await _proxy(request, services, CompletionRequest, Endpoint.COMPLETIONS,
+async def completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await _proxy(request, services, principal, CompletionRequest, Endpoint.COMPLETIONS,
                         "/v1/completions")
 
 
@@ -65,19 +68,19 @@ async def completions(request: Request, services: ServicesDep) -> Response:
              description="Same body and answer as /v1/chat/completions; `model` may be omitted.",
              responses=_ok(ChatCompletionResponse, streams=True),
              openapi_extra=json_body(Text2SQLRequest))
-async def text2sql(request: Request, services: ServicesDep) -> Response:
-    return await _proxy(request, services, Text2SQLRequest, Endpoint.TEXT2SQL,
+async def text2sql(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await _proxy(request, services, principal, Text2SQLRequest, Endpoint.TEXT2SQL,
                         "/v1/chat/completions")
 
 
 @router.post("/v1/embeddings", summary="Embeddings", responses=_ok(EmbeddingResponse),
              openapi_extra=json_body(EmbeddingRequest))
-async def embeddings(request: Request, services: ServicesDep) -> Response:
-    return await _proxy(request, services, EmbeddingRequest, Endpoint.EMBEDDINGS,
+async def embeddings(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await _proxy(request, services, principal, EmbeddingRequest, Endpoint.EMBEDDINGS,
                         "/v1/embeddings")
 
 
 @router.post("/v1/rerank", summary="Rerank documents against a query",
              responses=_ok(RerankResponse), openapi_extra=json_body(RerankRequest))
-async def rerank(request: Request, services: ServicesDep) -> Response:
-    return await _proxy(request, services, RerankRequest, Endpoint.RERANK, "/v1/rerank")
+async def rerank(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
+    return await _proxy(request, services, principal, RerankRequest, Endpoint.RERANK, "/v1/rerank")

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import ServicesDep
+from ..deps import PrincipalDep, ServicesDep
 from ..protocol import ModelCard, ModelList
+from ..tenancy.records import ENDPOINT_SCOPE
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models", response_model=ModelList, summary="List the models this gateway serves")
-async def list_models(services: ServicesDep) -> ModelList:
+@router.get("/v1/models", response_model=ModelList,
+            summary="List the models this API key may use")
+async def list_models(services: ServicesDep, principal: PrincipalDep) -> ModelList:
     started = services.routing_loaded_at
-    return ModelList(data=[
-        ModelCard(id=m.name, created=started, owned_by=m.owned_by, aliases=list(m.aliases),
-                  endpoints=sorted(e.value for e in m.endpoints))
-        for m in services.routing.models])
+    cards = []
+    for m in services.routing.models:
+        allowed = sorted(e.value for e in m.endpoints if ENDPOINT_SCOPE[e] in principal.scopes)
+        if allowed:
+            cards.append(ModelCard(id=m.name, created=started, owned_by=m.owned_by,
+                                   aliases=list(m.aliases), endpoints=allowed))
+    return ModelList(data=cards)

@@ -1,0 +1,120 @@
+"""The admin API under /admin: organisations, their keys, and the audit trail.
+
+Guarded by ADMIN_TOKEN (seed 000's rules): unset → 503 admin_unavailable on every route;
+missing or wrong → 401 unauthorized; compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import JSONResponse
+
+from ..body import read_json_object
+from ..deps import ServicesDep
+from ..errors import AdminUnauthorized, AdminUnavailable
+from ..openapi import error_responses, json_body
+from ..protocol import validate
+from ..services import Services
+from ..tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
+from ..tenancy.apikeys import bearer_token
+
+
+def require_admin(request: Request, services: ServicesDep) -> None:
+    expected = services.settings.admin_token
+    if expected is None:
+        raise AdminUnavailable("the admin API is disabled: ADMIN_TOKEN is not set")
+    presented = bearer_token(request.headers.get("authorization")) \
+        or request.headers.get("x-admin-token")
+    if not presented or not hmac.compare_digest(
+            presented.encode("utf-8", "replace"), expected.get_secret_value().encode("utf-8")):
+        raise AdminUnauthorized("missing or wrong admin token (Authorization: Bearer or X-Admin-Token)")
+
+
+ADMIN_ERRORS = error_responses(400, 401, 404, 409, 503)
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=ADMIN_ERRORS)
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+async def _body(request: Request, services: Services, schema, *, optional: bool = False):
+    raw = await read_json_object(request, services.settings.max_body_bytes,
+                                 empty={} if optional else None)
+    return validate(schema, raw)
+
+
+def _rid(request: Request) -> str:
+    return request.state.request_id
+
+
+@router.post("/orgs", status_code=201, openapi_extra=json_body(OrgCreate),
+             summary="Create an organisation and its first API key (shown once)")
+async def create_org(request: Request, services: ServicesDep) -> JSONResponse:
+    admin = services.tenancy_admin
+    org, raw, key = await admin.create_org(await _body(request, services, OrgCreate), _rid(request))
+    return JSONResponse({"org": admin.view(org), "api_key": raw, "key": key.public()}, status_code=201)
+
+
+@router.get("/orgs", summary="List organisations (paginated)")
+async def list_orgs(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> dict:
+    orgs, total = await services.tenancy_store.list_orgs(offset, limit)
+    return {"data": [services.tenancy_admin.view(o) for o in orgs], "total": total,
+            "limit": limit, "offset": offset}
+
+
+@router.get("/orgs/{org_id}", summary="One organisation with its limits in force")
+async def get_org(org_id: str, services: ServicesDep) -> dict:
+    admin = services.tenancy_admin
+    return {"org": admin.view(await admin.org(org_id))}
+
+
+@router.patch("/orgs/{org_id}", openapi_extra=json_body(OrgPatch),
+              summary="Change limits (profile plus overrides), status or time zone")
+async def patch_org(org_id: str, request: Request, services: ServicesDep) -> dict:
+    admin = services.tenancy_admin
+    body = await _body(request, services, OrgPatch)
+    return {"org": admin.view(await admin.patch_org(org_id, body, _rid(request)))}
+
+
+@router.delete("/orgs/{org_id}", summary="Delete an organisation and all its keys")
+async def delete_org(org_id: str, request: Request, services: ServicesDep) -> dict:
+    await services.tenancy_admin.delete_org(org_id, _rid(request))
+    return {"deleted": org_id}
+
+
+@router.post("/orgs/{org_id}/keys", status_code=201, openapi_extra=json_body(KeyCreate),
+             summary="Create an API key (shown once)")
+async def create_key(org_id: str, request: Request, services: ServicesDep) -> JSONResponse:
+    admin = services.tenancy_admin
+    org = await admin.org(org_id)
+    raw, key = await admin.create_key(org, await _body(request, services, KeyCreate), _rid(request))
+    return JSONResponse({"api_key": raw, "key": key.public()}, status_code=201)
+
+
+@router.get("/orgs/{org_id}/keys", summary="An organisation's keys: public ids and metadata")
+async def list_keys(org_id: str, services: ServicesDep) -> dict:
+    org = await services.tenancy_admin.org(org_id)
+    return {"data": [k.public() for k in await services.tenancy_store.list_keys(org.id)]}
+
+
+@router.post("/keys/{key_id}/rotate", openapi_extra=json_body(KeyRotate),
+             summary="Issue a new key; the old one stays valid for grace_secs")
+async def rotate_key(key_id: str, request: Request, services: ServicesDep) -> dict:
+    body = await _body(request, services, KeyRotate, optional=True)
+    raw, new, old = await services.tenancy_admin.rotate_key(key_id, body, _rid(request))
+    return {"api_key": raw, "key": new.public(), "old_key": old.public()}
+
+
+@router.delete("/keys/{key_id}", summary="Revoke a key (effective on every worker within a second)")
+async def revoke_key(key_id: str, request: Request, services: ServicesDep) -> dict:
+    return {"key": (await services.tenancy_admin.revoke_key(key_id, _rid(request))).public()}
+
+
+@router.get("/audit", summary="The audit trail of admin changes, newest first")
+async def audit(services: ServicesDep, limit: Limit = 50,
+                before: Annotated[str | None, Query(pattern=r"^\d+-\d+$")] = None) -> dict:
+    data, cursor = await services.audit.read(limit, before)
+    return {"data": data, "next_before": cursor}

@@ -1,0 +1,1 @@
+"""Tenancy: organisations, API keys and their scopes, kept in Redis."""

@@ -1,0 +1,71 @@
+"""Request bodies of the admin API, validated strictly: unknown fields are refused."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from .limits import PROFILES, Limits
+from .records import INFERENCE_SCOPES, Scope
+
+OrgName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+                                     description="1-64 characters: letters, digits, space . _ -")]
+ProfileName = Literal[tuple(PROFILES)]  # type: ignore[valid-type]
+MAX_GRACE_SECS = 30 * 86400
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value[:64]!r}") from None
+    return value
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[StrictStr, Field(max_length=128)] | None = None
+    scopes: list[Scope] = Field(default_factory=lambda: list(INFERENCE_SCOPES), min_length=1)
+    expires_in_secs: Annotated[StrictInt, Field(gt=0, le=10 * 365 * 86400)] | None = None
+    limits: Limits = Field(default_factory=Limits)
+
+
+class OrgCreate(Limits):
+    """Limit fields at the top level (seed 000's shape), plus the organisation's own fields."""
+    name: OrgName
+    profile: ProfileName | None = None
+    timezone: StrictStr = "UTC"
+    key: KeyCreate = Field(default_factory=KeyCreate, description="The first API key.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return _check_timezone(value)
+
+    def limits(self) -> Limits:
+        return Limits(**{n: getattr(self, n) for n in Limits.model_fields if getattr(self, n) is not None})
+
+
+class OrgPatch(Limits):
+    """A limit field set to null goes back to the platform default; `profile` resets all limits
+    to the profile's values before the fields given here are applied on top."""
+    profile: ProfileName | None = None
+    status: Literal["active", "suspended"] | None = None
+    timezone: StrictStr | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return _check_timezone(value)
+
+    def limit_changes(self) -> dict[str, int | None]:
+        return {n: getattr(self, n) for n in Limits.model_fields if n in self.model_fields_set}
+
+
+class KeyRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace_secs: Annotated[StrictInt, Field(ge=0, le=MAX_GRACE_SECS)] = 3600

@@ -1,0 +1,61 @@
+"""The stored shapes of organisations and API keys, and the scopes a key can hold."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..routing import Endpoint
+from .limits import Limits
+
+
+class Scope(str, Enum):
+    CHAT = "chat"              # /v1/chat/completions and /v1/completions
+    TEXT2SQL = "text2sql"
+    EMBEDDINGS = "embeddings"
+    RERANK = "rerank"
+    BATCH = "batch"
+    MONITOR = "monitor"        # /metrics, /health/detailed
+
+
+INFERENCE_SCOPES = (Scope.CHAT, Scope.TEXT2SQL, Scope.EMBEDDINGS, Scope.RERANK)
+
+# The scope each inference endpoint requires.
+ENDPOINT_SCOPE = {
+    Endpoint.CHAT: Scope.CHAT,
+    Endpoint.COMPLETIONS: Scope.CHAT,
+    Endpoint.TEXT2SQL: Scope.TEXT2SQL,
+    Endpoint.EMBEDDINGS: Scope.EMBEDDINGS,
+    Endpoint.RERANK: Scope.RERANK,
+}
+
+
+class Org(BaseModel):
+    id: str
+    name: str
+    status: Literal["active", "suspended"] = "active"
+    profile: str | None = None
+    limits: Limits = Field(default_factory=Limits)  # only what was set; defaults fill the rest
+    timezone: str = "UTC"
+    created_at: float
+    updated_at: float
+
+
+class ApiKeyRecord(BaseModel):
+    key_id: str
+    org_id: str
+    name: str | None = None
+    scopes: list[Scope]
+    status: Literal["active", "revoked"] = "active"
+    expires_at: float | None = None
+    limits: Limits = Field(default_factory=Limits)
+    created_at: float
+    digest: str = Field(exclude=True)  # stored, never shown
+
+    def public(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def stored(self) -> dict:
+        return {**self.model_dump(mode="json"), "digest": self.digest}
