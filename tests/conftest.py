@@ -39,7 +39,7 @@ def pytest_sessionfinish(session) -> None:
 
 @pytest.fixture(scope="session")
 def sim_stack(tmp_path_factory):
-    stack = TestStack("sim", tmp_path_factory.mktemp("sim-stack"),
+    stack = TestStack("sim", tmp_path_factory.mktemp("sim-stack"), workers=4,
                       sim_args=("--ttft-ms", "5", "--itl-ms", "2")).start()
     yield stack
     stack.stop()

@@ -77,6 +77,21 @@ class TestStack:
         self.gateway = start_gateway(self.specs, self.cfg)
         wait_healthy([self.gateway], 60, self.logs)
 
+    def restart_gateway(self) -> None:
+        stop([self.gateway.popen.pid], grace=10)
+        self.gateway = None
+        self.start_gateway()
+
+    def restart_redis(self, *, kill: bool = False) -> None:
+        """Stop redis-server (SIGTERM, or SIGKILL: a crash) and start it on the same data."""
+        if kill:
+            self.redis.popen.kill()
+            self.redis.popen.wait()
+        else:
+            stop([self.redis.popen.pid], grace=10)
+        self.redis = start_redis(self.cfg)
+        wait_healthy([self.redis], 30, self.logs)
+
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30,
                             headers={"Authorization": f"Bearer {self.admin_token}"})

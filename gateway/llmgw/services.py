@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from .audit import AuditLog
 from .balancer import LeastInFlightBalancer
@@ -41,8 +44,12 @@ class Services:
 
 
 def _redis(settings: Settings, timeout: float | None) -> Redis:
+    # One immediate retry, on connection errors only: it replaces a pooled connection that a
+    # Redis restart left dead. A timeout is not retried: Redis is slow, asking twice adds load.
+    retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
     return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=max(timeout or 1.0, 0.5), health_check_interval=30)
+                          socket_connect_timeout=max(timeout or 1.0, 0.5), health_check_interval=30,
+                          retry=retry, retry_on_error=[ConnectionError])
 
 
 @asynccontextmanager

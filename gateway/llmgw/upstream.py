@@ -26,7 +26,9 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
     """The one pooled client a worker uses for every backend (connections are reused)."""
     limits = httpx.Limits(max_connections=settings.http_max_connections,
                           max_keepalive_connections=settings.http_max_keepalive,
-                          keepalive_expiry=30.0)
+                          # below vLLM's (uvicorn's) 5 s keep-alive, so the gateway closes an
+                          # idle connection before the backend does and never sends on a dying one
+                          keepalive_expiry=4.0)
     timeout = httpx.Timeout(settings.upstream_timeout_seconds,
                             connect=settings.upstream_connect_timeout_secs)
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)

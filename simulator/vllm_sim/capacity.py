@@ -17,17 +17,20 @@ class Capacity:
     def _fits(self, slots: int) -> bool:
         return self.running + slots <= self.limit
 
-    def try_acquire(self, slots: int = 1) -> bool:
-        """Take slots without waiting, only if nobody is queued ahead (FIFO fairness)."""
-        slots = min(slots, self.limit)
+    def try_acquire(self, slots: int = 1) -> int:
+        """Take slots without waiting, only if nobody is queued ahead (FIFO fairness).
+
+        Returns how many were taken (0: none; pass the number to release).
+        """
+        slots = min(slots, self.limit)  # n > limit must not deadlock
         if not self._waiters and self._fits(slots):
             self.running += slots
-            return True
-        return False
+            return slots
+        return 0
 
     async def acquire(self, slots: int = 1) -> int:
         """Wait for slots; returns how many were taken (pass that to release)."""
-        slots = min(slots, self.limit)  # n > limit must not deadlock
+        slots = min(slots, self.limit)
         if self.try_acquire(slots):
             return slots
         fut = asyncio.get_running_loop().create_future()

@@ -31,7 +31,8 @@ class Engine:
     def run_generation(self, plan, conn, t0: float):
         """Answer synchronously when nothing needs waiting, else return a coroutine to schedule."""
         slots = len(plan.gens)
-        if self.faults.plain and self.capacity.try_acquire(slots):
+        taken = self.faults.plain and self.capacity.try_acquire(slots)
+        if taken:
             try:
                 if plan.stream:
                     conn.start_stream()
@@ -39,7 +40,7 @@ class Engine:
                 else:
                     conn.respond(200, orjson.dumps(self._full_body(plan)))
             finally:
-                self.capacity.release(slots)
+                self.capacity.release(taken)
             now = time.perf_counter()
             self._finished(plan, t0, t0, now, now)
             return None

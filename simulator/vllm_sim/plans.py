@@ -26,14 +26,25 @@ class GenPlan:
         return choice // self.n
 
 
-def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str) -> None:
+def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requested_key: str) -> int | None:
+    """Field-level checks first (pydantic in vLLM), then the model name, then sampling checks."""
     plan.stream, plan.include_usage, plan.continuous = stream_flags(body)
-    plan.n = check_n(get_int(body, "n", 1))
+    n = get_int(body, "n", 1)
     plan.token_ids = get_bool(body, "return_token_ids", False)
+    requested = get_int(body, requested_key, _COMPLETIONS_DEFAULT_MAX_TOKENS if not plan.chat else None)
+    if plan.chat and requested is None:
+        requested = get_int(body, "max_tokens", None)  # max_completion_tokens wins over max_tokens
+    if plan.chat:  # logprobs: None when not requested, else the number of top alternatives per token
+        plan.logprobs = get_int(body, "top_logprobs", 0) if get_bool(body, "logprobs", False) else None
+    else:
+        plan.logprobs = get_int(body, "logprobs", None)
     base = headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id()
+    check_model(body, cfg.served_model_names)
+    plan.n = check_n(n)
     plan.rid = prefix + base
     plan.created = int(time.time())
     plan.model = cfg.model_name  # vLLM always answers with the first served name
+    return requested
 
 
 def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: int, body: dict, cfg) -> None:
@@ -51,22 +62,16 @@ def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: in
 
 
 def chat_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    check_model(body, cfg.served_model_names)
     messages = require_list(body, "messages")
+    plan = GenPlan()
+    plan.chat = True
+    requested = _common(plan, body, headers, cfg, "chatcmpl-", "max_completion_tokens")
     try:
         rendered = gen.render_chat(messages, get_bool(body, "add_generation_prompt", True))
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
-    plan = GenPlan()
-    plan.chat = True
-    _common(plan, body, headers, cfg, "chatcmpl-")
-    # logprobs: None when not requested, else the number of top alternatives per token.
-    plan.logprobs = get_int(body, "top_logprobs", 0) if get_bool(body, "logprobs", False) else None
     plan.prompt_counts = [gen.count_chat(rendered)]
     plan.prompt_ids = gen.token_ids(gen.tokenize(rendered, specials=True)) if plan.token_ids else None
-    requested = get_int(body, "max_completion_tokens", None)
-    if requested is None:
-        requested = get_int(body, "max_tokens", None)
     _generate(plan, [rendered], requested, cfg.default_max_tokens, body, cfg)
     return plan
 
@@ -91,12 +96,10 @@ def _prompts(body: dict) -> list:
 
 
 def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    check_model(body, cfg.served_model_names)
     prompts = _prompts(body)
     plan = GenPlan()
     plan.chat = False
-    _common(plan, body, headers, cfg, "cmpl-")
-    plan.logprobs = get_int(body, "logprobs", None)
+    requested = _common(plan, body, headers, cfg, "cmpl-", "max_tokens")
     keys, ids = [], []
     for p in prompts:
         if isinstance(p, str):
@@ -108,6 +111,5 @@ def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
     plan.prompt_counts = [len(i) if i is not None else gen.count_tokens(k) for k, i in zip(keys, ids)]
     # One prompt_token_ids entry per choice (choices are prompt-major, n per prompt).
     plan.prompt_ids = [ids[c // plan.n] for c in range(len(prompts) * plan.n)] if plan.token_ids else None
-    requested = get_int(body, "max_tokens", _COMPLETIONS_DEFAULT_MAX_TOKENS)
     _generate(plan, keys, requested, cfg.default_max_tokens, body, cfg)
     return plan

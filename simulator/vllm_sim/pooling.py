@@ -68,13 +68,13 @@ def _embedding_inputs(body: dict) -> list[tuple[str, int]]:
 
 
 def embeddings(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
-    check_model(body, cfg.served_model_names, pooling=True)
     items = _embedding_inputs(body)
     fmt = get_str(body, "encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise invalid("literal_error", "encoding_format", "Input should be 'float', 'base64', 'bytes' or "
                       "'bytes_only'", fmt)
     dims = get_int(body, "dimensions", None)
+    check_model(body, cfg.served_model_names, pooling=True)
     if dims is not None and dims != cfg.embed_dim:
         raise bad_request(f'Model "{cfg.model_name}" does not support matryoshka representation, changing '
                           "output dimensions will lead to poor results.")
@@ -106,12 +106,12 @@ def _texts(body: dict, name: str, allow_single: bool = True) -> list[str]:
 
 
 def rerank(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
-    check_model(body, cfg.served_model_names, pooling=True)
     query = get_str(body, "query", required=True)
     docs = _texts(body, "documents")
     top_n = get_int(body, "top_n", 0)
     if top_n < 0:
         raise invalid("greater_than_equal", "top_n", "Input should be greater than or equal to 0", top_n)
+    check_model(body, cfg.served_model_names, pooling=True)
     qlen = gen.count_tokens(query)
     total = sum(qlen + gen.count_tokens(d) + _PAIR_SPECIAL_TOKENS for d in docs)
     results = [(i, d, relevance(query, d)) for i, d in enumerate(docs)]
@@ -123,13 +123,13 @@ def rerank(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
 
 
 def score(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
-    check_model(body, cfg.served_model_names, pooling=True)
     for left, right in (("text_1", "text_2"), ("queries", "documents"), ("data_1", "data_2"), ("queries", "items")):
         if left in body and right in body:
             break
     else:
         raise invalid("missing", "queries", "Field required", body)
     lhs, rhs = _texts(body, left), _texts(body, right)
+    check_model(body, cfg.served_model_names, pooling=True)
     if len(lhs) == 1:
         lhs = lhs * len(rhs)
     if len(lhs) != len(rhs):

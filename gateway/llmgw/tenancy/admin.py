@@ -23,7 +23,7 @@ class TenancyAdmin:
 
     def view(self, org: Org) -> dict:
         """An organisation as the admin API shows it, with the limits in force."""
-        return {**org.model_dump(mode="json"),
+        return {**org.model_dump(mode="json"), "limits": org.limits.explicit(),
                 "effective_limits": org.limits.over(self._defaults).model_dump()}
 
     async def org(self, org_id: str) -> Org:

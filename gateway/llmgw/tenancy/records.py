@@ -55,7 +55,7 @@ class ApiKeyRecord(BaseModel):
     digest: str = Field(exclude=True)  # stored, never shown
 
     def public(self) -> dict:
-        return self.model_dump(mode="json")
+        return {**self.model_dump(mode="json"), "limits": self.limits.explicit()}
 
     def stored(self) -> dict:
-        return {**self.model_dump(mode="json"), "digest": self.digest}
+        return {**self.public(), "digest": self.digest}
