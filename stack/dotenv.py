@@ -37,6 +37,10 @@ def ensure_env_file(root: Path) -> Path:
         print(f"created {path.name} from .env.example")
     lines = path.read_text().splitlines()
     changed = False
+    present = {line.split("=", 1)[0].strip() for line in lines if "=" in line}
+    for key in GENERATED_SECRETS:
+        if key not in present:  # an older .env, from before the setting existed
+            lines.append(f"{key}=")
     for i, line in enumerate(lines):
         key = line.split("=", 1)[0].strip()
         if key in GENERATED_SECRETS and line.strip() == f"{key}=":

@@ -1,0 +1,1 @@
+"""gatewayctl: the operators' command line for the admin API."""

@@ -1,0 +1,152 @@
+"""gatewayctl's commands: organisations, keys and the audit trail, over the admin API.
+
+Base URL and admin token come from --base-url/--admin-token or GATEWAY_URL/ADMIN_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import parser, render
+from .client import AdminClient, AdminError
+
+ORG_COLUMNS = ["id", "name", "status", "profile", "limits", "created_at"]
+KEY_COLUMNS = ["key_id", "name", "scopes", "status", "expires_at", "limits", "created_at"]
+AUDIT_COLUMNS = ["id", "ts", "action", "target", "request_id"]
+
+
+def _limits(pairs: list[str]) -> dict:
+    """`--set rpm_limit=240` pairs as a dict of integers."""
+    out = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise SystemExit(f"--set expects FIELD=INTEGER, got {pair!r}")
+        out[name] = int(value)
+    return out
+
+
+def _key_body(args) -> dict:
+    body = {"limits": _limits(args.set)}
+    if args.scopes:
+        body["scopes"] = args.scopes.split(",")
+    if args.expires_in:
+        body["expires_in_secs"] = args.expires_in
+    if args.name:
+        body["name"] = args.name
+    return body
+
+
+def _show_key(api: dict, args) -> None:
+    if args.json:
+        return render.as_json(api)
+    render.record({"api_key": api["api_key"], **api["key"]})
+    print("\nThe key is shown this once: store it now.", file=sys.stderr)
+
+
+def org_create(c: AdminClient, args) -> None:
+    body = {"name": args.name, **_limits(args.set)}
+    if args.profile:
+        body["profile"] = args.profile
+    if args.timezone:
+        body["timezone"] = args.timezone
+    key = {"scopes": args.scopes.split(",")} if args.scopes else {}
+    created = c.call("POST", "/admin/orgs", json={**body, "key": key})
+    if args.json:
+        return render.as_json(created)
+    render.record({"org_id": created["org"]["id"], "name": created["org"]["name"],
+                   "api_key": created["api_key"], "key_id": created["key"]["key_id"],
+                   "scopes": created["key"]["scopes"]})
+    print("\nThe key is shown this once: store it now.", file=sys.stderr)
+
+
+def org_list(c: AdminClient, args) -> None:
+    page = c.call("GET", "/admin/orgs", params={"limit": args.limit, "offset": args.offset})
+    if args.json:
+        return render.as_json(page)
+    render.table(page["data"], ORG_COLUMNS)
+    print(f"\n{len(page['data'])} of {page['total']} organisations", file=sys.stderr)
+
+
+def org_show(c: AdminClient, args) -> None:
+    org = c.call("GET", f"/admin/orgs/{args.org_id}")["org"]
+    render.as_json(org) if args.json else render.record(org)
+
+
+def org_patch(c: AdminClient, args, body: dict) -> None:
+    org = c.call("PATCH", f"/admin/orgs/{args.org_id}", json=body)["org"]
+    render.as_json(org) if args.json else render.record(org)
+
+
+def org_set_limits(c: AdminClient, args) -> None:
+    body = {**_limits(args.set), **{name: None for name in args.unset or []}}
+    if args.profile:
+        body["profile"] = args.profile
+    if not body:
+        raise SystemExit("nothing to change: give --profile, --set or --unset")
+    org_patch(c, args, body)
+
+
+def org_delete(c: AdminClient, args) -> None:
+    render.as_json(c.call("DELETE", f"/admin/orgs/{args.org_id}"))
+
+
+def key_create(c: AdminClient, args) -> None:
+    _show_key(c.call("POST", f"/admin/orgs/{args.org_id}/keys", json=_key_body(args)), args)
+
+
+def key_list(c: AdminClient, args) -> None:
+    keys = c.call("GET", f"/admin/orgs/{args.org_id}/keys")
+    render.as_json(keys) if args.json else render.table(keys["data"], KEY_COLUMNS)
+
+
+def key_rotate(c: AdminClient, args) -> None:
+    rotated = c.call("POST", f"/admin/keys/{args.key_id}/rotate", json={"grace_secs": args.grace})
+    _show_key(rotated, args)
+    if not args.json:
+        print(f"old key {args.key_id} stays valid until {render._cell(rotated['old_key']['expires_at'])}",
+              file=sys.stderr)
+
+
+def key_revoke(c: AdminClient, args) -> None:
+    key = c.call("DELETE", f"/admin/keys/{args.key_id}")["key"]
+    render.as_json(key) if args.json else render.record(key)
+
+
+def audit(c: AdminClient, args) -> None:
+    params = {"limit": args.limit, **({"before": args.before} if args.before else {})}
+    page = c.call("GET", "/admin/audit", params=params)
+    if args.json:
+        return render.as_json(page)
+    render.table(page["data"], AUDIT_COLUMNS)
+    if page["next_before"]:
+        print(f"\nolder: gatewayctl audit --before {page['next_before']}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    return parser.build({"org_create": org_create, "org_list": org_list, "org_show": org_show,
+                  "org_set_limits": org_set_limits, "org_delete": org_delete,
+                  "org_suspend": lambda c, a: org_patch(c, a, {"status": "suspended"}),
+                  "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
+                  "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
+                  "key_revoke": key_revoke, "audit": audit})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser.options(_parser().parse_args(argv))
+    token = args.admin_token or os.environ.get("ADMIN_TOKEN")
+    client = AdminClient(args.base_url or os.environ.get("GATEWAY_URL", "http://127.0.0.1:8000"), token)
+    try:
+        args.func(client, args)
+    except AdminError as exc:
+        print(f"gatewayctl: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

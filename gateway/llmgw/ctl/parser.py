@@ -1,0 +1,82 @@
+"""gatewayctl's command-line grammar (kept apart from what the commands do)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+PROFILES = ["conservative", "standard", "pro"]
+
+
+def _key_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scopes", help="comma-separated: chat,text2sql,embeddings,rerank,batch,monitor")
+    p.add_argument("--expires-in", type=int, metavar="SECS", help="the key expires after SECS")
+    p.add_argument("--name", help="a label for the key")
+    p.add_argument("--set", action="append", metavar="FIELD=N", help="a limit lower than the org's")
+
+
+def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
+    # Accepted before or after the command; SUPPRESS keeps a later parser's default from
+    # overwriting a value given earlier (see `options` for the defaults).
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--base-url", help="gateway URL (env GATEWAY_URL, default http://127.0.0.1:8000)")
+    common.add_argument("--admin-token", help="admin token (env ADMIN_TOKEN)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    parser = argparse.ArgumentParser(prog="gatewayctl", parents=[common],
+                                     description="Manage organisations, API keys and audit via the admin API.")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    org = groups.add_parser("org", help="organisations").add_subparsers(dest="action", required=True)
+    p = org.add_parser("create", parents=[common], help="create an organisation and its first key")
+    p.add_argument("name")
+    p.add_argument("--profile", choices=PROFILES)
+    p.add_argument("--set", action="append", metavar="FIELD=N", help="a limit, e.g. rpm_limit=240")
+    p.add_argument("--scopes", help="scopes of the first key (default: all inference scopes)")
+    p.add_argument("--timezone", help="IANA zone for daily/monthly quotas (default UTC)")
+    p.set_defaults(func=commands["org_create"])
+    p = org.add_parser("list", parents=[common], help="list organisations")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    p.set_defaults(func=commands["org_list"])
+    for action, help_ in [("show", "one organisation"), ("delete", "delete it and all its keys"),
+                          ("suspend", "refuse its keys (403)"), ("activate", "lift a suspension")]:
+        p = org.add_parser(action, parents=[common], help=help_)
+        p.add_argument("org_id")
+        p.set_defaults(func=commands[f"org_{action}"])
+    p = org.add_parser("set-limits", parents=[common], help="apply a profile and/or set limits")
+    p.add_argument("org_id")
+    p.add_argument("--profile", choices=PROFILES, help="reset limits to this profile first")
+    p.add_argument("--set", action="append", metavar="FIELD=N", help="override one limit")
+    p.add_argument("--unset", action="append", metavar="FIELD", help="back to the platform default")
+    p.set_defaults(func=commands["org_set_limits"])
+
+    key = groups.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    p = key.add_parser("create", parents=[common], help="create a key (shown once)")
+    p.add_argument("org_id")
+    _key_options(p)
+    p.set_defaults(func=commands["key_create"])
+    p = key.add_parser("list", parents=[common], help="an organisation's keys")
+    p.add_argument("org_id")
+    p.set_defaults(func=commands["key_list"])
+    p = key.add_parser("rotate", parents=[common], help="new key; the old one lasts --grace seconds")
+    p.add_argument("key_id")
+    p.add_argument("--grace", type=int, default=3600, metavar="SECS")
+    p.set_defaults(func=commands["key_rotate"])
+    p = key.add_parser("revoke", parents=[common], help="revoke a key now")
+    p.add_argument("key_id")
+    p.set_defaults(func=commands["key_revoke"])
+
+    p = groups.add_parser("audit", parents=[common], help="the audit trail, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--before", help="cursor printed by the previous page")
+    p.set_defaults(func=commands["audit"])
+    return parser
+
+
+def options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in the common options' defaults once parsing is done."""
+    for name, default in (("base_url", None), ("admin_token", None), ("json", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
