@@ -112,3 +112,12 @@ def test_both_chat_replicas_serve(stack, client):
     after = {n: _served(httpx.get(stack.backend_url(n) + "/metrics").text) for n in ("chat0", "chat1")}
     served = {n: after[n] - before[n] for n in after}
     assert sum(served.values()) == 20 and min(served.values()) >= 1, served
+
+
+def test_request_id_reaches_the_backend(stack):
+    # vLLM names its completion after the X-Request-Id it receives: proof the header was forwarded.
+    resp = httpx.post(stack.base_url + "/v1/chat/completions", timeout=60,
+                      headers={**stack.auth, "X-Request-ID": "trace-e2e-42"},
+                      json={"model": "qwen", "messages": MESSAGES, "max_tokens": 2})
+    assert resp.status_code == 200 and resp.headers["x-request-id"] == "trace-e2e-42"
+    assert resp.json()["id"] == "chatcmpl-trace-e2e-42"
