@@ -15,6 +15,9 @@ GatewayError
 ├── NotFound                404 an admin route's unknown id
 ├── Conflict                409 a duplicate name
 ├── StateUnavailable        503 Redis did not answer in time
+│   └── LimiterUnavailable  503 limiter_unavailable (Redis down, fail-closed policy)
+├── RateLimited             429 limit_* and quota_* codes, with Retry-After
+├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
 ├── BadGateway              502 a backend broke the protocol or the connection
 └── UpstreamTimeout         504 a backend did not answer in time
@@ -145,6 +148,34 @@ class StateUnavailable(GatewayError):
 
     def __init__(self, message: str = "the gateway's state store is not answering; retry shortly") -> None:
         super().__init__(message, headers={"Retry-After": "1"})
+
+
+class LimiterUnavailable(StateUnavailable):
+    code = "limiter_unavailable"
+
+
+# error.type per refusal code: seed 000's names where it defines them.
+_LIMIT_TYPES = {"limit_concurrent": "limit_concurrent", "limit_global_concurrent": "limit_concurrent",
+                "limit_rpm": "limit_rpm", "limit_tpm": "limit_tpm", "limit_rps": "rate_limit_exceeded",
+                "quota_daily_tokens": "quota_exceeded", "quota_daily_requests": "quota_exceeded",
+                "quota_monthly_tokens": "quota_exceeded"}
+
+
+class BadInput(GatewayError):
+    """A request that can never pass, whatever the counters say (seed 000's bad_input)."""
+    status = 400
+    type = "bad_input"
+    code = "bad_input"
+
+
+class RateLimited(GatewayError):
+    status = 429
+
+    def __init__(self, code: str, retry_after_secs: int, headers: dict[str, str]) -> None:
+        what = code.replace("limit_", "").replace("quota_", "").replace("_", " ")
+        super().__init__(f"rate limit reached ({what}); retry after {retry_after_secs} s",
+                         code=code, headers={**headers, "Retry-After": str(retry_after_secs)})
+        self.type = _LIMIT_TYPES.get(code, "rate_limit_exceeded")
 
 
 class BackendUnavailable(GatewayError):

@@ -14,7 +14,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
+from .admission.gate import AdmissionGate
+from .admission.local_limiter import LocalLimiter
+from .admission.redis_limiter import RedisLimiter
 from .audit import AuditLog
+from .background import BackgroundTasks
 from .balancer import LeastInFlightBalancer
 from .health import HealthMonitor
 from .routing import RoutingTable
@@ -39,6 +43,8 @@ class Services:
     tenancy_store: TenancyStore
     tenancy_admin: TenancyAdmin
     audit: AuditLog
+    admission: AdmissionGate
+    tasks: BackgroundTasks
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -70,13 +76,27 @@ async def running_services(settings: Settings, routing: RoutingTable,
                              cache_ttl=settings.auth_cache_ttl_secs)
         services = Services(settings, routing, client, health,
                             Upstream(client, LeastInFlightBalancer(eligible=health.is_healthy), settings),
-                            auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit)
+                            auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
+                            _admission(settings, fast, clock), BackgroundTasks())
         await health.probe_all()
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)
             tg.start_soon(listen_for_invalidations, listener, auth)
+            tg.start_soon(services.admission.renew_forever)
             try:
                 yield services
             finally:
                 services.draining = True
+                await services.tasks.wait()  # settlements still in flight
                 tg.cancel_scope.cancel()
+
+
+def _admission(settings: Settings, redis: Redis, clock: Callable[[], float]) -> AdmissionGate:
+    lease_ms = int(settings.concurrency_lease_secs * 1000)
+    limiter = RedisLimiter(redis, lease_ms=lease_ms,
+                           global_max_concurrent=settings.global_max_concurrent,
+                           usage_retention_secs=settings.usage_retention_days * 86400)
+    share = settings.gateway_workers * settings.gateway_replicas
+    return AdmissionGate(limiter, LocalLimiter(share, clock),
+                         fail_open=settings.limiter_failure_policy == "open",
+                         lease_secs=settings.concurrency_lease_secs, clock=clock)

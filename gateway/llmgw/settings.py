@@ -1,7 +1,7 @@
 """The gateway's one settings class: every knob, read from the environment and validated once."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     redis_timeout_secs: Annotated[float, Field(gt=0, le=30)] = 0.05
     admin_token: SecretStr | None = None
     auth_cache_ttl_secs: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
+    # --- admission ---
+    # What to do while Redis is unreachable: "open" admits with a per-worker limiter at each
+    # organisation's limit divided by workers x replicas; "closed" answers 503.
+    limiter_failure_policy: Literal["open", "closed"] = "open"
+    global_max_concurrent: Annotated[int, Field(ge=0)] = 128  # whole platform; 0 = unlimited
+    concurrency_lease_secs: Annotated[float, Field(ge=3, le=600)] = 30.0
+    usage_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    gateway_replicas: Annotated[int, Field(ge=1, le=256)] = 1
 
     # --- limits an organisation gets for every field it does not set (seed 000/002 names) ---
     default_rps: PositiveInt = 50

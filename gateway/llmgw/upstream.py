@@ -6,20 +6,14 @@ the client learns what went wrong, never where the GPUs live.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import httpx
 import orjson
-from starlette.responses import Response, StreamingResponse
 
 from .balancer import LeastInFlightBalancer
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
 from .routing import Backend, Model
 from .settings import Settings
-from .sse import EventFramer, ModelRenamer, error_event, identity
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def build_client(settings: Settings) -> httpx.AsyncClient:
@@ -92,12 +86,8 @@ class Upstream:
         return self._client.build_request("POST", backend.url + path, content=orjson.dumps(body),
                                           headers=headers, **kwargs)
 
-    @staticmethod
-    def _renamer(model: Model):
-        return identity if model.served_name == model.name else ModelRenamer(model.served_name, model.name)
-
-    async def forward(self, model: Model, path: str, body: dict, request_id: str) -> Response:
-        """A non-streaming call: the whole answer, with the public model name."""
+    async def forward(self, model: Model, path: str, body: dict, request_id: str) -> dict:
+        """A non-streaming call: the parsed answer (the caller renames and meters it)."""
         backend = self._choose(model)
         with self._balancer.hold(backend):
             try:
@@ -106,10 +96,17 @@ class Upstream:
                 raise _transport_error(exc, backend) from None
         if resp.status_code != 200:
             raise _relayed_error(resp.status_code, resp.content, backend)
-        return Response(self._renamer(model)(resp.content), media_type="application/json")
+        try:
+            answer = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise BadGateway(f"backend {backend.name} sent an answer that is not a JSON object")
+        return answer
 
-    async def stream(self, model: Model, path: str, body: dict, request_id: str) -> Response:
-        """A streaming call: headers once the backend accepts, then each event as it arrives."""
+    async def open_stream(self, model: Model, path: str, body: dict,
+                          request_id: str) -> "OpenStream":
+        """A streaming call, once the backend has accepted it (status 200, headers read)."""
         backend = self._choose(model)
         backend.in_flight += 1
         request = self._request(backend, path, body, request_id, self._stream_timeout)
@@ -127,52 +124,36 @@ class Upstream:
                 await resp.aclose()
                 backend.in_flight -= 1
             raise _relayed_error(resp.status_code, content, backend)
-        return RelayResponse(_relay(resp, backend, self._renamer(model)),
-                             on_close=_Release(resp, backend))
+        return OpenStream(resp, backend)
+
+    async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
+        """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say."""
+        fields = {k: body[k] for k in ("messages", "prompt", "tools", "add_generation_prompt")
+                  if k in body}
+        if not isinstance(fields.get("prompt", ""), str):
+            return None  # token ids are counted exactly already; lists of prompts are not supported
+        try:
+            answer = await self.forward(model, "/tokenize", {"model": model.served_name, **fields},
+                                        request_id)
+        except GatewayError:
+            return None
+        count = answer.get("count")
+        return count if isinstance(count, int) else None
 
 
-class _Release:
-    """Closes the upstream response and frees the backend slot exactly once, on any exit."""
+class OpenStream:
+    """An accepted upstream stream; `close` frees the backend slot and the connection, once."""
 
     def __init__(self, resp: httpx.Response, backend: Backend) -> None:
-        self._resp, self._backend, self._done = resp, backend, False
+        self.resp, self.backend, self._closed = resp, backend, False
 
-    async def __call__(self) -> None:
-        if self._done:
+    def failure(self, exc: Exception) -> GatewayError:
+        return _transport_error(exc, self.backend)
+
+    async def close(self) -> None:
+        if self._closed:
             return
-        self._done = True
-        self._backend.in_flight -= 1
+        self._closed = True
+        self.backend.in_flight -= 1
         with anyio.CancelScope(shield=True):  # closing must finish even if the task is cancelled
-            await self._resp.aclose()
-
-
-class RelayResponse(StreamingResponse):
-    """A StreamingResponse that always releases its upstream, even if it never starts sending.
-
-    Starlette stops iterating when the client disconnects (it listens for http.disconnect
-    while streaming); closing the upstream response then makes vLLM abort the generation.
-    """
-
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: _Release) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=SSE_HEADERS)
-        self._on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()
-
-
-async def _relay(resp: httpx.Response, backend: Backend, rename) -> AsyncIterator[bytes]:
-    framer = EventFramer()
-    try:
-        async for chunk in resp.aiter_raw():
-            events = framer.feed(chunk)
-            if events:
-                yield rename(events)
-        tail = framer.rest()
-        if tail.strip():
-            yield rename(tail) + b"\n\n"
-    except httpx.HTTPError as exc:
-        yield error_event(_transport_error(exc, backend))
+            await self.resp.aclose()

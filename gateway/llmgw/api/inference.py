@@ -1,7 +1,8 @@
-"""The OpenAI-compatible inference endpoints: validate, resolve the model, forward.
+"""The OpenAI-compatible inference endpoints; each hands its request to `serving.serve`.
 
 Each route reads its body raw and validates it with the endpoint's schema, then sends the
-client's own JSON on with only `model` rewritten, so vLLM-specific parameters survive.
+client's own JSON on with only what the gateway must set rewritten (`model`, a missing
+`max_tokens`, `stream_options`), so vLLM-specific parameters survive.
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from ..body import read_json_object
 from ..deps import PrincipalDep, ServicesDep
 from ..openapi import INFERENCE_ERRORS, json_body
 from ..protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                         CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
-                        RerankResponse, Text2SQLRequest, validate)
+                        RerankResponse, Text2SQLRequest)
 from ..routing import Endpoint
-from ..services import Services
-from ..tenancy.auth import Principal
-from ..tenancy.records import ENDPOINT_SCOPE
+from ..serving import serve
 
 router = APIRouter(tags=["inference"])
 
@@ -35,24 +33,11 @@ def _ok(model: type[BaseModel], streams: bool = False) -> dict:
     return {200: doc, **INFERENCE_ERRORS}
 
 
-async def _proxy(request: Request, services: Services, principal: Principal,
-                 schema: type[BaseModel], endpoint: Endpoint, backend_path: str) -> Response:
-    principal.require(ENDPOINT_SCOPE[endpoint])
-    body = await read_json_object(request, services.settings.max_body_bytes)
-    parsed = validate(schema, body)
-    model = services.routing.resolve(body.get("model"), endpoint)
-    body["model"] = model.served_name
-    request_id = request.state.request_id
-    if getattr(parsed, "stream", False):
-        return await services.upstream.stream(model, backend_path, body, request_id)
-    return await services.upstream.forward(model, backend_path, body, request_id)
-
-
 @router.post("/v1/chat/completions", summary="Chat completion (streaming or not)",
              responses=_ok(ChatCompletionResponse, streams=True),
              openapi_extra=json_body(ChatCompletionRequest))
 async def chat_completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await _proxy(request, services, principal, ChatCompletionRequest, Endpoint.CHAT,
+    return await serve(request, services, principal, ChatCompletionRequest, Endpoint.CHAT,
                         "/v1/chat/completions")
 
 
@@ -60,7 +45,7 @@ async def chat_completions(request: Request, services: ServicesDep, principal: P
              responses=_ok(CompletionResponse, streams=True),
              openapi_extra=json_body(CompletionRequest))
 async def completions(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await _proxy(request, services, principal, CompletionRequest, Endpoint.COMPLETIONS,
+    return await serve(request, services, principal, CompletionRequest, Endpoint.COMPLETIONS,
                         "/v1/completions")
 
 
@@ -69,18 +54,18 @@ async def completions(request: Request, services: ServicesDep, principal: Princi
              responses=_ok(ChatCompletionResponse, streams=True),
              openapi_extra=json_body(Text2SQLRequest))
 async def text2sql(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await _proxy(request, services, principal, Text2SQLRequest, Endpoint.TEXT2SQL,
+    return await serve(request, services, principal, Text2SQLRequest, Endpoint.TEXT2SQL,
                         "/v1/chat/completions")
 
 
 @router.post("/v1/embeddings", summary="Embeddings", responses=_ok(EmbeddingResponse),
              openapi_extra=json_body(EmbeddingRequest))
 async def embeddings(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await _proxy(request, services, principal, EmbeddingRequest, Endpoint.EMBEDDINGS,
+    return await serve(request, services, principal, EmbeddingRequest, Endpoint.EMBEDDINGS,
                         "/v1/embeddings")
 
 
 @router.post("/v1/rerank", summary="Rerank documents against a query",
              responses=_ok(RerankResponse), openapi_extra=json_body(RerankRequest))
 async def rerank(request: Request, services: ServicesDep, principal: PrincipalDep) -> Response:
-    return await _proxy(request, services, principal, RerankRequest, Endpoint.RERANK, "/v1/rerank")
+    return await serve(request, services, principal, RerankRequest, Endpoint.RERANK, "/v1/rerank")

@@ -22,7 +22,10 @@ class Principal:
     org_name: str
     key_id: str
     scopes: frozenset[Scope]
-    limits: Limits
+    limits: Limits          # in force for this key: the organisation's, narrowed by the key's
+    org_limits: Limits      # the organisation's (its own values over the platform defaults)
+    key_limits: Limits      # only what the key itself sets
+    timezone: str = "UTC"   # calendar days and months of quotas
 
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
@@ -58,8 +61,10 @@ class Authenticator:
             self._cache.clear()
 
     def _entry(self, key: ApiKeyRecord, org: Org) -> _Entry:
-        limits = key.limits.narrowed_by(org.limits.over(self._defaults))
-        principal = Principal(org.id, org.name, key.key_id, frozenset(key.scopes), limits)
+        org_limits = org.limits.over(self._defaults)
+        principal = Principal(org.id, org.name, key.key_id, frozenset(key.scopes),
+                              key.limits.narrowed_by(org_limits), org_limits, key.limits,
+                              org.timezone)
         return _Entry(principal, key.status == "revoked", key.expires_at, org.status == "suspended")
 
     async def _lookup(self, key_digest: str) -> _Entry | None:

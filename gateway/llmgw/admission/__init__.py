@@ -1,0 +1,1 @@
+"""Admission: what a request may cost, the limits it must pass, and settling what it used."""

@@ -1,0 +1,100 @@
+"""What a request may cost, in tokens, before it is forwarded: an estimate that is never too low.
+
+Prompt tokens are estimated from UTF-8 bytes: every token of a byte-level BPE, SentencePiece
+with byte fallback or WordPiece vocabulary covers at least one byte, so bytes bound tokens
+from above; fixed allowances cover chat-template and special tokens. The estimate costs no
+round trip. It is used to reserve (the difference is refunded at settlement) and, where it
+would refuse a request (context or TPM bound), the backend's /tokenize gives the exact count
+first, so no request is refused on an estimate alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from ..errors import BadInput
+from ..routing import Endpoint
+from ..tenancy.limits import Limits
+
+PER_MESSAGE = 8        # role markers and separators of a chat template
+PER_CONVERSATION = 64  # template preamble, default system prompt, generation prompt
+PER_TEXT = 2           # [CLS]/[SEP] or BOS/EOS around one input
+
+
+@dataclass
+class Cost:
+    prompt: int          # estimated (or exact) prompt tokens
+    outputs: int         # sequences generated: n, times prompts for a list of prompts
+    max_tokens: int      # per sequence; 0 for embeddings and rerank
+
+    @property
+    def reserve(self) -> int:
+        return self.prompt + self.outputs * self.max_tokens
+
+
+def _text_bytes(content) -> int:
+    if isinstance(content, str):
+        return len(content.encode("utf-8"))
+    if isinstance(content, list):  # content parts: count every text part, and the rest as JSON
+        return sum(_text_bytes(p.get("text")) if isinstance(p, dict) and p.get("type") == "text"
+                   else len(orjson.dumps(p)) for p in content)
+    return 0
+
+
+def _inputs(value) -> tuple[int, int]:
+    """(estimated tokens, number of inputs) of a prompt or input field."""
+    if isinstance(value, str):
+        return _text_bytes(value) + PER_TEXT, 1
+    if value and all(isinstance(v, int) for v in value):
+        return len(value), 1
+    if value and all(isinstance(v, list) for v in value):
+        return sum(len(v) for v in value), len(value)
+    return sum(_text_bytes(v) + PER_TEXT for v in value), len(value)
+
+
+def estimate_prompt(endpoint: Endpoint, body: dict) -> tuple[int, int]:
+    """(estimated prompt tokens, number of prompts) of a validated body."""
+    if endpoint in (Endpoint.CHAT, Endpoint.TEXT2SQL):
+        tokens = PER_CONVERSATION + sum(_text_bytes(m.get("content")) + len(m.get("role", "")) + PER_MESSAGE
+                                        for m in body["messages"])
+        for extra in ("tools", "functions", "response_format"):
+            if body.get(extra):
+                tokens += len(orjson.dumps(body[extra]))
+        return tokens, 1
+    if endpoint is Endpoint.COMPLETIONS:
+        return _inputs(body["prompt"])
+    if endpoint is Endpoint.EMBEDDINGS:
+        return _inputs(body["input"])
+    query = _text_bytes(body["query"])
+    docs = body["documents"]
+    return sum(query + _text_bytes(d if isinstance(d, str) else orjson.dumps(d).decode()) + 2 * PER_TEXT
+               for d in docs), len(docs)
+
+
+def output_budget(endpoint: Endpoint, body: dict, limits: Limits) -> tuple[int, int]:
+    """(max_tokens per sequence, sequences); fills in max_tokens the backend must respect."""
+    if endpoint in (Endpoint.EMBEDDINGS, Endpoint.RERANK):
+        return 0, 0
+    cap = limits.max_output_tokens
+    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    if asked is None:
+        asked = cap
+        body["max_tokens"] = cap  # sent on, so the backend cannot generate more than was reserved
+    elif cap is not None and asked > cap:
+        raise BadInput(f"max_tokens {asked} exceeds this key's max_output_tokens ({cap})",
+                       param="max_tokens")
+    return asked, body.get("n") or 1
+
+
+def check_bounds(cost: Cost, limits: Limits) -> None:
+    """Refuse what no amount of waiting could admit (400, not 429)."""
+    if limits.max_context_tokens is not None and cost.prompt > limits.max_context_tokens:
+        raise BadInput(f"the prompt has {cost.prompt} tokens, over this key's max_context_tokens "
+                       f"({limits.max_context_tokens})", param="messages")
+    for name in ("tpm_limit", "daily_token_limit", "monthly_token_limit"):
+        bound = getattr(limits, name)
+        if bound is not None and cost.reserve > bound:
+            raise BadInput(f"the request may use {cost.reserve} tokens (prompt plus max_tokens), "
+                           f"more than the whole {name} ({bound}); lower max_tokens", param="max_tokens")

@@ -1,0 +1,114 @@
+"""The admission gate: one atomic Redis step per request, its settlement, leases, and what
+happens when Redis is away (the LIMITER_FAILURE_POLICY)."""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+from redis.exceptions import RedisError
+
+from ..errors import LimiterUnavailable, RateLimited
+from ..tenancy.auth import Principal
+from .headers import ratelimit_headers
+from .local_limiter import LocalLimiter
+from .redis_limiter import RedisLimiter, Reservation, scopes_for
+
+log = logging.getLogger("llmgw.admission")
+REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+@dataclass
+class Ticket:
+    """An admitted request: what to settle, and the headers its answer carries."""
+    request_id: str
+    org_id: str
+    key_id: str
+    reserved: int
+    headers: dict[str, str]
+    reservation: Reservation | None  # None: admitted by the local limiter (Redis was away)
+    usage: dict[str, int] = field(default_factory=dict)
+    done: bool = False
+
+
+def _tz_offset(name: str) -> int:
+    if name == "UTC":
+        return 0
+    return int(datetime.now(zoneinfo.ZoneInfo(name)).utcoffset().total_seconds())
+
+
+class AdmissionGate:
+    def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
+                 lease_secs: float, clock: Callable[[], float]) -> None:
+        self._limiter = limiter
+        self._local = local
+        self._fail_open = fail_open
+        self._lease_secs = lease_secs
+        self._clock = clock
+        self._running: dict[str, Reservation] = {}
+        self.degraded = False  # Redis unreachable at the last attempt
+        self.redis_errors = 0
+
+    async def admit(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
+        scopes = scopes_for(principal.org_id, principal.org_limits, principal.key_id,
+                            principal.key_limits)
+        try:
+            verdict = await self._limiter.admit(request_id, scopes, reserve,
+                                                _tz_offset(principal.timezone))
+        except REDIS_DOWN:
+            self._went_down()
+            return self._admit_locally(principal, reserve, request_id)
+        self.degraded = False
+        headers = ratelimit_headers(verdict.rpm, verdict.tpm)
+        if not verdict.admitted:
+            raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
+        res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
+                          verdict.month, "llmgw:usage:{" + principal.org_id + "}:")
+        self._running[request_id] = res
+        return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
+
+    def _went_down(self) -> None:
+        self.redis_errors += 1
+        if not self.degraded:
+            log.warning("redis unreachable: limiter degraded (fail_open=%s)", self._fail_open)
+        self.degraded = True
+
+    def _admit_locally(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
+        if not self._fail_open:
+            raise LimiterUnavailable("the rate limiter's store is unreachable; retry shortly")
+        refused = self._local.admit(principal.org_id, principal.limits, reserve)
+        if refused is not None:
+            code, wait = refused
+            raise RateLimited(code, max(1, int(wait + 0.999)), {})
+        return Ticket(request_id, principal.org_id, principal.key_id, reserve, {}, None)
+
+    async def settle(self, ticket: Ticket, used: int) -> None:
+        """Replace the reservation by what was used, free the leases, count usage. Idempotent;
+        never raises (an answer already sent must not turn into an error)."""
+        if ticket.done:
+            return
+        ticket.done = True
+        if ticket.reservation is None:
+            self._local.release(ticket.org_id)
+            return
+        self._running.pop(ticket.request_id, None)
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._limiter.settle(ticket.reservation, used, ticket.usage)
+        except REDIS_DOWN:
+            # The leases expire by themselves; the reservation stays charged (never under-bills).
+            self._went_down()
+            log.warning("settlement of %s failed; leases will expire", ticket.request_id)
+
+    async def renew_forever(self) -> None:
+        """Keep the leases of running requests alive; a worker that dies stops renewing them."""
+        while True:
+            await anyio.sleep(self._lease_secs / 3)
+            try:
+                await self._limiter.renew(list(self._running.values()))
+            except REDIS_DOWN:
+                self._went_down()

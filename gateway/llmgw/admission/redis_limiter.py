@@ -1,0 +1,112 @@
+"""The shared limiter: runs admit.lua and settle.lua against Redis and names their keys.
+
+Every key of an organisation carries its hash tag, so one organisation's limits live in one
+Redis Cluster slot; only the platform-wide concurrency set stands apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from ..tenancy.limits import Limits
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+GLOBAL_CONCURRENCY = "llmgw:conc:global"
+_SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "daily_token_limit",
+                 "daily_request_limit", "monthly_token_limit")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One set of counters: the organisation's, or a key's own (when the key narrows limits)."""
+    prefix: str          # llmgw:rl:{org}: or llmgw:rl:{org}:k:KID:
+    quota_prefix: str    # llmgw:q:{org}: ...
+    leases: str          # llmgw:conc:{org} ...
+    limits: tuple[int, ...]
+
+    def admit_keys(self) -> list[str]:
+        p = self.prefix
+        return [p + "rps", p + "rpm", p + "tpm", p + "tpmw", self.leases, self.quota_prefix]
+
+    def settle_keys(self) -> list[str]:
+        return [self.prefix + "tpm", self.prefix + "tpmw", self.leases, self.quota_prefix]
+
+
+def scopes_for(org_id: str, org_limits: Limits, key_id: str, key_limits: Limits) -> list[Scope]:
+    tag = "{" + org_id + "}"
+    scopes = [Scope(f"llmgw:rl:{tag}:", f"llmgw:q:{tag}:", f"llmgw:conc:{tag}",
+                    tuple(getattr(org_limits, f) or 0 for f in _SCOPE_FIELDS))]
+    narrowed = tuple(getattr(key_limits, f) or 0 for f in _SCOPE_FIELDS)
+    if any(narrowed):
+        scopes.append(Scope(f"llmgw:rl:{tag}:k:{key_id}:", f"llmgw:q:{tag}:k:{key_id}:",
+                            f"llmgw:conc:{tag}:k:{key_id}", narrowed))
+    return scopes
+
+
+@dataclass
+class Verdict:
+    admitted: bool
+    code: str
+    retry_ms: int
+    rpm: tuple[int, int, int]   # limit, remaining, reset ms (organisation scope)
+    tpm: tuple[int, int, int]
+    day: int
+    month: int
+
+
+@dataclass
+class Reservation:
+    """What admission took, so settlement can give back exactly that."""
+    request_id: str
+    org_id: str
+    scopes: list[Scope]
+    reserved: int
+    day: int
+    month: int
+    usage_prefix: str
+    settled: bool = field(default=False)
+
+
+class RedisLimiter:
+    def __init__(self, redis: Redis, *, lease_ms: int, global_max_concurrent: int,
+                 usage_retention_secs: int) -> None:
+        self._r = redis
+        self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
+        self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
+        self._lease_ms = lease_ms
+        self._global_max = global_max_concurrent
+        self._retention = usage_retention_secs
+
+    async def admit(self, request_id: str, scopes: list[Scope], reserve: int,
+                    tz_offset_secs: int) -> Verdict:
+        keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
+        args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
+                *(v for s in scopes for v in s.limits), self._global_max]
+        r = await self._admit(keys=keys, args=args)
+        return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
+                       (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
+                       int(r[9]), int(r[10]))
+
+    async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
+        keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]
+        args = [res.request_id, res.reserved, used, res.day, res.month, len(res.scopes),
+                self._retention]
+        for name, n in usage.items():
+            args += [name, n]
+        await self._settle(keys=keys, args=args)
+
+    async def renew(self, reservations: list[Reservation], lease_ms: int | None = None) -> None:
+        """Push the leases of running requests forward (a killed worker's simply expire)."""
+        if not reservations:
+            return
+        now_ms = int((await self._r.time())[0]) * 1000
+        expiry = now_ms + (lease_ms or self._lease_ms)
+        async with self._r.pipeline(transaction=False) as pipe:
+            for res in reservations:
+                for scope in res.scopes:
+                    pipe.zadd(scope.leases, {res.request_id: expiry}, xx=True)
+                pipe.zadd(GLOBAL_CONCURRENCY, {res.request_id: expiry}, xx=True)
+            await pipe.execute()

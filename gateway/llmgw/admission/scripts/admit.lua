@@ -1,0 +1,176 @@
+-- Admission: check every limit of every scope (organisation, then key) and take them all, or
+-- take nothing. One round trip; Redis' own clock (TIME), never a worker's.
+--
+-- KEYS, per scope (6 each): rps bucket, rpm log, tpm log, tpm weights, concurrency leases,
+--   quota prefix (not a key itself: "<prefix>d:<day>" and "<prefix>m:<month>" are built here,
+--   sharing the scope's hash tag, so they live in the same cluster slot);
+--   then, last: the global concurrency leases.
+-- ARGV: request id, lease ms, tokens to reserve, time-zone offset secs, number of scopes,
+--   then per scope 8 limits (0 = not limited here): rps, burst, rpm, tpm, max_concurrent,
+--   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none).
+-- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
+--          tpm_limit, tpm_remaining, tpm_reset_ms, day, month}
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rid, lease_ms, reserve = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local tz, nscopes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local WINDOW = 60000
+
+-- Civil date from days since 1970-01-01 (Howard Hinnant's algorithm): the month key.
+local function year_month(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return y * 100 + m
+end
+
+local local_secs = math.floor(now / 1000) + tz
+local day = math.floor(local_secs / 86400)
+local month = year_month(day)
+local next_day_ms = ((day + 1) * 86400 - tz) * 1000 - now
+local function next_month_ms()
+  local d = day + 1
+  while year_month(d) == month do d = d + 1 end
+  return (d * 86400 - tz) * 1000 - now
+end
+
+local function refuse(code, retry, info)
+  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month}
+end
+
+-- Drop tpm entries older than the window, keeping the running sum exact.
+local function purge_tpm(log, weights)
+  local old = redis.call('ZRANGEBYSCORE', log, '-inf', now - WINDOW)
+  if #old > 0 then
+    local freed = 0
+    for _, id in ipairs(old) do freed = freed + (tonumber(redis.call('HGET', weights, id)) or 0) end
+    redis.call('HDEL', weights, unpack(old))
+    redis.call('ZREM', log, unpack(old))
+    redis.call('HINCRBY', weights, '__sum', -freed)
+  end
+  return tonumber(redis.call('HGET', weights, '__sum')) or 0
+end
+
+-- Milliseconds until enough tpm weight leaves the window for `need` more tokens.
+local function tpm_wait(log, weights, need)
+  local freed, entries = 0, redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    freed = freed + (tonumber(redis.call('HGET', weights, entries[i])) or 0)
+    if freed >= need then return tonumber(entries[i + 1]) + WINDOW - now end
+  end
+  return WINDOW
+end
+
+local function oldest_plus_window(zset)
+  local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+  return first[2] and (tonumber(first[2]) + WINDOW - now) or WINDOW
+end
+
+local info = {0, -1, 0, 0, -1, 0}  -- rpm limit/remaining/reset, tpm limit/remaining/reset (org scope)
+local state = {}
+
+for s = 0, nscopes - 1 do
+  local k, a = s * 6, 6 + s * 8
+  local rps, burst, rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local conc, dtok, dreq, mtok = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])
+  local st = {}
+  state[s] = st
+
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', now)
+    if redis.call('ZCARD', KEYS[k + 5]) >= conc then
+      local soonest = redis.call('ZRANGE', KEYS[k + 5], 0, 0, 'WITHSCORES')
+      return refuse('limit_concurrent', tonumber(soonest[2]) - now, info)
+    end
+  end
+
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 2], '-inf', now - WINDOW)
+    local used = redis.call('ZCARD', KEYS[k + 2])
+    local reset = used > 0 and oldest_plus_window(KEYS[k + 2]) or 0
+    if s == 0 then info[1], info[2], info[3] = rpm, rpm - used - 1, reset end
+    if used >= rpm then
+      if s == 0 then info[2] = 0 end
+      return refuse('limit_rpm', reset, info)
+    end
+  end
+
+  if tpm > 0 then
+    local sum = purge_tpm(KEYS[k + 3], KEYS[k + 4])
+    if s == 0 then info[4], info[5], info[6] = tpm, tpm - sum - reserve, sum > 0 and oldest_plus_window(KEYS[k + 3]) or 0 end
+    if sum + reserve > tpm then
+      if s == 0 then info[5] = math.max(0, tpm - sum) end
+      return refuse('limit_tpm', tpm_wait(KEYS[k + 3], KEYS[k + 4], sum + reserve - tpm), info)
+    end
+  end
+
+  if rps > 0 then
+    local b = redis.call('HMGET', KEYS[k + 1], 'tokens', 'ts')
+    local tokens = tonumber(b[1]) or burst
+    local ts = tonumber(b[2]) or now
+    tokens = math.min(burst, tokens + (now - ts) * rps / 1000)
+    if tokens < 1 then return refuse('limit_rps', (1 - tokens) * 1000 / rps, info) end
+    st.tokens = tokens - 1
+  end
+
+  local qd, qm = KEYS[k + 6] .. 'd:' .. day, KEYS[k + 6] .. 'm:' .. month
+  if dreq > 0 and (tonumber(redis.call('HGET', qd, 'req')) or 0) + 1 > dreq then
+    return refuse('quota_daily_requests', next_day_ms, info)
+  end
+  if dtok > 0 and (tonumber(redis.call('HGET', qd, 'tok')) or 0) + reserve > dtok then
+    return refuse('quota_daily_tokens', next_day_ms, info)
+  end
+  if mtok > 0 and (tonumber(redis.call('HGET', qm, 'tok')) or 0) + reserve > mtok then
+    return refuse('quota_monthly_tokens', next_month_ms(), info)
+  end
+  st.qd, st.qm, st.rps, st.burst, st.rpm, st.tpm, st.conc = qd, qm, rps, burst, rpm, tpm, conc
+end
+
+local gkey, gmax = KEYS[nscopes * 6 + 1], tonumber(ARGV[6 + nscopes * 8])
+if gmax > 0 then
+  redis.call('ZREMRANGEBYSCORE', gkey, '-inf', now)
+  if redis.call('ZCARD', gkey) >= gmax then
+    local soonest = redis.call('ZRANGE', gkey, 0, 0, 'WITHSCORES')
+    return refuse('limit_global_concurrent', tonumber(soonest[2]) - now, info)
+  end
+end
+
+-- Every check passed: take everything. Nothing above wrote anything but expired entries.
+for s = 0, nscopes - 1 do
+  local k, st = s * 6, state[s]
+  if st.conc > 0 then
+    redis.call('ZADD', KEYS[k + 5], now + lease_ms, rid)
+    redis.call('PEXPIRE', KEYS[k + 5], lease_ms * 2)
+  end
+  if st.rps > 0 then
+    redis.call('HSET', KEYS[k + 1], 'tokens', st.tokens, 'ts', now)
+    redis.call('PEXPIRE', KEYS[k + 1], math.ceil(st.burst / st.rps * 1000) + 1000)
+  end
+  if st.rpm > 0 then
+    redis.call('ZADD', KEYS[k + 2], now, rid)
+    redis.call('PEXPIRE', KEYS[k + 2], WINDOW + 1000)
+  end
+  if st.tpm > 0 then
+    redis.call('ZADD', KEYS[k + 3], now, rid)
+    redis.call('HSET', KEYS[k + 4], rid, reserve)
+    redis.call('HINCRBY', KEYS[k + 4], '__sum', reserve)
+    redis.call('PEXPIRE', KEYS[k + 3], WINDOW + 1000)
+    redis.call('PEXPIRE', KEYS[k + 4], WINDOW + 1000)
+  end
+  redis.call('HINCRBY', st.qd, 'req', 1)
+  redis.call('HINCRBY', st.qd, 'tok', reserve)
+  redis.call('EXPIRE', st.qd, 3 * 86400)
+  redis.call('HINCRBY', st.qm, 'tok', reserve)
+  redis.call('EXPIRE', st.qm, 62 * 86400)
+end
+if gmax > 0 then
+  redis.call('ZADD', gkey, now + lease_ms, rid)
+  redis.call('PEXPIRE', gkey, lease_ms * 2)
+end
+return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month}

@@ -1,0 +1,114 @@
+"""The inference request path, top to bottom: scope, body, schema, model, cost, admission,
+backend, answer, settlement."""
+
+from __future__ import annotations
+
+import orjson
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
+from .admission.gate import Ticket
+from .body import read_json_object
+from .errors import BadInput, GatewayError
+from .protocol import validate
+from .routing import Endpoint, Model
+from .services import Services
+from .streaming import RelayResponse, StreamMeter, relay
+from .tenancy.auth import Principal
+from .tenancy.limits import Limits
+from .tenancy.records import ENDPOINT_SCOPE
+
+# The gateway always asks for usage on every chunk: a stream cut short still reports what
+# it generated. What the client did not ask for is removed on the way out.
+METERED = {"include_usage": True, "continuous_usage_stats": True}
+
+
+async def serve(request: Request, services: Services, principal: Principal,
+                schema: type[BaseModel], endpoint: Endpoint, backend_path: str) -> Response:
+    principal.require(ENDPOINT_SCOPE[endpoint])
+    body = await read_json_object(request, services.settings.max_body_bytes)
+    parsed = validate(schema, body)
+    model = services.routing.resolve(body.get("model"), endpoint)
+    body["model"] = model.served_name
+    request_id = request.state.request_id
+    cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
+    ticket = await services.admission.admit(principal, cost.reserve, request_id)
+    meter_key = f"{principal.key_id}|{model.name}|{endpoint.value}|"
+    if getattr(parsed, "stream", False):
+        return await _stream(services, model, backend_path, body, ticket, meter_key)
+    return await _answer(services, model, backend_path, body, ticket, meter_key)
+
+
+async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict,
+                limits: Limits, request_id: str) -> Cost:
+    prompt, prompts = estimate_prompt(endpoint, body)
+    max_tokens, n = output_budget(endpoint, body, limits)
+    cost = Cost(prompt, n * prompts if max_tokens else 0, max_tokens)
+    try:
+        check_bounds(cost, limits)
+    except BadInput:
+        # Refuse on the exact count only: the estimate is an upper bound, not the truth.
+        if endpoint in (Endpoint.EMBEDDINGS, Endpoint.RERANK):
+            raise
+        exact = await services.upstream.tokenize(model, body, request_id)
+        if exact is None or exact >= cost.prompt:
+            raise
+        cost.prompt = exact
+        check_bounds(cost, limits)
+    return cost
+
+
+def _used(usage: dict | None) -> tuple[int, int]:
+    if not isinstance(usage, dict):
+        return 0, 0
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    if not completion and usage.get("total_tokens"):
+        prompt = usage["total_tokens"]  # rerank reports only a total
+    return int(prompt), int(completion)
+
+
+def _settle(services: Services, ticket: Ticket, key: str, outcome: str, usage: dict | None) -> None:
+    prompt, completion = _used(usage)
+    ticket.usage = {key + "requests": 1, key + outcome: 1, key + "prompt_tokens": prompt,
+                    key + "completion_tokens": completion}
+    services.tasks.spawn(services.admission.settle(ticket, prompt + completion))
+
+
+async def _answer(services: Services, model: Model, path: str, body: dict, ticket: Ticket,
+                  key: str) -> Response:
+    try:
+        answer = await services.upstream.forward(model, path, body, ticket.request_id)
+    except GatewayError as exc:
+        _settle(services, ticket, key, f"error_{exc.code}", None)  # backend failure: refund
+        exc.headers.update(ticket.headers)
+        raise
+    answer["model"] = model.name
+    _settle(services, ticket, key, "success", answer.get("usage"))
+    return Response(orjson.dumps(answer), media_type="application/json", headers=ticket.headers)
+
+
+async def _stream(services: Services, model: Model, path: str, body: dict, ticket: Ticket,
+                  key: str) -> Response:
+    asked = body.get("stream_options") or {}
+    body["stream_options"] = {**asked, **METERED}
+    try:
+        stream = await services.upstream.open_stream(model, path, body, ticket.request_id)
+    except GatewayError as exc:
+        _settle(services, ticket, key, f"error_{exc.code}", None)
+        exc.headers.update(ticket.headers)
+        raise
+    meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
+                        keep_each_usage=bool(asked.get("continuous_usage_stats")))
+
+    async def finish() -> None:
+        await stream.close()
+        if meter.failed:  # the backend broke: refund
+            _settle(services, ticket, key, "error_bad_gateway", None)
+        else:  # completed, or the client left: bill what the backend reported generating
+            _settle(services, ticket, key, "success" if meter.finished else "error_client_closed",
+                    meter.usage)
+
+    return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)
