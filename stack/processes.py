@@ -82,14 +82,16 @@ def start_redis(cfg: StackConfig) -> Proc:
                 f"redis://127.0.0.1:{cfg.redis_port}")
 
 
-def start_gateway(specs: list[BackendSpec], cfg: StackConfig) -> Proc:
+def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | None = None,
+                  name: str = "gateway") -> Proc:
+    """One gateway instance (gunicorn and its workers); replicas differ only in port and name."""
+    port = port or cfg.gateway_port
     env = {**os.environ, **cfg.env, **gateway_env(specs), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_PORT": str(cfg.gateway_port),
-           "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0"}
+           "GATEWAY_PORT": str(port), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0"}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     argv = [gunicorn, "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "llmgw.app:create_app()"]
-    return Proc("gateway", _spawn("gateway", argv, env, cfg.state_dir / "logs"),
-                f"http://127.0.0.1:{cfg.gateway_port}/healthz")
+    return Proc(name, _spawn(name, argv, env, cfg.state_dir / "logs"),
+                f"http://127.0.0.1:{port}/healthz")
 
 
 def _answers(url: str) -> bool:

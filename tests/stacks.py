@@ -26,7 +26,7 @@ class TestStack:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self, kind: str, state_dir: Path, *, workers: int = 2,
+    def __init__(self, kind: str, state_dir: Path, *, workers: int = 2, replicas: int = 1,
                  routing: Path = E2E_ROUTING, sim_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> None:
         self.kind = kind
@@ -42,11 +42,14 @@ class TestStack:
                                     "REDIS_TIMEOUT_SECS": "2",
                                     "ROUTING_FILE": str(routing),
                                     "GATEWAY_WORKERS": str(workers),
+                                    "GATEWAY_REPLICAS": str(replicas),
                                     "HEALTH_CHECK_INTERVAL_SECS": "1",
                                     **(env or {})})
         self.backends: list[Proc] = []
         self.redis: Proc | None = None
         self.gateway: Proc | None = None
+        self.replicas: list[Proc] = []  # gateway instances beyond the first, sharing Redis
+        self.replica_ports = [free_port() for _ in range(replicas - 1)]
         self._api_key: str | None = None
 
     @property
@@ -75,10 +78,16 @@ class TestStack:
             self.redis = start_redis(self.cfg)
             wait_healthy([self.redis], 30, self.logs)
         self.gateway = start_gateway(self.specs, self.cfg)
-        wait_healthy([self.gateway], 60, self.logs)
+        self.replicas = [start_gateway(self.specs, self.cfg, port=port, name=f"gateway{i + 2}")
+                         for i, port in enumerate(self.replica_ports)]
+        wait_healthy([self.gateway, *self.replicas], 60, self.logs)
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [self.base_url] + [f"http://127.0.0.1:{p}" for p in self.replica_ports]
 
     def restart_gateway(self) -> None:
-        stop([self.gateway.popen.pid], grace=10)
+        stop([p.popen.pid for p in [self.gateway, *self.replicas]], grace=10)
         self.gateway = None
         self.start_gateway()
 
@@ -121,5 +130,5 @@ class TestStack:
         return self
 
     def stop(self) -> None:
-        procs = self.backends + [p for p in (self.gateway, self.redis) if p]
+        procs = self.backends + self.replicas + [p for p in (self.gateway, self.redis) if p]
         stop([p.popen.pid for p in procs], grace=10)

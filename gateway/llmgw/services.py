@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
@@ -49,13 +49,18 @@ class Services:
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
 
-def _redis(settings: Settings, timeout: float | None) -> Redis:
+def _redis(settings: Settings, timeout: float | None, *, pool_size: int = 64) -> Redis:
+    """A Redis client with a bounded pool: a burst waits for one of `pool_size` connections
+    instead of opening hundreds at once (each connect costs round trips)."""
     # One immediate retry, on connection errors only: it replaces a pooled connection that a
     # Redis restart left dead. A timeout is not retried: Redis is slow, asking twice adds load.
     retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
-    return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=max(timeout or 1.0, 0.5), health_check_interval=30,
-                          retry=retry, retry_on_error=[ConnectionError])
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=pool_size, timeout=timeout, decode_responses=True,
+        socket_timeout=timeout, socket_connect_timeout=max(timeout or 1.0, 0.5),
+        health_check_interval=30, retry=retry, retry_on_error=[ConnectionError],
+        lib_name=None, lib_version=None)
+    return Redis(connection_pool=pool, auto_close_connection_pool=True)
 
 
 @asynccontextmanager

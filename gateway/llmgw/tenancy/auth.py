@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from redis.exceptions import RedisError
 
 from ..errors import InvalidApiKey, PermissionDenied, StateUnavailable
@@ -54,11 +55,18 @@ class Authenticator:
         self._defaults = defaults
         self._clock = clock
         self._cache: TTLCache | None = TTLCache(cache_size, cache_ttl, timer=clock) if cache_ttl else None
+        # Last answer per key, used only when Redis cannot be asked (stale-if-error), so the
+        # fail-open limiter policy can keep serving known keys through a Redis outage. Any
+        # invalidation message empties it too: what was revoked before the outage stays revoked.
+        self._last_known: LRUCache = LRUCache(cache_size)
         self.caching = False  # enabled by the invalidation listener once it is subscribed
+        self._pending: dict[str, asyncio.Future] = {}
 
-    def clear(self) -> None:
+    def clear(self, *, keep_last_known: bool = False) -> None:
         if self._cache is not None:
             self._cache.clear()
+        if not keep_last_known:
+            self._last_known.clear()
 
     def _entry(self, key: ApiKeyRecord, org: Org) -> _Entry:
         org_limits = org.limits.over(self._defaults)
@@ -71,13 +79,26 @@ class Authenticator:
         use_cache = self.caching and self._cache is not None
         if use_cache and (hit := self._cache.get(key_digest)) is not None:
             return hit
+        # Single flight: a burst with a key not yet cached makes one lookup, not hundreds.
+        pending = self._pending.get(key_digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(key_digest, use_cache))
+            self._pending[key_digest] = pending
+            pending.add_done_callback(lambda _f: self._pending.pop(key_digest, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, key_digest: str, use_cache: bool) -> _Entry | None:
         try:
             found = await self._store.lookup(key_digest)
         except (RedisError, OSError, TimeoutError):
-            raise StateUnavailable() from None
+            stale = self._last_known.get(key_digest)
+            if stale is None:
+                raise StateUnavailable() from None
+            return stale
         if found is None or not same_digest(found[0].digest, key_digest):
             return None
         entry = self._entry(*found)
+        self._last_known[key_digest] = entry
         if use_cache:
             self._cache[key_digest] = entry
         return entry

@@ -27,7 +27,7 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *,
             pass
         finally:
             auth.caching = False
-            auth.clear()
+            auth.clear(keep_last_known=True)
         await anyio.sleep(retry_secs)
 
 

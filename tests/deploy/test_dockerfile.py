@@ -1,0 +1,75 @@
+"""gateway/Dockerfile and .dockerignore, read statically (no Docker engine where the tests run)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+
+from deploy_support import ROOT
+
+DOCKERFILE = (ROOT / "gateway" / "Dockerfile").read_text()
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def sent_to_build(path: str) -> bool:
+    """Whether .dockerignore lets `path` into the build context (last matching rule wins)."""
+    included = True
+    for rule in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = rule.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate, pattern = rule.startswith("!"), rule.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, pattern.replace("**/", ""))
+               for p in prefixes):
+            included = negate
+    return included
+
+
+def test_multi_stage_on_python_311_slim():
+    stages = [args for name, args in instructions() if name == "FROM"]
+    assert len(stages) == 2
+    assert all(s.split()[0] == "python:3.11-slim" for s in stages)
+    assert "COPY --from=build /opt/venv /opt/venv" in DOCKERFILE
+
+
+def test_runs_gunicorn_as_a_non_root_user():
+    user = [args for name, args in instructions() if name == "USER"]
+    assert user and user[-1].split(":")[0] not in {"root", "0"}
+    [cmd] = [json.loads(args) for name, args in instructions() if name == "CMD"]
+    assert cmd[:3] == ["gunicorn", "-c", "/app/gunicorn.conf.py"] and cmd[-1] == "llmgw.app:create_app()"
+    [health] = [args for name, args in instructions() if name == "HEALTHCHECK"]
+    assert "/healthz" in health
+
+
+def test_build_sha_and_time_reach_the_environment():
+    args = {a.split("=")[0] for name, a in instructions() if name == "ARG"}
+    assert {"BUILD_SHA", "BUILD_TIME"} <= args
+    env = " ".join(a for name, a in instructions() if name == "ENV")
+    assert "BUILD_SHA=$BUILD_SHA" in env and "BUILD_TIME=$BUILD_TIME" in env
+    assert "ROUTING_FILE=/app/routing.yaml" in env  # site-packages has no routing.yaml beside it
+
+
+def test_every_copied_file_exists_and_is_in_the_build_context():
+    for name, args in instructions():
+        if name != "COPY" or args.startswith("--from"):
+            continue
+        for source in args.split()[:-1]:
+            assert (ROOT / source).exists(), source
+            assert sent_to_build(source), f"{source} is excluded by .dockerignore"
+
+
+def test_secrets_and_bulk_stay_out_of_the_build_context():
+    for path in (".env", ".venv/bin/python", ".stack/redis/appendonly.aof", "hf-cache/models",
+                 ".git/config", "gateway/llmgw/__pycache__/app.cpython-311.pyc",
+                 "gateway/llmgw.egg-info/PKG-INFO", "tests/conftest.py"):
+        assert not sent_to_build(path), path
+    assert sent_to_build("gateway/llmgw/app.py")

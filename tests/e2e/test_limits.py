@@ -1,0 +1,168 @@
+"""Limits and quotas through 2 gateway instances x 4 gunicorn workers sharing one real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import httpx
+import pytest
+import redis
+
+from stacks import TestStack
+
+MSG = [{"role": "user", "content": "hello there"}]
+# Loose defaults so each test sets only the limit it is about.
+OPEN = {"rps": 10_000, "burst": 10_000, "rpm_limit": 1_000_000, "tpm_limit": 10**9,
+        "max_concurrent": 10_000, "daily_token_limit": 10**11, "daily_request_limit": 10**9,
+        "monthly_token_limit": 10**11, "max_output_tokens": 64}
+
+
+@pytest.fixture(scope="module")
+def lim(tmp_path_factory):
+    stack = TestStack("sim", tmp_path_factory.mktemp("limits"), workers=4, replicas=2,
+                      sim_args=("--ttft-ms", "0", "--itl-ms", "0"),
+                      env={"CONCURRENCY_LEASE_SECS": "3", "GLOBAL_MAX_CONCURRENT": "0",
+                           "UPSTREAM_TIMEOUT_SECONDS": "8",
+                           # 8 workers, 2 simulators and a 1,000-request client share 2 cores here:
+                           # event-loop lag, not Redis, would exceed the 50 ms production limit.
+                           "REDIS_TIMEOUT_SECS": "10"}).start()
+    yield stack
+    stack.stop()
+
+
+def _org(stack, **limits) -> dict:
+    return stack.create_org(**{**OPEN, **limits})
+
+
+def _sim(stack, **faults) -> None:
+    for name in ("chat0", "chat1"):
+        httpx.post(stack.backend_url(name) + "/sim/faults", json={"reset": True, **faults}).raise_for_status()
+
+
+async def _burst(stack, key: str, n: int, body: dict | None = None) -> list[httpx.Response]:
+    """n requests at once, alternating between the gateway instances."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(timeout=60, limits=limits,
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
+        urls = stack.base_urls
+        return await asyncio.gather(*[
+            client.post(urls[i % len(urls)] + "/v1/chat/completions",
+                        json=body or {"model": "qwen", "messages": MSG, "max_tokens": 1})
+            for i in range(n)])
+
+
+def test_1000_concurrent_against_rpm_100_admit_exactly_100(lim):
+    org = _org(lim, rpm_limit=100)
+    results = asyncio.run(_burst(lim, org["api_key"], 1000))
+    statuses = Counter(r.status_code for r in results)
+    assert statuses == {200: 100, 429: 900}, statuses
+    refused = [r for r in results if r.status_code == 429]
+    assert {r.json()["error"]["code"] for r in refused} == {"limit_rpm"}
+    assert all(1 <= int(r.headers["retry-after"]) <= 60 for r in refused)
+    assert refused[0].headers["x-ratelimit-limit-requests"] == "100"
+    assert refused[0].headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_1000_concurrent_against_100_in_flight_admit_exactly_100(lim):
+    org = _org(lim, max_concurrent=100)
+    _sim(lim, ttft_ms=5000)  # every admitted request holds its slot for 5 s
+    try:
+        results = asyncio.run(_burst(lim, org["api_key"], 1000))
+    finally:
+        _sim(lim)
+    statuses = Counter(r.status_code for r in results)
+    assert statuses == {200: 100, 429: 900}, statuses
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 429} == {"limit_concurrent"}
+
+
+def test_refused_for_concurrency_uses_no_rpm_or_tpm(lim):
+    org = _org(lim, max_concurrent=1, rpm_limit=3)
+    _sim(lim, ttft_ms=1500)
+    try:
+        results = asyncio.run(_burst(lim, org["api_key"], 20))
+    finally:
+        _sim(lim)
+    assert Counter(r.status_code for r in results) == {200: 1, 429: 19}
+    # 19 refusals took nothing: two more requests still fit in the minute's 3.
+    assert [r.status_code for r in asyncio.run(_burst(lim, org["api_key"], 1))] == [200]
+    assert [r.status_code for r in asyncio.run(_burst(lim, org["api_key"], 1))] == [200]
+    assert asyncio.run(_burst(lim, org["api_key"], 1))[0].json()["error"]["code"] == "limit_rpm"
+
+
+def test_openai_ratelimit_headers_on_every_answer(lim):
+    org = _org(lim, rpm_limit=50, tpm_limit=100_000)
+    resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
+                      json={"model": "qwen", "messages": MSG, "max_tokens": 4})
+    assert resp.status_code == 200
+    h = resp.headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("50", "49")
+    assert h["x-ratelimit-limit-tokens"] == "100000"
+    assert 0 < int(h["x-ratelimit-remaining-tokens"]) < 100_000
+    assert h["x-ratelimit-reset-requests"].endswith("s") and h["x-ratelimit-reset-tokens"].endswith("s")
+
+
+@pytest.mark.parametrize("limits,body,param", [
+    ({"max_output_tokens": 10}, {"max_tokens": 11}, "max_tokens"),
+    ({"max_context_tokens": 50}, {"messages": [{"role": "user", "content": "word " * 400}]}, "messages"),
+    ({"tpm_limit": 100, "max_output_tokens": 1000}, {"max_tokens": 500}, "max_tokens"),
+])
+def test_requests_that_can_never_pass_are_400_bad_input(lim, limits, body, param):
+    org = _org(lim, **limits)
+    resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
+                      json={"model": "qwen", "messages": MSG, **body})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "bad_input" and resp.json()["error"]["param"] == param
+
+
+def test_context_bound_is_checked_on_the_exact_count_not_the_estimate(lim):
+    # 120 bytes of text estimate to ~200 tokens, over the bound, but the backend counts fewer.
+    org = _org(lim, max_context_tokens=120)
+    resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
+                      json={"model": "qwen", "messages": [{"role": "user", "content": "ab " * 40}],
+                            "max_tokens": 2})
+    assert resp.status_code == 200, resp.text
+
+
+def test_missing_max_tokens_gets_the_orgs_max_output_tokens(lim):
+    org = _org(lim, max_output_tokens=3)
+    resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
+                      json={"model": "qwen", "messages": MSG})
+    assert resp.status_code == 200 and resp.json()["usage"]["completion_tokens"] <= 3
+
+
+def _redis(stack) -> redis.Redis:
+    return redis.Redis.from_url(stack.redis_url, decode_responses=True)
+
+
+def _in_flight(stack, org_id: str) -> int:
+    r = _redis(stack)
+    now_ms = int(r.time()[0]) * 1000
+    return r.zcount("llmgw:conc:{" + org_id + "}", now_ms, "+inf")
+
+
+def _quota(stack, org_id: str) -> dict:
+    r = _redis(stack)
+    keys = list(r.scan_iter("llmgw:q:{" + org_id + "}:d:*"))
+    return {k: int(v) for k, v in r.hgetall(keys[0]).items()} if keys else {}
+
+
+def test_daily_token_quota_is_never_exceeded(lim):
+    org = _org(lim, daily_token_limit=3000, max_output_tokens=16)
+    body = {"model": "qwen", "messages": MSG, "max_tokens": 16}
+    used, refused = 0, Counter()
+    for _ in range(10):  # bursts until the quota is spent (refunds free some of it each time)
+        results = asyncio.run(_burst(lim, org["api_key"], 100, body))
+        used += sum(r.json()["usage"]["total_tokens"] for r in results if r.status_code == 200)
+        refused.update(r.json()["error"]["code"] for r in results if r.status_code != 200)
+        if all(r.status_code == 429 for r in results):
+            break
+        time.sleep(0.3)  # settlements run just after each answer
+    assert set(refused) == {"quota_daily_tokens"}
+    time.sleep(0.5)
+    assert _quota(lim, org["org"]["id"])["tok"] == used
+    # Spent up to less than one reservation (estimated prompt plus max_tokens), never over.
+    assert 3000 - 150 < used <= 3000
+    late = asyncio.run(_burst(lim, org["api_key"], 1, body))[0]
+    assert late.status_code == 429 and int(late.headers["retry-after"]) > 0
