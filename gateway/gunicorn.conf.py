@@ -5,9 +5,20 @@ Settings are validated here, in the master, so bad settings stop start-up with a
 message before any worker forks.
 """
 
+import os
+import shutil
+import tempfile
+
 from llmgw.settings import load_settings
 
 _settings = load_settings()
+
+# Metrics from every worker are summed at scrape time (prometheus-client multiprocess mode).
+# The directory must exist, empty, before the workers import prometheus_client.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="llmgw-metrics-")
+shutil.rmtree(_metrics_dir, ignore_errors=True)
+os.makedirs(_metrics_dir)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = [f"{_settings.gateway_host}:{_settings.gateway_port}"]
 workers = _settings.gateway_workers
@@ -20,3 +31,9 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "llmgw"
+
+
+def child_exit(_server, worker) -> None:
+    """A dead worker's live gauges must not linger in the sums."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)

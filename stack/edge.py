@@ -136,6 +136,9 @@ def render(state_dir: Path, upstreams: list[str], *, https_port: int = 8443, htt
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     host = f"[{listen_host}]" if ":" in listen_host else listen_host
+    status_socket = _socket_path(home / "status.sock")
+    # A killed nginx leaves its socket behind, and the next one could not bind it.
+    status_socket.unlink(missing_ok=True)
     values = {
         # As root, nginx's workers run as its compiled-in default (nobody); as anyone else, as
         # that user. Either way no worker needs to write a file (see client_body_buffer_size).
@@ -150,7 +153,7 @@ def render(state_dir: Path, upstreams: list[str], *, https_port: int = 8443, htt
         "EDGE_HTTPS_LISTEN": f"{host}:{https_port}",
         "EDGE_HTTP_LISTEN": f"{host}:{http_port}",
         "EDGE_HTTPS_REDIRECT_PORT": "" if https_port == 443 else f":{https_port}",
-        "EDGE_STATUS_LISTEN": f"unix:{_socket_path(home / 'status.sock')}",
+        "EDGE_STATUS_LISTEN": f"unix:{status_socket}",
         **edge_values(upstreams=upstreams, allow_cidrs=allow_cidrs, settings=settings,
                       trusted_proxy_cidrs=_split(settings.get("TRUSTED_PROXY_CIDRS", ""))),
     }

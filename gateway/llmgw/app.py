@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
 from . import __version__, error_handlers, openapi
-from .api import admin, inference, models, system
+from .api import admin, inference, metrics, models, system
 from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
                        Text2SQLRequest)
+from .observability import logs
+from .observability.access import AccessMiddleware
 from .request_id import RequestIdMiddleware
 from .routing import load_routing
 from .services import running_services
@@ -27,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the routing table is loaded and validated here, before any request."""
     settings = settings or load_settings()
     routing = load_routing(settings.routing_file)
+    secrets = tuple(s.get_secret_value() for s in (settings.admin_token, settings.backend_api_key) if s)
+    logs.configure(settings.log_level, secrets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,8 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(system.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
     error_handlers.install(app)
     openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
                           EmbeddingRequest, RerankRequest, OrgCreate, OrgPatch, KeyCreate, KeyRotate])
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     return app

@@ -20,7 +20,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """The API key's organisation and scopes, or 401/403 before the body is even read."""
     principal = await services.auth.authenticate(request.headers.get("authorization"))
-    request.state.principal = principal
+    trace = request.state.trace
+    trace.org, trace.key_id = principal.org_id, principal.key_id
     return principal
 
 

@@ -17,13 +17,16 @@ from .errors import (INTERNAL_ERROR_BODY, GatewayError, InvalidRequest, RouteNot
 log = logging.getLogger("llmgw.errors")
 
 
-def error_response(error: GatewayError) -> Response:
+def error_response(error: GatewayError, request: Request | None = None) -> Response:
+    trace = getattr(request.state, "trace", None) if request is not None else None
+    if trace is not None:
+        trace.error_code = error.code
     return Response(error.body_bytes(), status_code=error.status,
                     media_type="application/json", headers=error.headers)
 
 
-async def _gateway_error(_request: Request, exc: GatewayError) -> Response:
-    return error_response(exc)
+async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+    return error_response(exc, request)
 
 
 async def _http_exception(_request: Request, exc: HTTPException) -> Response:
@@ -38,8 +41,8 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> R
     return error_response(InvalidRequest(str(first["msg"]), param=param))
 
 
-async def _redis_error(_request: Request, _exc: RedisError) -> Response:
-    return error_response(StateUnavailable())
+async def _redis_error(request: Request, _exc: RedisError) -> Response:
+    return error_response(StateUnavailable(), request)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

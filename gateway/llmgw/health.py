@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import httpx
 
+from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
 
 
@@ -16,11 +17,13 @@ class HealthMonitor:
     """
 
     def __init__(self, client: httpx.AsyncClient, routing: RoutingTable, *,
-                 interval: float, timeout: float) -> None:
+                 interval: float, timeout: float, metrics: Metrics) -> None:
         self._client = client
         self._backends = [b for pool in routing.pools.values() for b in pool.backends]
         self._interval = interval
         self._timeout = timeout
+        self._metrics = metrics
+        self._pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
         self.healthy: dict[str, bool] = {b.name: True for b in self._backends}
 
     def is_healthy(self, backend: Backend) -> bool:
@@ -33,6 +36,7 @@ class HealthMonitor:
         except httpx.HTTPError:
             ok = False
         self.healthy[backend.name] = ok
+        self._metrics.backend_up.labels(backend.name, self._pool_of[backend.name]).set(1 if ok else 0)
 
     async def probe_all(self) -> None:
         async with anyio.create_task_group() as tg:

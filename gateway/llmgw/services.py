@@ -21,6 +21,7 @@ from .audit import AuditLog
 from .background import BackgroundTasks
 from .balancer import LeastInFlightBalancer
 from .health import HealthMonitor
+from .observability.metrics import Metrics
 from .routing import RoutingTable
 from .settings import Settings
 from .tenancy.admin import TenancyAdmin
@@ -45,6 +46,7 @@ class Services:
     audit: AuditLog
     admission: AdmissionGate
     tasks: BackgroundTasks
+    metrics: Metrics
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -72,8 +74,10 @@ async def running_services(settings: Settings, routing: RoutingTable,
         fast = await stack.enter_async_context(_redis(settings, settings.redis_timeout_secs))
         slow = await stack.enter_async_context(_redis(settings, ADMIN_REDIS_TIMEOUT_SECS))
         listener = await stack.enter_async_context(_redis(settings, None))
+        metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
+        metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()})
         health = HealthMonitor(client, routing, interval=settings.health_check_interval_secs,
-                               timeout=settings.health_probe_timeout_secs)
+                               timeout=settings.health_probe_timeout_secs, metrics=metrics)
         defaults = settings.default_limits()
         admin_store = TenancyStore(slow, clock)
         audit = AuditLog(slow, clock)
@@ -82,7 +86,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services = Services(settings, routing, client, health,
                             Upstream(client, LeastInFlightBalancer(eligible=health.is_healthy), settings),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
-                            _admission(settings, fast, clock), BackgroundTasks())
+                            _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics)
         await health.probe_all()
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)
@@ -96,7 +100,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
                 tg.cancel_scope.cancel()
 
 
-def _admission(settings: Settings, redis: Redis, clock: Callable[[], float]) -> AdmissionGate:
+def _admission(settings: Settings, redis: Redis, clock: Callable[[], float],
+               metrics: Metrics) -> AdmissionGate:
     lease_ms = int(settings.concurrency_lease_secs * 1000)
     limiter = RedisLimiter(redis, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
@@ -104,4 +109,4 @@ def _admission(settings: Settings, redis: Redis, clock: Callable[[], float]) -> 
     share = settings.gateway_workers * settings.gateway_replicas
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",
-                         lease_secs=settings.concurrency_lease_secs, clock=clock)
+                         lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics)

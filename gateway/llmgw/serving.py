@@ -12,6 +12,7 @@ from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
 from .admission.gate import Ticket
 from .body import read_json_object
 from .errors import BadInput, GatewayError
+from .observability.trace import Trace
 from .protocol import validate
 from .routing import Endpoint, Model
 from .services import Services
@@ -33,12 +34,15 @@ async def serve(request: Request, services: Services, principal: Principal,
     model = services.routing.resolve(body.get("model"), endpoint)
     body["model"] = model.served_name
     request_id = request.state.request_id
+    trace: Trace = request.state.trace
+    trace.model, trace.stream = model.name, bool(getattr(parsed, "stream", False))
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
     ticket = await services.admission.admit(principal, cost.reserve, request_id)
-    meter_key = f"{principal.key_id}|{model.name}|{endpoint.value}|"
-    if getattr(parsed, "stream", False):
-        return await _stream(services, model, backend_path, body, ticket, meter_key)
-    return await _answer(services, model, backend_path, body, ticket, meter_key)
+    ticket.trace = trace
+    ticket.meter_key = f"{principal.key_id}|{model.name}|{endpoint.value}|"
+    if trace.stream:
+        return await _stream(services, model, backend_path, body, ticket)
+    return await _answer(services, model, backend_path, body, ticket)
 
 
 async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict,
@@ -70,34 +74,40 @@ def _used(usage: dict | None) -> tuple[int, int]:
     return int(prompt), int(completion)
 
 
-def _settle(services: Services, ticket: Ticket, key: str, outcome: str, usage: dict | None) -> None:
+def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:
     prompt, completion = _used(usage)
+    trace, key, metrics = ticket.trace, ticket.meter_key, services.metrics
+    trace.prompt_tokens, trace.completion_tokens = prompt, completion
+    org = metrics.org(ticket.org_id)
+    metrics.tokens.labels(*org, trace.model, "input").inc(prompt)
+    metrics.tokens.labels(*org, trace.model, "output").inc(completion)
     ticket.usage = {key + "requests": 1, key + outcome: 1, key + "prompt_tokens": prompt,
                     key + "completion_tokens": completion}
     services.tasks.spawn(services.admission.settle(ticket, prompt + completion))
 
 
-async def _answer(services: Services, model: Model, path: str, body: dict, ticket: Ticket,
-                  key: str) -> Response:
+async def _answer(services: Services, model: Model, path: str, body: dict,
+                  ticket: Ticket) -> Response:
     try:
-        answer = await services.upstream.forward(model, path, body, ticket.request_id)
+        answer = await services.upstream.forward(model, path, body, ticket.request_id, ticket.trace)
     except GatewayError as exc:
-        _settle(services, ticket, key, f"error_{exc.code}", None)  # backend failure: refund
+        _settle(services, ticket, f"error_{exc.code}", None)  # backend failure: refund
         exc.headers.update(ticket.headers)
         raise
     answer["model"] = model.name
-    _settle(services, ticket, key, "success", answer.get("usage"))
+    _settle(services, ticket, "success", answer.get("usage"))
     return Response(orjson.dumps(answer), media_type="application/json", headers=ticket.headers)
 
 
-async def _stream(services: Services, model: Model, path: str, body: dict, ticket: Ticket,
-                  key: str) -> Response:
+async def _stream(services: Services, model: Model, path: str, body: dict,
+                  ticket: Ticket) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
     try:
-        stream = await services.upstream.open_stream(model, path, body, ticket.request_id)
+        stream = await services.upstream.open_stream(model, path, body, ticket.request_id,
+                                                     ticket.trace)
     except GatewayError as exc:
-        _settle(services, ticket, key, f"error_{exc.code}", None)
+        _settle(services, ticket, f"error_{exc.code}", None)
         exc.headers.update(ticket.headers)
         raise
     meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
@@ -106,9 +116,9 @@ async def _stream(services: Services, model: Model, path: str, body: dict, ticke
     async def finish() -> None:
         await stream.close()
         if meter.failed:  # the backend broke: refund
-            _settle(services, ticket, key, "error_bad_gateway", None)
+            _settle(services, ticket, "error_bad_gateway", None)
         else:  # completed, or the client left: bill what the backend reported generating
-            _settle(services, ticket, key, "success" if meter.finished else "error_client_closed",
+            _settle(services, ticket, "success" if meter.finished else "error_client_closed",
                     meter.usage)
 
     return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)

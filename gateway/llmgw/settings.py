@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
+    # seed 000: "off" drops organisation labels from every metric
+    metrics_tenant_labels: bool = True
+
     build_sha: str = "dev"
     build_time: str = "dev"
     log_level: str = "info"

@@ -6,6 +6,8 @@ the client learns what went wrong, never where the GPUs live.
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import httpx
 import orjson
@@ -13,6 +15,7 @@ import orjson
 from .balancer import LeastInFlightBalancer
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
 from .routing import Backend, Model
+from .observability.trace import Trace
 from .settings import Settings
 
 
@@ -86,14 +89,19 @@ class Upstream:
         return self._client.build_request("POST", backend.url + path, content=orjson.dumps(body),
                                           headers=headers, **kwargs)
 
-    async def forward(self, model: Model, path: str, body: dict, request_id: str) -> dict:
+    async def forward(self, model: Model, path: str, body: dict, request_id: str,
+                      trace: Trace | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it)."""
         backend = self._choose(model)
+        started = time.perf_counter()
         with self._balancer.hold(backend):
             try:
                 resp = await self._client.send(self._request(backend, path, body, request_id))
             except httpx.HTTPError as exc:
                 raise _transport_error(exc, backend) from None
+            finally:
+                if trace is not None:
+                    trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
         if resp.status_code != 200:
             raise _relayed_error(resp.status_code, resp.content, backend)
         try:
@@ -104,17 +112,21 @@ class Upstream:
             raise BadGateway(f"backend {backend.name} sent an answer that is not a JSON object")
         return answer
 
-    async def open_stream(self, model: Model, path: str, body: dict,
-                          request_id: str) -> "OpenStream":
+    async def open_stream(self, model: Model, path: str, body: dict, request_id: str,
+                          trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         backend = self._choose(model)
         backend.in_flight += 1
         request = self._request(backend, path, body, request_id, self._stream_timeout)
+        started = time.perf_counter()
         try:
             resp = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
             backend.in_flight -= 1
             raise _transport_error(exc, backend) from None
+        finally:
+            if trace is not None:
+                trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
         if resp.status_code != 200:
             try:
                 content = await resp.aread()

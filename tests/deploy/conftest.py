@@ -25,6 +25,7 @@ def compose(tmp_path_factory, cert_dir) -> dict:
                               [f"BACKEND_API_KEY={BACKEND_KEY}", "ADMIN_TOKEN=" + "a" * 32])
     result = run_compose_config(project, TLS_CERT_DIR=str(cert_dir))
     assert result.returncode == 0, result.stderr
+    assert "WARN" not in result.stderr.upper(), result.stderr
     return yaml.safe_load(result.stdout)
 
 

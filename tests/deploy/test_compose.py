@@ -137,6 +137,7 @@ def test_gateway_service(compose):
     assert env["BACKEND_API_KEY"] == BACKEND_KEY
     assert env["ADMIN_TOKEN"] == "a" * 32
     assert env["GATEWAY_PORT"] == "8000"
+    assert env["ROUTING_FILE"] == "/app/routing.yaml"  # where the Dockerfile puts it
     assert "container_name" not in gateway  # replicas cannot share one name
 
 

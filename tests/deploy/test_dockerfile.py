@@ -5,6 +5,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 from deploy_support import ROOT
 
@@ -73,3 +77,18 @@ def test_secrets_and_bulk_stay_out_of_the_build_context():
                  "gateway/llmgw.egg-info/PKG-INFO", "tests/conftest.py"):
         assert not sent_to_build(path), path
     assert sent_to_build("gateway/llmgw/app.py")
+
+
+def test_the_installed_package_keeps_every_file(tmp_path):
+    """The build stage pip-installs what it copied of gateway/: nothing may go missing (e.g. Lua)."""
+    src = tmp_path / "gateway"
+    shutil.copytree(ROOT / "gateway" / "llmgw", src / "llmgw",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "gateway" / "pyproject.toml", src)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {p.relative_to(src).as_posix() for p in (src / "llmgw").rglob("*") if p.is_file()}
+    assert sorted(wanted - packed) == []

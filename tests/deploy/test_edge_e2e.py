@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import ssl
 import time
@@ -12,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from deploy_support import Edge, raw_get
+from deploy_support import Edge, raw_get, start_edge, stop_edge
+from stack import edge
 from stacks import free_port
 
 SECURITY_HEADERS = {
@@ -177,3 +180,16 @@ def test_stub_status_for_the_exporter_on_its_own_listener(gateway_edge):
         assert client.get("http://nginx/other").status_code == 404
     with gateway_edge.client() as client:  # not on the public listener
         assert client.get("/stub_status").status_code != 200
+
+
+def test_starts_again_after_being_killed(tmp_path):
+    """A SIGKILLed nginx leaves its pid file and status socket behind; the next start copes."""
+    first = start_edge(tmp_path, [f"127.0.0.1:{free_port()}"])
+    os.killpg(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    second = start_edge(tmp_path, [f"127.0.0.1:{free_port()}"])
+    try:
+        assert httpx.get(edge.health_url(second.http_port)).status_code == 200
+    finally:
+        stop_edge(second)
+    assert not re.search(r"\[(emerg|alert)\]", (tmp_path / "nginx.log").read_text())

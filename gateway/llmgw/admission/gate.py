@@ -13,6 +13,8 @@ import anyio
 from redis.exceptions import RedisError
 
 from ..errors import LimiterUnavailable, RateLimited
+from ..observability.metrics import Metrics
+from ..observability.trace import Trace
 from ..tenancy.auth import Principal
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
@@ -33,6 +35,8 @@ class Ticket:
     reservation: Reservation | None  # None: admitted by the local limiter (Redis was away)
     usage: dict[str, int] = field(default_factory=dict)
     done: bool = False
+    trace: Trace | None = None   # set by the request path, for metrics and the access line
+    meter_key: str = ""          # usage field prefix: key|model|endpoint|
 
 
 def _tz_offset(name: str) -> int:
@@ -43,15 +47,15 @@ def _tz_offset(name: str) -> int:
 
 class AdmissionGate:
     def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
-                 lease_secs: float, clock: Callable[[], float]) -> None:
+                 lease_secs: float, clock: Callable[[], float], metrics: Metrics) -> None:
         self._limiter = limiter
         self._local = local
         self._fail_open = fail_open
         self._lease_secs = lease_secs
         self._clock = clock
+        self._metrics = metrics
         self._running: dict[str, Reservation] = {}
         self.degraded = False  # Redis unreachable at the last attempt
-        self.redis_errors = 0
 
     async def admit(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
         scopes = scopes_for(principal.org_id, principal.org_limits, principal.key_id,
@@ -60,22 +64,39 @@ class AdmissionGate:
             verdict = await self._limiter.admit(request_id, scopes, reserve,
                                                 _tz_offset(principal.timezone))
         except REDIS_DOWN:
-            self._went_down()
+            self._went_down("admit")
             return self._admit_locally(principal, reserve, request_id)
-        self.degraded = False
+        self._came_back()
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
         if not verdict.admitted:
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
+        self._note_quota(principal, verdict.quota_used)
         res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, "llmgw:usage:{" + principal.org_id + "}:")
         self._running[request_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
 
-    def _went_down(self) -> None:
-        self.redis_errors += 1
+    def _note_quota(self, principal: Principal, used: tuple[int, int, int]) -> None:
+        limits = principal.org_limits
+        org = self._metrics.org(principal.org_id)
+        for quota, value, limit in (("daily_tokens", used[0], limits.daily_token_limit),
+                                    ("daily_requests", used[1], limits.daily_request_limit),
+                                    ("monthly_tokens", used[2], limits.monthly_token_limit)):
+            if limit:
+                self._metrics.quota_ratio.labels(*org, quota).set(value / limit)
+
+    def _went_down(self, op: str) -> None:
+        self._metrics.redis_errors.labels(op).inc()
         if not self.degraded:
             log.warning("redis unreachable: limiter degraded (fail_open=%s)", self._fail_open)
+            self._metrics.limiter_degraded.set(1)
         self.degraded = True
+
+    def _came_back(self) -> None:
+        if self.degraded:
+            log.warning("redis reachable again: limiter back to shared counters")
+            self._metrics.limiter_degraded.set(0)
+        self.degraded = False
 
     def _admit_locally(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
         if not self._fail_open:
@@ -101,7 +122,7 @@ class AdmissionGate:
                 await self._limiter.settle(ticket.reservation, used, ticket.usage)
         except REDIS_DOWN:
             # The leases expire by themselves; the reservation stays charged (never under-bills).
-            self._went_down()
+            self._went_down("settle")
             log.warning("settlement of %s failed; leases will expire", ticket.request_id)
 
     async def renew_forever(self) -> None:
@@ -111,4 +132,4 @@ class AdmissionGate:
             try:
                 await self._limiter.renew(list(self._running.values()))
             except REDIS_DOWN:
-                self._went_down()
+                self._went_down("renew")

@@ -55,6 +55,7 @@ class Verdict:
     tpm: tuple[int, int, int]
     day: int
     month: int
+    quota_used: tuple[int, int, int]  # daily tokens, daily requests, monthly tokens (org)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class RedisLimiter:
         r = await self._admit(keys=keys, args=args)
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
-                       int(r[9]), int(r[10]))
+                       int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])))
 
     async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
         keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]

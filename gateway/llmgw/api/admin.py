@@ -6,12 +6,12 @@ missing or wrong → 401 unauthorized; compared in constant time.
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
+from .. import admin_token
 from ..body import read_json_object
 from ..deps import ServicesDep
 from ..errors import AdminUnauthorized, AdminUnavailable
@@ -19,17 +19,13 @@ from ..openapi import error_responses, json_body
 from ..protocol import validate
 from ..services import Services
 from ..tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
-from ..tenancy.apikeys import bearer_token
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:
     expected = services.settings.admin_token
     if expected is None:
         raise AdminUnavailable("the admin API is disabled: ADMIN_TOKEN is not set")
-    presented = bearer_token(request.headers.get("authorization")) \
-        or request.headers.get("x-admin-token")
-    if not presented or not hmac.compare_digest(
-            presented.encode("utf-8", "replace"), expected.get_secret_value().encode("utf-8")):
+    if not admin_token.matches(admin_token.presented(request), expected):
         raise AdminUnauthorized("missing or wrong admin token (Authorization: Bearer or X-Admin-Token)")
 
 

@@ -9,7 +9,8 @@
 --   then per scope 8 limits (0 = not limited here): rps, burst, rpm, tpm, max_concurrent,
 --   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none).
 -- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
---          tpm_limit, tpm_remaining, tpm_reset_ms, day, month}
+--          tpm_limit, tpm_remaining, tpm_reset_ms, day, month,
+--          the organisation's daily tokens, daily requests and monthly tokens used (if admitted)}
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -41,7 +42,7 @@ local function next_month_ms()
 end
 
 local function refuse(code, retry, info)
-  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month}
+  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0}
 end
 
 -- Drop tpm entries older than the window, keeping the running sum exact.
@@ -142,6 +143,7 @@ if gmax > 0 then
 end
 
 -- Every check passed: take everything. Nothing above wrote anything but expired entries.
+local used = {0, 0, 0}
 for s = 0, nscopes - 1 do
   local k, st = s * 6, state[s]
   if st.conc > 0 then
@@ -163,14 +165,15 @@ for s = 0, nscopes - 1 do
     redis.call('PEXPIRE', KEYS[k + 3], WINDOW + 1000)
     redis.call('PEXPIRE', KEYS[k + 4], WINDOW + 1000)
   end
-  redis.call('HINCRBY', st.qd, 'req', 1)
-  redis.call('HINCRBY', st.qd, 'tok', reserve)
+  local dreq_used = redis.call('HINCRBY', st.qd, 'req', 1)
+  local dtok_used = redis.call('HINCRBY', st.qd, 'tok', reserve)
   redis.call('EXPIRE', st.qd, 3 * 86400)
-  redis.call('HINCRBY', st.qm, 'tok', reserve)
+  local mtok_used = redis.call('HINCRBY', st.qm, 'tok', reserve)
+  if s == 0 then used = {dtok_used, dreq_used, mtok_used} end
   redis.call('EXPIRE', st.qm, 62 * 86400)
 end
 if gmax > 0 then
   redis.call('ZADD', gkey, now + lease_ms, rid)
   redis.call('PEXPIRE', gkey, lease_ms * 2)
 end
-return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month}
+return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3]}
