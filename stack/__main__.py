@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import dotenv
-from .processes import (ROOT, StackConfig, read_pids, start_backends, start_gateway,
+from .processes import (ROOT, StackConfig, read_pids, start_backends, start_edge, start_gateway,
                         start_redis, stop, wait_healthy, write_pids)
 from .topology import DEFAULT_BACKEND_PORTS, backend_specs
 
@@ -39,6 +39,20 @@ def _ports(env: dict[str, str]) -> dict[str, int]:
     return {name: port + shift for name, port in DEFAULT_BACKEND_PORTS.items()}
 
 
+def _gateway_ports(cfg: StackConfig) -> list[int]:
+    """GATEWAY_REPLICAS instances: the first on GATEWAY_PORT, the others just above it."""
+    replicas = int(cfg.env.get("GATEWAY_REPLICAS") or 1)
+    return [cfg.gateway_port + i for i in range(replicas)]
+
+
+def _https_port(env: dict[str, str]) -> int:
+    return int(env.get("STACK_HTTPS_PORT") or 8443)
+
+
+def _http_port(env: dict[str, str]) -> int:
+    return int(env.get("STACK_HTTP_PORT") or 8080)
+
+
 def up() -> StackConfig:
     if read_pids(STATE_DIR):
         down()
@@ -51,14 +65,21 @@ def up() -> StackConfig:
     write_pids(STATE_DIR, procs)
     try:
         wait_healthy(procs, START_TIMEOUT[cfg.backends], STATE_DIR / "logs")
-        procs.append(start_gateway(specs, cfg))
+        ports = _gateway_ports(cfg)
+        gateways = [start_gateway(specs, cfg, port=port, name=f"gateway{i + 1 if i else ''}")
+                    for i, port in enumerate(ports)]
+        procs += gateways
         write_pids(STATE_DIR, procs)
-        wait_healthy(procs[-1:], 60.0, STATE_DIR / "logs")
+        wait_healthy(gateways, 60.0, STATE_DIR / "logs")
+        edge = start_edge(cfg, ports, https_port=_https_port(env), http_port=_http_port(env))
+        procs.append(edge)
+        write_pids(STATE_DIR, procs)
+        wait_healthy([edge], 30.0, STATE_DIR / "logs")
     except (RuntimeError, TimeoutError) as exc:
         down()
         raise SystemExit(f"stack failed to start: {exc}") from None
     print(f"stack up in {time.monotonic() - started:.1f} s ({cfg.backends} backends)")
-    _print_usage(cfg, specs)
+    _print_usage(cfg, specs, env)
     return cfg
 
 
@@ -70,10 +91,12 @@ def down() -> None:
         print(f"stopped {', '.join(pids)}")
 
 
-def _print_usage(cfg: StackConfig, specs) -> None:
+def _print_usage(cfg: StackConfig, specs, env: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{cfg.gateway_port}"
+    https = f"https://127.0.0.1:{_https_port(env)}"
     print(f"""
   gateway   {base}/v1        (docs: {base}/docs)
+  https     {https}/v1  (nginx, self-signed: --cacert {cfg.state_dir / 'certs' / 'cert-fullchain.crt'})
   backends  {', '.join(f'{s.name} :{s.port}' for s in specs)}
   redis     127.0.0.1:{cfg.redis_port}
   logs      {STATE_DIR / 'logs'}

@@ -94,6 +94,19 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
                 f"http://127.0.0.1:{port}/healthz")
 
 
+def start_edge(cfg: StackConfig, gateway_ports: list[int], *, https_port: int,
+               http_port: int) -> Proc:
+    """nginx with TLS in front of the gateway instances, from the same template as compose."""
+    from . import edge
+    conf = edge.render(cfg.state_dir, [f"127.0.0.1:{p}" for p in gateway_ports],
+                       https_port=https_port, http_port=http_port, settings=cfg.env)
+    checked = edge.check_config(conf)
+    if checked.returncode:
+        raise RuntimeError(f"nginx -t failed: {checked.stderr.strip()}")
+    return Proc("nginx", _spawn("nginx", edge.nginx_argv(conf), dict(os.environ),
+                                cfg.state_dir / "logs"), edge.health_url(http_port))
+
+
 def _answers(url: str) -> bool:
     if url.startswith("redis://"):
         return _redis_pong(url)

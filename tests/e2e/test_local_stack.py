@@ -6,6 +6,7 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -40,10 +41,12 @@ def _free_block(size: int = 6) -> int:
 
 @pytest.fixture
 def make_stack(tmp_path):
-    gateway_port = free_port()
+    gateway_port = _free_block(2)  # two gateway instances, on this port and the next
     env = {**os.environ, "STACK_STATE_DIR": str(tmp_path), "STACK_PORT_BASE": str(_free_block()),
            "GATEWAY_PORT": str(gateway_port), "STACK_REDIS_PORT": str(free_port()),
-           "STACK_SIM_ARGS": "--ttft-ms 0 --itl-ms 40", "ADMIN_TOKEN": secrets.token_urlsafe(24)}
+           "STACK_SIM_ARGS": "--ttft-ms 0 --itl-ms 40", "ADMIN_TOKEN": secrets.token_urlsafe(24),
+           "GATEWAY_REPLICAS": "2", "STACK_HTTPS_PORT": str(free_port()),
+           "STACK_HTTP_PORT": str(free_port())}
     started = time.monotonic()
     up = subprocess.run(["make", "stack-up"], cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=300)
@@ -80,7 +83,8 @@ def test_stack_up_serves_every_endpoint_then_stack_down_stops_it(make_stack):
     for chunk in client.chat.completions.create(model="qwen", max_tokens=8, stream=True,
                                                 messages=[{"role": "user", "content": "hi"}]):
         arrivals.append(time.monotonic() - start)
-    assert len(arrivals) >= 9 and arrivals[-1] - arrivals[1] > 0.2  # spread out, not one burst
+    # 40 ms between tokens: the last events arrive spread out, not in one burst at the end.
+    assert len(arrivals) >= 9 and arrivals[-1] - arrivals[-4] > 0.08
 
     base_port = int(env["STACK_PORT_BASE"])
     served = [httpx.get(f"http://127.0.0.1:{base_port + i}/sim/stats").json()["by_endpoint"]
@@ -88,4 +92,28 @@ def test_stack_up_serves_every_endpoint_then_stack_down_stops_it(make_stack):
     assert min(served) >= 1, served  # both chat replicas took traffic
 
     pids = (state / "pids.json").read_text()
-    assert all(name in pids for name in ("redis", "chat0", "chat1", "text2sql", "embed", "rerank", "gateway"))
+    assert all(name in pids for name in ("redis", "nginx", "gateway2", "chat0", "chat1", "text2sql", "embed", "rerank", "gateway"))
+
+
+def test_stack_behind_tls_with_two_gateways_holds_one_rpm_limit(make_stack):
+    base, env, state = make_stack
+    https = f"https://127.0.0.1:{env['STACK_HTTPS_PORT']}"
+    ca = ssl.create_default_context(cafile=str(state / "certs" / "cert-fullchain.crt"))
+    created = httpx.post(base + "/admin/orgs", headers={"X-Admin-Token": env["ADMIN_TOKEN"]},
+                         json={"name": "tls-team", "rpm_limit": 10})
+    key = created.json()["api_key"]
+    client = openai.OpenAI(base_url=https + "/v1", api_key=key, max_retries=0,
+                           http_client=httpx.Client(verify=ca))
+    chunks = list(client.chat.completions.create(model="qwen", stream=True, max_tokens=4,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    assert len(chunks) >= 5 and chunks[0].choices[0].delta.role == "assistant"
+    with httpx.Client(verify=ca, headers={"Authorization": f"Bearer {key}"}) as c:
+        codes = [c.post(https + "/v1/chat/completions", json={
+            "model": "qwen", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}).status_code
+            for _ in range(20)]
+        headers = c.get(https + "/v1/models").headers
+    assert codes.count(200) == 9 and codes.count(429) == 11  # 10 a minute, the stream was the first
+    assert "max-age" in headers["strict-transport-security"]
+    # nginx spread the requests over both gateway instances, yet the limit held exactly.
+    logs = [(state / "logs" / f"{name}.log").read_text() for name in ("gateway", "gateway2")]
+    assert all('"org":"' + created.json()["org"]["id"] in log for log in logs)
