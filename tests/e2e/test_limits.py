@@ -166,3 +166,86 @@ def test_daily_token_quota_is_never_exceeded(lim):
     assert 3000 - 150 < used <= 3000
     late = asyncio.run(_burst(lim, org["api_key"], 1, body))[0]
     assert late.status_code == 429 and int(late.headers["retry-after"]) > 0
+
+
+def _stream_usage(stack, key: str, *, read: int | None = None, **options) -> dict | None:
+    """Stream a chat answer asking for usage; read `read` events (None: all); the last usage seen."""
+    last = None
+    with httpx.stream("POST", stack.base_url + "/v1/chat/completions", timeout=30,
+                      headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "qwen", "messages": MSG, "max_tokens": 12, "stream": True,
+                            "stream_options": {"include_usage": True, **options}}) as resp:
+        seen = 0
+        for line in resp.iter_lines():
+            if line.startswith("data: {"):
+                chunk = __import__("json").loads(line[6:])
+                last = chunk.get("usage") or last
+                seen += 1
+                if read is not None and seen >= read:
+                    break
+    return last
+
+
+def test_billed_tokens_equal_the_backends_reported_usage(lim):
+    org = _org(lim)
+    key, auth = org["api_key"], {"Authorization": f"Bearer {org['api_key']}"}
+    reported = 0
+    for _ in range(4):  # completed, non-streaming
+        r = httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
+                       json={"model": "qwen", "messages": MSG, "max_tokens": 9})
+        reported += r.json()["usage"]["total_tokens"]
+    for _ in range(3):  # completed, streaming
+        reported += _stream_usage(lim, key)["total_tokens"]
+    _sim(lim, itl_ms=250)  # disconnected: the client leaves while the backend waits between tokens
+    try:
+        for _ in range(2):
+            reported += _stream_usage(lim, key, read=3, continuous_usage_stats=True)["total_tokens"]
+        _sim(lim, error_rate=1.0)  # failed: refunded, nothing billed
+        failed = [httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
+                             json={"model": "qwen", "messages": MSG, "max_tokens": 9}).status_code
+                  for _ in range(3)]
+    finally:
+        _sim(lim)
+    assert failed == [502, 502, 502]
+    time.sleep(1)
+    with lim.admin() as admin:
+        quota = admin.get(f"/admin/quota/{org['org']['id']}").json()["limits"]
+        usage = admin.get("/admin/usage", params={"window": "1h", "limit": 500}).json()
+    assert quota["daily_token_limit"]["used"] == reported
+    mine = next(o for o in usage["orgs"] if o["org_id"] == org["org"]["id"])
+    assert mine["prompt_tokens"] + mine["completion_tokens"] == reported
+    assert mine["requests"] == 12 and mine["success"] == 7
+    assert mine["errors"] == {"client_closed": 2, "bad_gateway": 3}
+    assert quota["daily_request_limit"]["used"] == 12
+
+
+def test_quota_routes_show_limit_used_remaining_reset(lim):
+    org = _org(lim, rpm_limit=30, daily_request_limit=1000)
+    auth = {"Authorization": f"Bearer {org['api_key']}"}
+    for _ in range(3):
+        httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
+                   json={"model": "qwen", "messages": MSG, "max_tokens": 2}).raise_for_status()
+    time.sleep(0.5)
+    with lim.admin() as admin:
+        one = admin.get(f"/admin/quota/{org['org']['id']}").json()
+        everyone = admin.get("/admin/quotas", params={"limit": 500}).json()
+    rpm = one["limits"]["rpm_limit"]
+    assert (rpm["limit"], rpm["used"], rpm["remaining"]) == (30, 3, 27)
+    assert rpm["resets_at"] > time.time()
+    daily = one["limits"]["daily_request_limit"]
+    assert (daily["used"], daily["remaining"]) == (3, 997) and daily["resets_at"] > time.time()
+    assert one["limits"]["max_concurrent"]["used"] == 0
+    assert org["org"]["id"] in {q["org_id"] for q in everyone["data"]}
+
+
+def test_a_burst_at_the_window_edge_admits_no_more_than_the_limit(lim):
+    """Sliding 60 s window: no minute boundary where the limit could be taken twice."""
+    org = _org(lim, rpm_limit=10)
+    started = time.monotonic()
+    first = asyncio.run(_burst(lim, org["api_key"], 5))
+    time.sleep(55 - (time.monotonic() - started))
+    second = asyncio.run(_burst(lim, org["api_key"], 10))
+    time.sleep(max(0.0, 60.7 - (time.monotonic() - started)))  # the first burst just left
+    third = asyncio.run(_burst(lim, org["api_key"], 10))
+    ok = [sum(r.status_code == 200 for r in batch) for batch in (first, second, third)]
+    assert ok == [5, 5, 5], ok  # never more than 10 in any 60 s

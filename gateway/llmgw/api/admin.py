@@ -6,7 +6,7 @@ missing or wrong → 401 unauthorized; compared in constant time.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
@@ -107,6 +107,26 @@ async def rotate_key(key_id: str, request: Request, services: ServicesDep) -> di
 @router.delete("/keys/{key_id}", summary="Revoke a key (effective on every worker within a second)")
 async def revoke_key(key_id: str, request: Request, services: ServicesDep) -> dict:
     return {"key": (await services.tenancy_admin.revoke_key(key_id, _rid(request))).public()}
+
+
+@router.get("/usage", summary="Usage per organisation over a window (hourly/daily buckets)")
+async def usage(services: ServicesDep, window: Annotated[Literal["1h", "24h", "7d", "30d"], Query()] = "24h",
+                limit: Limit = 100, offset: Offset = 0) -> dict:
+    orgs, total = await services.tenancy_store.list_orgs(offset, limit)
+    return {**await services.usage_report.usage(orgs, window), "total": total,
+            "limit": limit, "offset": offset}
+
+
+@router.get("/quota/{org_id}", summary="Each limit of one organisation: configured, used, remaining, reset")
+async def quota(org_id: str, services: ServicesDep) -> dict:
+    return await services.usage_report.quota(await services.tenancy_admin.org(org_id))
+
+
+@router.get("/quotas", summary="Quota state of every organisation (paginated)")
+async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> dict:
+    orgs, total = await services.tenancy_store.list_orgs(offset, limit)
+    return {"data": [await services.usage_report.quota(o) for o in orgs], "total": total,
+            "limit": limit, "offset": offset}
 
 
 @router.get("/audit", summary="The audit trail of admin changes, newest first")

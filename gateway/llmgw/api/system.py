@@ -24,7 +24,9 @@ async def healthz(services: ServicesDep) -> JSONResponse:
     ready = serving and not services.draining
     degraded = [name for name, p in pools.items() if not p["healthy"]]
     status = "ready" if ready and not degraded else ("degraded" if ready else "not_ready")
-    return JSONResponse({"status": status, "pools": pools}, status_code=200 if ready else 503)
+    limiter = "degraded" if services.admission.degraded else "ok"
+    return JSONResponse({"status": status, "pools": pools, "limiter": limiter},
+                        status_code=200 if ready else 503)
 
 
 @router.get("/version", summary="Build information")

@@ -125,13 +125,38 @@ def audit(c: AdminClient, args) -> None:
         print(f"\nolder: gatewayctl audit --before {page['next_before']}", file=sys.stderr)
 
 
+def usage(c: AdminClient, args) -> None:
+    report = c.call("GET", "/admin/usage", params={"window": args.window, "limit": args.limit})
+    if args.json:
+        return render.as_json(report)
+    rows = [{**o, "errors": sum(o["errors"].values())} for o in report["orgs"]]
+    render.table(rows, ["org_id", "name", "requests", "success", "errors", "prompt_tokens",
+                        "completion_tokens"])
+
+
+def _quota_rows(q: dict) -> list[dict]:
+    return [{"org_id": q["org_id"], "limit_name": name, **row} for name, row in q["limits"].items()]
+
+
+def quota(c: AdminClient, args) -> None:
+    if args.org_id:
+        data = c.call("GET", f"/admin/quota/{args.org_id}")
+        rows = _quota_rows(data)
+    else:
+        data = c.call("GET", "/admin/quotas", params={"limit": args.limit})
+        rows = [r for q in data["data"] for r in _quota_rows(q)]
+    if args.json:
+        return render.as_json(data)
+    render.table(rows, ["org_id", "limit_name", "limit", "used", "remaining", "resets_at"])
+
+
 def _parser() -> argparse.ArgumentParser:
     return parser.build({"org_create": org_create, "org_list": org_list, "org_show": org_show,
                   "org_set_limits": org_set_limits, "org_delete": org_delete,
                   "org_suspend": lambda c, a: org_patch(c, a, {"status": "suspended"}),
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
-                  "key_revoke": key_revoke, "audit": audit})
+                  "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,15 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("key_id")
     p.set_defaults(func=commands["key_revoke"])
 
+    p = groups.add_parser("usage", parents=[common], help="usage per organisation over a window")
+    p.add_argument("--window", choices=["1h", "24h", "7d", "30d"], default="24h")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=commands["usage"])
+    p = groups.add_parser("quota", parents=[common], help="limits: configured, used, remaining, reset")
+    p.add_argument("org_id", nargs="?", help="one organisation (default: all)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=commands["quota"])
+
     p = groups.add_parser("audit", parents=[common], help="the audit trail, newest first")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--before", help="cursor printed by the previous page")

@@ -1,0 +1,104 @@
+"""Reading usage and quotas back for the admin API: usage by window, and each limit's state."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+from redis.asyncio import Redis
+
+from ..tenancy.limits import Limits
+from ..tenancy.records import Org
+from .redis_limiter import GLOBAL_CONCURRENCY, scopes_for
+
+WINDOWS = {"1h": ("h", 2), "24h": ("h", 24), "7d": ("d", 7), "30d": ("d", 30)}
+WINDOW = 60_000
+
+
+def usage_prefix(org_id: str) -> str:
+    return "llmgw:usage:{" + org_id + "}:"
+
+
+def _fold(rows: list[dict]) -> dict:
+    """Sum `key|model|endpoint|metric` counters into totals and breakdowns."""
+    total: dict = defaultdict(int)
+    errors: dict = defaultdict(int)
+    by: dict = {"key": defaultdict(lambda: defaultdict(int)), "model": defaultdict(lambda: defaultdict(int)),
+                "endpoint": defaultdict(lambda: defaultdict(int))}
+    for row in rows:
+        for field, value in row.items():
+            key_id, model, endpoint, metric = field.split("|", 3)
+            n = int(value)
+            if metric.startswith("error_"):
+                errors[metric[6:]] += n
+                metric = "errors"
+            total[metric] += n
+            for dim, name in (("key", key_id), ("model", model), ("endpoint", endpoint)):
+                by[dim][name][metric] += n
+    return {"requests": total["requests"], "success": total["success"], "errors": dict(errors),
+            "prompt_tokens": total["prompt_tokens"], "completion_tokens": total["completion_tokens"],
+            "by_key": {k: dict(v) for k, v in by["key"].items()},
+            "by_model": {k: dict(v) for k, v in by["model"].items()},
+            "by_endpoint": {k: dict(v) for k, v in by["endpoint"].items()}}
+
+
+class UsageReport:
+    def __init__(self, redis: Redis, defaults: Limits) -> None:
+        self._r = redis
+        self._defaults = defaults
+
+    async def usage(self, orgs: list[Org], window: str) -> dict:
+        kind, count = WINDOWS[window]
+        now = int((await self._r.time())[0])
+        current = now // 3600 if kind == "h" else now // 86400
+        buckets = [current - i for i in range(count)]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for org in orgs:
+                for b in buckets:
+                    pipe.hgetall(f"{usage_prefix(org.id)}{kind}:{b}")
+            rows = await pipe.execute()
+        step = 3600 if kind == "h" else 86400
+        report = []
+        for i, org in enumerate(orgs):
+            report.append({"org_id": org.id, "name": org.name,
+                           **_fold(rows[i * count:(i + 1) * count])})
+        return {"window": window, "from": (current - count + 1) * step, "to": now, "orgs": report}
+
+    async def quota(self, org: Org) -> dict:
+        """Per limit: configured, used, remaining and when it resets (epoch seconds)."""
+        limits = org.limits.over(self._defaults)
+        scope = scopes_for(org.id, limits, "-", Limits())[0]
+        secs, usecs = await self._r.time()
+        now_ms = int(secs) * 1000 + int(usecs) // 1000
+        local = datetime.fromtimestamp(now_ms / 1000, zoneinfo.ZoneInfo(org.timezone))
+        offset = int(local.utcoffset().total_seconds())
+        day = (now_ms // 1000 + offset) // 86400
+        month = local.year * 100 + local.month
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.zcount(scope.prefix + "rpm", now_ms - WINDOW, "+inf")
+            pipe.zrangebyscore(scope.prefix + "rpm", now_ms - WINDOW, "+inf", start=0, num=1, withscores=True)
+            pipe.zrangebyscore(scope.prefix + "tpm", now_ms - WINDOW, "+inf", withscores=True)
+            pipe.hgetall(scope.prefix + "tpmw")
+            pipe.zcount(scope.leases, now_ms, "+inf")
+            pipe.hgetall(f"{scope.quota_prefix}d:{day}")
+            pipe.hgetall(f"{scope.quota_prefix}m:{month}")
+            rpm_used, rpm_oldest, tpm_entries, weights, in_flight, daily, monthly = await pipe.execute()
+        tpm_used = sum(int(weights.get(member, 0)) for member, _ in tpm_entries)
+        next_day = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        next_month = (first + timedelta(days=32)).replace(day=1)
+        window_reset = lambda oldest: (oldest[0][1] + WINDOW) / 1000 if oldest else now_ms / 1000  # noqa: E731
+
+        def row(limit, used, resets_at):
+            return {"limit": limit, "used": used, "remaining": max(0, limit - used) if limit else None,
+                    "resets_at": resets_at}
+        return {"org_id": org.id, "name": org.name, "timezone": org.timezone, "limits": {
+            "rpm_limit": row(limits.rpm_limit, rpm_used, window_reset(rpm_oldest)),
+            "tpm_limit": row(limits.tpm_limit, tpm_used, window_reset(tpm_entries[:1])),
+            "max_concurrent": row(limits.max_concurrent, in_flight, None),
+            "daily_token_limit": row(limits.daily_token_limit, int(daily.get("tok", 0)), next_day.timestamp()),
+            "daily_request_limit": row(limits.daily_request_limit, int(daily.get("req", 0)), next_day.timestamp()),
+            "monthly_token_limit": row(limits.monthly_token_limit, int(monthly.get("tok", 0)),
+                                       next_month.timestamp()),
+        }, "global_in_flight": await self._r.zcount(GLOBAL_CONCURRENCY, now_ms, "+inf")}
