@@ -25,7 +25,7 @@ from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for 
 from llmgw.tenancy.limits import Limits  # noqa: E402
 
 N = 5000
-LIMITS = Limits(rps=10**6, burst=10**6, rpm_limit=10**8, tpm_limit=10**11, max_concurrent=10**6,
+LIMITS = Limits(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concurrent=10**5,
                 daily_token_limit=10**12, daily_request_limit=10**9, monthly_token_limit=10**12,
                 max_context_tokens=8192, max_output_tokens=512)
 

@@ -249,3 +249,16 @@ def test_a_burst_at_the_window_edge_admits_no_more_than_the_limit(lim):
     third = asyncio.run(_burst(lim, org["api_key"], 10))
     ok = [sum(r.status_code == 200 for r in batch) for batch in (first, second, third)]
     assert ok == [5, 5, 5], ok  # never more than 10 in any 60 s
+
+
+def test_a_key_narrows_its_organisations_limits(lim):
+    org = _org(lim, rpm_limit=100)
+    with lim.admin() as admin:
+        narrow = admin.post(f"/admin/orgs/{org['org']['id']}/keys", json={"limits": {"rpm_limit": 3}}).json()
+    narrow_results = asyncio.run(_burst(lim, narrow["api_key"], 5))
+    assert Counter(r.status_code for r in narrow_results) == {200: 3, 429: 2}
+    # The organisation's other key is not held back by the narrow one's limit...
+    assert Counter(r.status_code for r in asyncio.run(_burst(lim, org["api_key"], 5))) == {200: 5}
+    # ...and the narrow key's requests counted against the organisation too: 3 + 5 of 100.
+    with lim.admin() as admin:
+        assert admin.get(f"/admin/quota/{org['org']['id']}").json()["limits"]["rpm_limit"]["used"] == 8
