@@ -36,6 +36,8 @@ async def serve(request: Request, services: Services, principal: Principal,
     request_id = request.state.request_id
     trace: Trace = request.state.trace
     trace.model, trace.stream = model.name, bool(getattr(parsed, "stream", False))
+    if services.settings.log_content:
+        trace.content = _content(body)[:2000]
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
     ticket = await services.admission.admit(principal, cost.reserve, request_id)
     ticket.trace = trace
@@ -62,6 +64,15 @@ async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict
         cost.prompt = exact
         check_bounds(cost, limits)
     return cost
+
+
+def _content(body: dict) -> str:
+    """The text a content log shows: the last message, or the prompt, input or query."""
+    if body.get("messages"):
+        content = body["messages"][-1].get("content")
+        return content if isinstance(content, str) else orjson.dumps(content).decode()
+    value = body.get("prompt", body.get("input", body.get("query", "")))
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _used(usage: dict | None) -> tuple[int, int]:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
+    # Opt-in: log the request's text (last message, prompt or input), redacted, on the access line.
+    log_content: bool = False
     # seed 000: "off" drops organisation labels from every metric
     metrics_tenant_labels: bool = True
 

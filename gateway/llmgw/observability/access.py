@@ -83,4 +83,5 @@ class AccessMiddleware:
                       latency_ms=round((end - began) * 1000, 2),
                       ttft_ms=round(((marks["first_body"] or first) - began) * 1000, 2),
                       stream=trace.stream, cache=trace.cache,
-                      retries=trace.retries, error=trace.error_code)
+                      retries=trace.retries, error=trace.error_code,
+                      **({"content": trace.content} if trace.content is not None else {}))

@@ -20,3 +20,4 @@ class Trace:
     error_code: str | None = None
     cache: str | None = None    # HIT | MISS, when the cache was consulted
     retries: int = 0
+    content: str | None = None  # only with LOG_CONTENT=on; redacted before it is written

@@ -1,0 +1,59 @@
+"""Logs never carry API keys, the admin token or personal data: grep a real gateway's log."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+
+from stacks import TestStack
+
+PII = ["alice.smith@example.com", "+44 20 7946 0958", "4111 1111 1111 1111"]
+
+
+def _lines(stack) -> list[dict]:
+    text = (stack.logs / "gateway.log").read_text()
+    return [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_content_log_is_redacted_and_secrets_never_logged(tmp_path):
+    stack = TestStack("sim", tmp_path, workers=2, env={"LOG_CONTENT": "on"}).start()
+    try:
+        org = stack.create_org()
+        key, other = org["api_key"], stack.create_org()["api_key"]
+        planted = " ".join(PII) + f" my key is {other} and token Bearer {stack.admin_token}"
+        auth = {"Authorization": f"Bearer {key}"}
+        for body in ({"model": "qwen", "messages": [{"role": "user", "content": planted}], "max_tokens": 2},
+                     {"model": "qwen", "messages": [{"role": "user", "content": planted}], "stream": True},
+                     {"model": PII[0], "messages": [{"role": "user", "content": "x"}]}):
+            httpx.post(stack.base_url + "/v1/chat/completions", json=body, headers=auth)
+        httpx.post(stack.base_url + "/v1/embeddings", headers=auth,
+                   json={"model": "snowflake-arctic-embed", "input": planted})
+        httpx.post(stack.base_url + "/v1/chat/completions", json={"model": "qwen"},
+                   headers={"Authorization": f"Bearer {key[:-1]}x"})
+        httpx.get(stack.base_url + "/admin/orgs", headers={"X-Admin-Token": stack.admin_token + "x"})
+        time.sleep(0.5)
+        log = (stack.logs / "gateway.log").read_text()
+        for secret in [key, other, stack.admin_token, stack.backend_key, *PII]:
+            assert secret not in log, f"{secret[:12]}... reached the log"
+        contents = [line["content"] for line in _lines(stack) if "content" in line]
+        assert len(contents) == 3
+        assert all("[REDACTED_EMAIL]" in c and "[REDACTED_KEY]" in c and "[REDACTED_CARD]" in c
+                   and "[REDACTED_PHONE]" in c for c in contents), contents
+        access = [line for line in _lines(stack) if line.get("event") == "request"]
+        assert {line["status"] for line in access} >= {200, 401, 404}
+        assert all(line["request_id"] and "latency_ms" in line for line in access)
+        assert any(line["key_id"] == org["key"]["key_id"] for line in access)
+    finally:
+        stack.stop()
+
+
+def test_default_logs_hold_no_request_text(sim_stack):
+    key = sim_stack.api_key
+    marker = "the-secret-recipe-is-" + PII[0]
+    httpx.post(sim_stack.base_url + "/v1/chat/completions", headers=sim_stack.auth,
+               json={"model": "qwen", "messages": [{"role": "user", "content": marker}], "max_tokens": 2})
+    time.sleep(0.3)
+    log = (sim_stack.logs / "gateway.log").read_text()
+    assert "the-secret-recipe" not in log and key not in log and sim_stack.admin_token not in log
