@@ -8,6 +8,7 @@ import secrets
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -117,3 +118,13 @@ def test_stack_behind_tls_with_two_gateways_holds_one_rpm_limit(make_stack):
     # nginx spread the requests over both gateway instances, yet the limit held exactly.
     logs = [(state / "logs" / f"{name}.log").read_text() for name in ("gateway", "gateway2")]
     assert all('"org":"' + created.json()["org"]["id"] in log for log in logs)
+
+
+def test_gatewayctl_smoke_passes_against_the_local_stack_over_https(make_stack):
+    _base, env, state = make_stack
+    ctl = str(Path(sys.executable).with_name("gatewayctl"))
+    proc = subprocess.run([ctl, "smoke", "--base-url", f"https://127.0.0.1:{env['STACK_HTTPS_PORT']}",
+                           "--cacert", str(state / "certs" / "cert-fullchain.crt")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failed" in proc.stdout

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from . import parser, render
+from . import parser, render, smoke
 from .client import AdminClient, AdminError
 
 ORG_COLUMNS = ["id", "name", "status", "profile", "limits", "created_at"]
@@ -156,13 +156,18 @@ def _parser() -> argparse.ArgumentParser:
                   "org_suspend": lambda c, a: org_patch(c, a, {"status": "suspended"}),
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
-                  "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota})
+                  "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
+                  "smoke": None})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser.options(_parser().parse_args(argv))
     token = args.admin_token or os.environ.get("ADMIN_TOKEN")
-    client = AdminClient(args.base_url or os.environ.get("GATEWAY_URL", "http://127.0.0.1:8000"), token)
+    base_url = args.base_url or os.environ.get("GATEWAY_URL", "http://127.0.0.1:8000")
+    if args.group == "smoke":
+        verify = False if args.insecure else (args.cacert or True)
+        return smoke.run(base_url, token, verify=verify, as_json=args.json)
+    client = AdminClient(base_url, token)
     try:
         args.func(client, args)
     except AdminError as exc:

@@ -76,6 +76,11 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=commands["quota"])
 
+    p = groups.add_parser("smoke", parents=[common], help="check a running platform end to end")
+    p.add_argument("--cacert", help="CA bundle to trust (e.g. the local stack's self-signed cert)")
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.set_defaults(func=commands["smoke"])
+
     p = groups.add_parser("audit", parents=[common], help="the audit trail, newest first")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--before", help="cursor printed by the previous page")
