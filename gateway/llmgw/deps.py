@@ -10,7 +10,8 @@ from .services import Services
 from .tenancy.auth import Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per request.
     return request.app.state.services
 
 

@@ -21,7 +21,7 @@ from ..services import Services
 from ..tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
 
 
-def require_admin(request: Request, services: ServicesDep) -> None:
+async def require_admin(request: Request, services: ServicesDep) -> None:
     expected = services.settings.admin_token
     if expected is None:
         raise AdminUnavailable("the admin API is disabled: ADMIN_TOKEN is not set")

@@ -1,0 +1,199 @@
+"""What the gateway costs: throughput, latency added over the backend, CPU and memory.
+
+Starts its own stack (zero-delay simulator backends, redis-server, the gateway under gunicorn
+with its production settings: auth, limits, usage accounting, metrics and access logs on),
+then, in the same run and for each concurrency, drives the simulator directly (the baseline)
+and through the gateway with wrk (Lua script), non-streaming and streaming. Also: time to first
+byte at concurrency 1, memory with 2,000 streams held open. Loopback only; bounded in time.
+
+    .venv/bin/python bench/gateway_bench.py [--workers 2] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from stacks import TestStack  # noqa: E402
+
+OPEN = {"rps": 100_000, "burst": 1_000_000, "rpm_limit": 10_000_000, "tpm_limit": 10**10,
+        "max_concurrent": 100_000, "daily_token_limit": 10**11, "daily_request_limit": 10**9,
+        "monthly_token_limit": 10**11, "max_output_tokens": 64}
+WRK_LUA = """wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def _wrk(url: str, key: str, body: dict, conns: int, secs: int, tmp: Path) -> dict:
+    script = tmp / "bench.lua"
+    script.write_text(WRK_LUA.format(body=json.dumps(body), key=key))
+    out = subprocess.run(["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{secs}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        return round(float(m.group(1)) * unit[m.group(2)], 3) if m else float("nan")
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": pct(50),
+            "p99_ms": pct(99), "requests": total, "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def _pids(stack) -> list[int]:
+    master = stack.gateway.popen.pid
+    kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    return [master, *map(int, kids)]
+
+
+def _cpu_secs(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / 100
+
+
+def _rss_mb(pids: list[int]) -> float:
+    return sum(int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+               for p in pids) / 1024
+
+
+class PeakRss(threading.Thread):
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.peak, self.running = pids, 0.0, True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, _rss_mb(self.pids))
+            time.sleep(0.2)
+
+
+async def _ttfb(url: str, key: str, body: dict, n: int) -> list[float]:
+    out = []
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {key}"}) as c:
+        for _ in range(n):
+            t = time.perf_counter()
+            first = None
+            async with c.stream("POST", url, json=body) as resp:
+                async for _chunk in resp.aiter_raw():
+                    first = first or time.perf_counter()
+            out.append((first - t) * 1000)
+    return out
+
+
+async def _hold_streams(url: str, key: str, body: dict, n: int, on_all_open) -> None:
+    """Open n streams on raw sockets, wait for each one's first bytes, then report and close."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    payload = json.dumps(body).encode()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+    sem = asyncio.Semaphore(200)  # open them steadily, not as one SYN flood
+
+    async def one():
+        async with sem:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            await reader.read(1)
+        return writer
+    writers = await asyncio.gather(*[one() for _ in range(n)])
+    on_all_open()
+    for w in writers:
+        w.close()
+
+
+def run(workers: int, secs: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
+    stack = TestStack("sim", tmp, workers=workers, sim_args=("--ttft-ms", "0", "--itl-ms", "0",
+                                                             "--max-num-seqs", "5000"),
+                      env={"GLOBAL_MAX_CONCURRENT": "0", "REDIS_TIMEOUT_SECS": "0.5"}).start()
+    try:
+        key = stack.create_org(**OPEN)["api_key"]
+        pids = _pids(stack)
+        sim = stack.backend_url("chat0") + "/v1/chat/completions"
+        gw = stack.base_url + "/v1/chat/completions"
+        rows = []
+        for stream in (False, True):
+            for conns in (1, 16, 64, 256):
+                body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16,
+                        "stream": stream}
+                direct = _wrk(sim, stack.backend_key, {**body, "model": "tiny-chat"}, conns, secs, tmp)
+                cpu0, peak = _cpu_secs(pids), PeakRss(pids)
+                peak.start()
+                through = _wrk(gw, key, {**body, "model": "qwen"}, conns, secs, tmp)
+                peak.running = False
+                cpu = _cpu_secs(pids) - cpu0
+                rows.append({"stream": stream, "concurrency": conns, "direct": direct, "gateway": through,
+                             "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
+                             "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
+                             "cpu_s_per_1000": round(cpu / max(1, through["requests"]) * 1000, 3),
+                             "peak_rss_mb": round(peak.peak, 1)})
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True}
+        ttfb_direct = asyncio.run(_ttfb(sim, stack.backend_key, {**body, "model": "tiny-chat"}, 300))
+        ttfb_gw = asyncio.run(_ttfb(gw, key, {**body, "model": "qwen"}, 300))
+        idle_mb = _rss_mb(pids)
+        for name in ("chat0", "chat1"):
+            httpx.post(stack.backend_url(name) + "/sim/faults", json={"itl_ms": 5000, "ttft_ms": 0})
+        held = {}
+        asyncio.run(_hold_streams(stack.base_url, key, {**body, "model": "qwen", "max_tokens": 50},
+                                  2000, lambda: held.update(mb=_rss_mb(pids))))
+        return {"workers": workers, "seconds_per_case": secs, "rows": rows,
+                "ttfb_c1": {"direct_p50_ms": round(statistics.median(ttfb_direct), 3),
+                            "gateway_p50_ms": round(statistics.median(ttfb_gw), 3),
+                            "direct_p99_ms": round(sorted(ttfb_direct)[296], 3),
+                            "gateway_p99_ms": round(sorted(ttfb_gw)[296], 3)},
+                "streams_2000": {"idle_rss_mb": round(idle_mb, 1), "held_rss_mb": round(held["mb"], 1),
+                                 "added_mb": round(held["mb"] - idle_mb, 1)}}
+    finally:
+        stack.stop()
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"Gateway with {r['workers']} workers, everything on; {r['seconds_per_case']} s per case.", "",
+             "| stream | conc | direct rps | gateway rps | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms | CPU s /1000 req | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        d, g = x["direct"], x["gateway"]
+        lines.append(f"| {x['stream']} | {x['concurrency']} | {d['rps']:.0f} | {g['rps']:.0f} | "
+                     f"{d['p50_ms']}/{d['p99_ms']} | {g['p50_ms']}/{g['p99_ms']} | "
+                     f"{x['added_p50_ms']}/{x['added_p99_ms']} | {x['cpu_s_per_1000']} | {x['peak_rss_mb']} |")
+    t, s = r["ttfb_c1"], r["streams_2000"]
+    lines += ["", f"Time to first byte, streaming, concurrency 1: direct p50 {t['direct_p50_ms']} ms / p99 "
+              f"{t['direct_p99_ms']} ms; gateway p50 {t['gateway_p50_ms']} ms / p99 {t['gateway_p99_ms']} ms.",
+              f"2,000 streams held open: gateway RSS {s['idle_rss_mb']} MB idle, {s['held_rss_mb']} MB "
+              f"with the streams ({s['added_mb']} MB more)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=5)
+    args = parser.parse_args()
+    result = run(args.workers, args.duration)
+    text = _markdown(result)
+    print(text)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "gateway.json").write_text(json.dumps(result, indent=2))
+    (out / "gateway.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
