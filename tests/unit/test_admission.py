@@ -1,0 +1,113 @@
+"""Admission pieces that need no Redis: cost estimates, bounds, headers, the fail-open limiter."""
+
+import pytest
+
+from llmgw.admission.cost import Cost, check_bounds, estimate_prompt, output_budget
+from llmgw.admission.headers import duration, ratelimit_headers
+from llmgw.admission.local_limiter import LocalLimiter
+from llmgw.errors import BadInput
+from llmgw.routing import Endpoint
+from llmgw.tenancy.limits import Limits
+
+
+def test_chat_estimate_bounds_the_bytes_and_template():
+    body = {"messages": [{"role": "user", "content": "héllo"}, {"role": "assistant", "content": "x"}]}
+    tokens, prompts = estimate_prompt(Endpoint.CHAT, body)
+    # 6 + 1 UTF-8 bytes of text, the role names, 8 per message, 64 per conversation
+    assert (tokens, prompts) == (6 + 1 + len("user") + len("assistant") + 16 + 64, 1)
+
+
+def test_tools_and_content_parts_count():
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "abc"}]}],
+             "tools": [{"type": "function", "function": {"name": "f"}}]}
+    tokens, _ = estimate_prompt(Endpoint.CHAT, parts)
+    assert tokens > 3 + 4 + 8 + 64  # the tools' JSON is counted too
+
+
+@pytest.mark.parametrize("value,expected", [("abc", (5, 1)), (["ab", "c"], (7, 2)), ([1, 2, 3], (3, 1)),
+                                            ([[1, 2], [3]], (3, 2))])
+def test_prompt_and_input_forms(value, expected):
+    assert estimate_prompt(Endpoint.COMPLETIONS, {"prompt": value}) == expected
+    assert estimate_prompt(Endpoint.EMBEDDINGS, {"input": value}) == expected
+
+
+def test_rerank_counts_every_pair():
+    tokens, pairs = estimate_prompt(Endpoint.RERANK, {"query": "qq", "documents": ["a", "bbb"]})
+    assert pairs == 2 and tokens == (2 + 1 + 4) + (2 + 3 + 4)
+
+
+def test_missing_max_tokens_becomes_the_cap_and_is_sent_on():
+    body = {"messages": [], "n": 2}
+    assert output_budget(Endpoint.CHAT, body, Limits(max_output_tokens=100)) == (100, 2)
+    assert body["max_tokens"] == 100
+
+
+def test_max_tokens_over_the_cap_is_bad_input():
+    with pytest.raises(BadInput) as err:
+        output_budget(Endpoint.CHAT, {"max_tokens": 101}, Limits(max_output_tokens=100))
+    assert err.value.param == "max_tokens" and err.value.status == 400
+
+
+def test_embeddings_reserve_no_output():
+    assert output_budget(Endpoint.EMBEDDINGS, {}, Limits(max_output_tokens=100)) == (0, 0)
+
+
+@pytest.mark.parametrize("limits", [Limits(max_context_tokens=99), Limits(tpm_limit=149),
+                                    Limits(daily_token_limit=100), Limits(monthly_token_limit=10)])
+def test_requests_that_can_never_pass(limits):
+    with pytest.raises(BadInput):
+        check_bounds(Cost(prompt=100, outputs=1, max_tokens=50), limits)
+
+
+def test_a_request_that_fits_passes():
+    check_bounds(Cost(prompt=100, outputs=2, max_tokens=25), Limits(max_context_tokens=100, tpm_limit=150))
+
+
+@pytest.mark.parametrize("ms,text", [(0, "0ms"), (20, "20ms"), (1000, "1s"), (1001, "2s"), (60_000, "1m0s"),
+                                     (360_000, "6m0s")])
+def test_reset_durations_in_openai_format(ms, text):
+    assert duration(ms) == text
+
+
+def test_headers_only_for_limits_that_exist():
+    assert ratelimit_headers((100, 7, 1500), (0, -1, 0)) == {
+        "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "7",
+        "x-ratelimit-reset-requests": "2s"}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_local_limiter_enforces_this_workers_share():
+    clock = Clock()
+    local = LocalLimiter(share=4, clock=clock)  # 2 workers x 2 replicas
+    limits = Limits(rpm_limit=40)
+    admitted = [local.admit("o", limits, 1) is None for _ in range(15)]
+    assert admitted.count(True) == 10  # 40 / 4
+    code, wait = local.admit("o", limits, 1)
+    assert code == "limit_rpm" and 59 < wait <= 60
+    clock.now += 60.1
+    assert local.admit("o", limits, 1) is None
+
+
+def test_local_limiter_concurrency_is_released():
+    local = LocalLimiter(share=1, clock=Clock())
+    limits = Limits(max_concurrent=1)
+    assert local.admit("o", limits, 1) is None
+    assert local.admit("o", limits, 1)[0] == "limit_concurrent"
+    local.release("o")
+    assert local.admit("o", limits, 1) is None
+
+
+def test_local_limiter_rps_bucket_refills():
+    clock = Clock()
+    local = LocalLimiter(share=1, clock=clock)
+    limits = Limits(rps=2, burst=2)
+    assert [local.admit("o", limits, 1) is None for _ in range(3)] == [True, True, False]
+    clock.now += 0.5
+    assert local.admit("o", limits, 1) is None
