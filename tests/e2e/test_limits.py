@@ -262,3 +262,15 @@ def test_a_key_narrows_its_organisations_limits(lim):
     # ...and the narrow key's requests counted against the organisation too: 3 + 5 of 100.
     with lim.admin() as admin:
         assert admin.get(f"/admin/quota/{org['org']['id']}").json()["limits"]["rpm_limit"]["used"] == 8
+
+
+def test_models_answer_carries_the_ratelimit_headers_too(lim):
+    org = _org(lim, rpm_limit=50, tpm_limit=100_000)
+    auth = {"Authorization": f"Bearer {org['api_key']}"}
+    httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
+               json={"model": "qwen", "messages": MSG, "max_tokens": 2}).raise_for_status()
+    time.sleep(0.3)
+    h = httpx.get(lim.base_url + "/v1/models", headers=auth).headers
+    assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("50", "49")
+    assert h["x-ratelimit-limit-tokens"] == "100000" and int(h["x-ratelimit-remaining-tokens"]) < 100_000
+    assert h["x-ratelimit-reset-requests"].endswith("s")

@@ -16,6 +16,7 @@ from ..errors import LimiterUnavailable, RateLimited
 from ..observability.metrics import Metrics
 from ..observability.trace import Trace
 from ..tenancy.auth import Principal
+from ..tenancy.limits import Limits
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
 from .redis_limiter import RedisLimiter, Reservation, scopes_for
@@ -75,6 +76,17 @@ class AdmissionGate:
                           verdict.month, "llmgw:usage:{" + principal.org_id + "}:")
         self._running[request_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
+
+    async def peek_headers(self, principal: Principal) -> dict[str, str]:
+        """The x-ratelimit-* headers for an answer that takes nothing; none if Redis is away."""
+        limits = principal.org_limits
+        scope = scopes_for(principal.org_id, limits, principal.key_id, Limits())[0]
+        try:
+            requests, req_reset, tokens, tok_reset = await self._limiter.peek(scope)
+        except REDIS_DOWN:
+            return {}
+        rpm, tpm = limits.rpm_limit or 0, limits.tpm_limit or 0
+        return ratelimit_headers((rpm, rpm - requests, req_reset), (tpm, tpm - tokens, tok_reset))
 
     def _note_quota(self, principal: Principal, used: tuple[int, int, int]) -> None:
         limits = principal.org_limits

@@ -77,6 +77,7 @@ class RedisLimiter:
         self._r = redis
         self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
         self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
+        self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
@@ -98,6 +99,12 @@ class RedisLimiter:
         for name, n in usage.items():
             args += [name, n]
         await self._settle(keys=keys, args=args)
+
+    async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
+        """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""
+        p = scope.prefix
+        r = await self._peek(keys=[p + "rpm", p + "tpm", p + "tpmw"])
+        return int(r[0]), int(r[1]), int(r[2]), int(r[3])
 
     async def renew(self, reservations: list[Reservation], lease_ms: int | None = None) -> None:
         """Push the leases of running requests forward (a killed worker's simply expire)."""

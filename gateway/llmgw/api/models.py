@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from ..deps import PrincipalDep, ServicesDep
 from ..protocol import ModelCard, ModelList
@@ -13,7 +13,7 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models", response_model=ModelList,
             summary="List the models this API key may use")
-async def list_models(services: ServicesDep, principal: PrincipalDep) -> ModelList:
+async def list_models(services: ServicesDep, principal: PrincipalDep, response: Response) -> ModelList:
     started = services.routing_loaded_at
     cards = []
     for m in services.routing.models:
@@ -21,4 +21,5 @@ async def list_models(services: ServicesDep, principal: PrincipalDep) -> ModelLi
         if allowed:
             cards.append(ModelCard(id=m.name, created=started, owned_by=m.owned_by,
                                    aliases=list(m.aliases), endpoints=allowed))
+    response.headers.update(await services.admission.peek_headers(principal))
     return ModelList(data=cards)
