@@ -25,12 +25,19 @@ workers = _settings.gateway_workers
 worker_class = "llmgw.worker.GatewayWorker"
 # Long streams are normal; gunicorn's worker timeout is only a heartbeat check for uvicorn workers.
 timeout = 60
-graceful_timeout = 30
+# On SIGTERM or a HUP reload, workers get this long to finish in-flight requests and streams
+# before gunicorn kills them; uvicorn's own drain limit (post_fork) ends a little earlier so
+# the worker closes what is left and exits cleanly instead of being killed.
+graceful_timeout = int(_settings.graceful_timeout_secs)
 keepalive = 75  # above nginx's upstream keepalive_timeout so nginx closes idle connections first
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "llmgw"
+
+
+def post_fork(_server, worker) -> None:
+    worker.config.timeout_graceful_shutdown = max(1.0, _settings.graceful_timeout_secs - 5)
 
 
 def child_exit(_server, worker) -> None:

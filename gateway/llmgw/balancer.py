@@ -18,15 +18,32 @@ class LeastInFlightBalancer:
     """
 
     def __init__(self, rng: random.Random | None = None,
-                 eligible: Callable[[Backend], bool] | None = None) -> None:
+                 eligible: Callable[[Backend], bool] | None = None, *, share: int | None = None,
+                 on_release: Callable[[Backend], None] | None = None) -> None:
         self._rng = rng or random.Random()
         self._eligible = eligible or (lambda _b: True)
+        # A backend's max_num_seqs is shared by every worker of every gateway replica;
+        # None: no capacity limit (a backend's own queue absorbs the excess).
+        self._share = share
+        self._on_release = on_release or (lambda _b: None)
+
+    def capacity(self, backend: Backend) -> int:
+        """This worker's share of the backend's max_num_seqs (at least one slot)."""
+        if self._share is None:
+            return 1 << 30
+        return max(1, -(-backend.max_num_seqs // self._share))
+
+    def available(self, pool: Pool, exclude: frozenset[str] = frozenset()) -> bool:
+        """Could any backend serve, were it not full? (healthy, breaker not open)"""
+        return any(b.name not in exclude and self._eligible(b) for b in pool.backends)
 
     def pick(self, pool: Pool, exclude: frozenset[str] = frozenset()) -> Backend | None:
+        """The eligible backend with a free slot and the fewest requests in flight, or None."""
         best: list[Backend] = []
         lowest = None
         for backend in pool.backends:
-            if backend.name in exclude or not self._eligible(backend):
+            if backend.name in exclude or backend.in_flight >= self.capacity(backend) \
+                    or not self._eligible(backend):
                 continue
             if lowest is None or backend.in_flight < lowest:
                 best, lowest = [backend], backend.in_flight
@@ -37,9 +54,18 @@ class LeastInFlightBalancer:
         return best[0] if len(best) == 1 else self._rng.choice(best)
 
     @staticmethod
+    def take(backend: Backend) -> None:
+        backend.in_flight += 1
+
+    def release(self, backend: Backend) -> None:
+        """A slot came free: the admission queue may hand it on."""
+        backend.in_flight -= 1
+        self._on_release(backend)
+
+    @staticmethod
     @contextmanager
     def hold(backend: Backend) -> Iterator[Backend]:
-        """Count a request against a backend for as long as it runs (streams included)."""
+        """Count a request against a backend for as long as it runs (no queue hand-off)."""
         backend.in_flight += 1
         try:
             yield backend

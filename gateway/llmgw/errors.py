@@ -19,6 +19,7 @@ GatewayError
 ├── RateLimited             429 limit_* and quota_* codes, with Retry-After
 ├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
+│   └── NoCapacity          503 no_capacity: every backend busy for QUEUE_TIMEOUT_SECS
 ├── BadGateway              502 a backend broke the protocol or the connection
 └── UpstreamTimeout         504 a backend did not answer in time
 
@@ -182,6 +183,10 @@ class BackendUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "backend_unavailable"
+
+
+class NoCapacity(BackendUnavailable):
+    code = "no_capacity"
 
 
 class BadGateway(GatewayError):

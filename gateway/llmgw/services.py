@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -22,6 +25,10 @@ from .audit import AuditLog
 from .background import BackgroundTasks
 from .balancer import LeastInFlightBalancer
 from .health import HealthMonitor
+from .resilience.breakers import Breakers
+from .resilience.queue import FairQueue
+from .resilience.retry import Backoff, RetryBudget, RetryPolicy
+from .resilience.selector import BackendSelector
 from .observability.metrics import Metrics
 from .routing import RoutingTable
 from .settings import Settings
@@ -49,6 +56,9 @@ class Services:
     tasks: BackgroundTasks
     metrics: Metrics
     usage_report: UsageReport
+    breakers: Breakers
+    queue: FairQueue
+    redis: Redis | None = None  # the admin-path client, for health pings
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -85,12 +95,14 @@ async def running_services(settings: Settings, routing: RoutingTable,
         audit = AuditLog(slow, clock)
         auth = Authenticator(TenancyStore(fast, clock), defaults, clock=clock,
                              cache_ttl=settings.auth_cache_ttl_secs)
+        selector = _selector(settings, routing, health, metrics)
         services = Services(settings, routing, client, health,
-                            Upstream(client, LeastInFlightBalancer(eligible=health.is_healthy), settings),
+                            Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
                             _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics,
-                            UsageReport(slow, defaults))
+                            UsageReport(slow, defaults), selector.breakers, selector.queue, slow)
         await health.probe_all()
+        stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)
             tg.start_soon(listen_for_invalidations, listener, auth)
@@ -113,3 +125,52 @@ def _admission(settings: Settings, redis: Redis, clock: Callable[[], float],
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",
                          lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics)
+
+
+@contextmanager
+def _drain_on_sigterm(services: Services) -> Iterator[None]:
+    """SIGTERM (shutdown, or the old workers of a HUP reload) turns readiness false at once.
+
+    uvicorn's own handler still runs: it stops accepting and lets in-flight requests and
+    streams finish within timeout_graceful_shutdown (set from GRACEFUL_TIMEOUT_SECS).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(sig: int, frame) -> None:
+        services.draining = True
+        if callable(previous):
+            previous(sig, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _selector(settings: Settings, routing: RoutingTable, health: HealthMonitor,
+              metrics: Metrics) -> BackendSelector:
+    """Balancer, breakers and admission queue: a backend is eligible while healthy and its
+    breaker lets requests through; it has capacity while below its max_num_seqs."""
+    pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
+    breakers = Breakers(list(pool_of), failure_threshold=settings.circuit_failure_threshold,
+                        recovery_secs=settings.circuit_recovery_timeout, metrics=metrics)
+    queue = FairQueue(metrics=metrics)
+    balancer = LeastInFlightBalancer(
+        eligible=lambda b: health.is_healthy(b) and breakers.allows(b.name),
+        # Each worker enforces the whole max_num_seqs: splitting it by workers refuses work
+        # whenever the kernel spreads connections unevenly; vLLM's own queue absorbs overlap.
+        share=1,
+        on_release=lambda b: queue.offer(pool_of[b.name]))
+    return BackendSelector(balancer, breakers, queue, queue_timeout=settings.queue_timeout_secs,
+                           metrics=metrics)
+
+
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    budget = RetryBudget(settings.retry_budget_ratio, window_secs=settings.retry_budget_window_secs)
+    return RetryPolicy(max_retries=settings.retry_max, budget=budget,
+                       backoff=Backoff(settings.retry_backoff_secs, 1.0, random.Random()))

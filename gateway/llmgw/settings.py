@@ -39,6 +39,22 @@ class Settings(BaseSettings):
     health_check_interval_secs: PositiveFloat = 10.0
     health_probe_timeout_secs: PositiveFloat = 2.0
 
+    # --- resilience ---
+    # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker.
+    circuit_failure_threshold: PositiveInt = 5
+    # Seconds an open breaker keeps its backend out before one trial request.
+    circuit_recovery_timeout: PositiveFloat = 30.0
+    retry_max: Annotated[int, Field(ge=0, le=5)] = 2
+    # Retries may be at most this share of requests over the budget window.
+    retry_budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    retry_budget_window_secs: PositiveFloat = 10.0
+    # First backoff before a retry; doubled each time, with full jitter, capped at 1 s.
+    retry_backoff_secs: Annotated[float, Field(ge=0, le=1)] = 0.05
+    # Longest wait for backend capacity when every backend of a pool is full.
+    queue_timeout_secs: Annotated[float, Field(ge=0, le=600)] = 2.0
+    # On SIGTERM or reload: how long in-flight requests and streams may take to finish.
+    graceful_timeout_secs: Annotated[float, Field(ge=1, le=7200)] = 120.0
+
     # --- state and control plane ---
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Every Redis call on the request path is cut after this long (workers must not pile up).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import anyio
 import httpx
 import orjson
 from starlette.responses import StreamingResponse
@@ -54,19 +55,37 @@ class StreamMeter:
         return b"\n\n".join(out) + b"\n\n" if out else b""
 
 
+async def _chunks(stream: OpenStream) -> AsyncIterator[bytes]:
+    """The backend's raw chunks until the request's hard cap; each read is cut there.
+
+    The cancel scope wraps one read at a time, never a `yield`, as anyio requires.
+    """
+    chunks = stream.resp.aiter_raw()
+    while True:
+        try:
+            with anyio.fail_after(max(0.0, stream.deadline - anyio.current_time())):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        yield chunk
+
+
 async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
     framer = EventFramer()
     try:
-        async for chunk in stream.resp.aiter_raw():
+        async for chunk in _chunks(stream):
             events = framer.feed(chunk)
             if events and (out := meter.process(events)):
                 yield out
         tail = framer.rest()
         if tail.strip() and (out := meter.process(tail + b"\n\n")):
             yield out
-    except httpx.HTTPError as exc:
+    except httpx.HTTPError as exc:  # includes the idle limit (a read timeout)
         meter.failed = True
         yield error_event(stream.failure(exc))
+    except TimeoutError:
+        meter.failed = True
+        yield error_event(stream.overrun())
 
 
 class RelayResponse(StreamingResponse):

@@ -12,11 +12,16 @@ import anyio
 import httpx
 import orjson
 
-from .balancer import LeastInFlightBalancer
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
-from .routing import Backend, Model
+from .observability.metrics import Metrics
 from .observability.trace import Trace
+from .resilience.breakers import Breakers
+from .resilience.retry import RetryableFailure, RetryPolicy
+from .resilience.selector import BackendSelector
+from .routing import Backend, Model
 from .settings import Settings
+
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def build_client(settings: Settings) -> httpx.AsyncClient:
@@ -38,6 +43,28 @@ def _transport_error(exc: Exception, backend: Backend) -> GatewayError:
         return BackendUnavailable(f"backend {backend.name} is unreachable",
                                   headers={"Retry-After": "1"})
     return BadGateway(f"backend {backend.name} broke the connection")
+
+
+def _attempt_failure(exc: httpx.HTTPError, backend: Backend, breakers: Breakers) -> Exception:
+    """What a transport error before the response means: breaker outcome and retry reason."""
+    error = _transport_error(exc, backend)
+    if isinstance(exc, httpx.PoolTimeout):
+        return error  # our own connection pool is full: not the backend's fault, nor retryable
+    breakers.failure(backend.name)
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        return RetryableFailure(error, "timeout")
+    # Refused, or dropped before any response (a killed backend): nothing was generated for
+    # the client yet, so another backend may answer instead.
+    return RetryableFailure(error, "connect")
+
+
+def _status_failure(status: int, content: bytes, backend: Backend, breakers: Breakers) -> Exception:
+    error = _relayed_error(status, content, backend)
+    if status < 500:
+        breakers.success(backend.name)  # a client's 4xx: the backend is fine
+        return error
+    breakers.failure(backend.name)
+    return RetryableFailure(error, "status") if status in RETRY_STATUSES else error
 
 
 def _relayed_error(status: int, content: bytes, backend: Backend) -> GatewayError:
@@ -63,24 +90,23 @@ def _relayed_error(status: int, content: bytes, backend: Backend) -> GatewayErro
 
 
 class Upstream:
-    """Forwards validated requests to the least busy backend of a model's pool."""
+    """Forwards validated requests to the least busy backend of a model's pool, retrying
+    another backend while nothing has reached the client yet."""
 
-    def __init__(self, client: httpx.AsyncClient, balancer: LeastInFlightBalancer,
-                 settings: Settings) -> None:
+    def __init__(self, client: httpx.AsyncClient, selector: BackendSelector, retry: RetryPolicy,
+                 settings: Settings, metrics: Metrics | None = None) -> None:
         self._client = client
-        self._balancer = balancer
+        self._selector = selector
+        self.balancer = selector.balancer
+        self._breakers = selector.breakers
+        self._retry = retry
+        self._metrics = metrics
+        self._max_secs = settings.max_request_secs
         self._stream_timeout = httpx.Timeout(settings.stream_idle_timeout_secs,
                                              connect=settings.upstream_connect_timeout_secs)
         self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if settings.backend_api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.backend_api_key.get_secret_value()}"
-
-    def _choose(self, model: Model) -> Backend:
-        backend = self._balancer.pick(model.pool)
-        if backend is None:
-            raise BackendUnavailable(f"no backend available for model {model.name}",
-                                     headers={"Retry-After": "5"})
-        return backend
 
     def _request(self, backend: Backend, path: str, body: dict, request_id: str,
                  timeout: httpx.Timeout | None = None) -> httpx.Request:
@@ -89,21 +115,51 @@ class Upstream:
         return self._client.build_request("POST", backend.url + path, content=orjson.dumps(body),
                                           headers=headers, **kwargs)
 
+    async def _attempts(self, model: Model, trace: Trace | None, once) -> object:
+        """Run `once(backend)` with retries on other backends, all within MAX_REQUEST_SECS."""
+        tried: set[str] = set()
+
+        async def attempt(_n: int):
+            backend = await self._selector.acquire(model, trace.org if trace else None,
+                                                   frozenset(tried))
+            tried.add(backend.name)
+            return await once(backend)
+
+        def on_retry(reason: str) -> None:
+            if trace is not None:
+                trace.retries += 1
+            if self._metrics is not None:
+                self._metrics.retries.labels(model.pool.name, reason).inc()
+
+        try:
+            with anyio.fail_after(self._max_secs):
+                return await self._retry.run(attempt, on_retry)
+        except TimeoutError:
+            raise UpstreamTimeout(f"the request exceeded the gateway's limit of "
+                                  f"{self._max_secs:g} s") from None
+
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
                       trace: Trace | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it)."""
-        backend = self._choose(model)
+        async def once(backend: Backend) -> dict:
+            return await self._forward_once(backend, path, body, request_id, trace)
+        return await self._attempts(model, trace, once)
+
+    async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
+                            trace: Trace | None) -> dict:
         started = time.perf_counter()
-        with self._balancer.hold(backend):
-            try:
-                resp = await self._client.send(self._request(backend, path, body, request_id))
-            except httpx.HTTPError as exc:
-                raise _transport_error(exc, backend) from None
-            finally:
-                if trace is not None:
-                    trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
+        try:
+            resp = await self._client.send(self._request(backend, path, body, request_id))
+        except httpx.HTTPError as exc:
+            raise _attempt_failure(exc, backend, self._breakers) from None
+        finally:
+            self._breakers.abandon(backend.name)  # cancelled mid-call: free a half-open trial
+            self._selector.release(backend)
+            if trace is not None:
+                trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
         if resp.status_code != 200:
-            raise _relayed_error(resp.status_code, resp.content, backend)
+            raise _status_failure(resp.status_code, resp.content, backend, self._breakers)
+        self._breakers.success(backend.name)
         try:
             answer = orjson.loads(resp.content)
         except orjson.JSONDecodeError:
@@ -115,15 +171,24 @@ class Upstream:
     async def open_stream(self, model: Model, path: str, body: dict, request_id: str,
                           trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
-        backend = self._choose(model)
-        backend.in_flight += 1
+        deadline = anyio.current_time() + self._max_secs
+
+        async def once(backend: Backend) -> OpenStream:
+            return await self._open_once(backend, path, body, request_id, trace, deadline)
+        return await self._attempts(model, trace, once)
+
+    async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
+                         trace: Trace | None, deadline: float) -> "OpenStream":
         request = self._request(backend, path, body, request_id, self._stream_timeout)
         started = time.perf_counter()
         try:
             resp = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            backend.in_flight -= 1
-            raise _transport_error(exc, backend) from None
+        except BaseException as exc:
+            self._breakers.abandon(backend.name)
+            self._selector.release(backend)
+            if isinstance(exc, httpx.HTTPError):
+                raise _attempt_failure(exc, backend, self._breakers) from None
+            raise
         finally:
             if trace is not None:
                 trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
@@ -134,9 +199,10 @@ class Upstream:
                 content = b""
             finally:
                 await resp.aclose()
-                backend.in_flight -= 1
-            raise _relayed_error(resp.status_code, content, backend)
-        return OpenStream(resp, backend)
+                self._selector.release(backend)
+            raise _status_failure(resp.status_code, content, backend, self._breakers)
+        self._breakers.success(backend.name)
+        return OpenStream(resp, backend, self._selector, deadline, self._max_secs)
 
     async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
         """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say."""
@@ -154,18 +220,28 @@ class Upstream:
 
 
 class OpenStream:
-    """An accepted upstream stream; `close` frees the backend slot and the connection, once."""
+    """An accepted upstream stream; `close` frees the backend slot and the connection, once.
 
-    def __init__(self, resp: httpx.Response, backend: Backend) -> None:
-        self.resp, self.backend, self._closed = resp, backend, False
+    `deadline` (anyio time) is the request's hard cap: the relay stops reading there.
+    """
+
+    def __init__(self, resp: httpx.Response, backend: Backend, selector: BackendSelector,
+                 deadline: float, max_secs: float) -> None:
+        self.resp, self.backend, self._selector, self._closed = resp, backend, selector, False
+        self.deadline, self.max_secs = deadline, max_secs
 
     def failure(self, exc: Exception) -> GatewayError:
+        """A transport error mid-stream: the backend failed (counted), the client is told."""
+        self._selector.breakers.failure(self.backend.name)
         return _transport_error(exc, self.backend)
+
+    def overrun(self) -> GatewayError:
+        return UpstreamTimeout(f"the request exceeded the gateway's limit of {self.max_secs:g} s")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self.backend.in_flight -= 1
+        self._selector.release(self.backend)
         with anyio.CancelScope(shield=True):  # closing must finish even if the task is cancelled
             await self.resp.aclose()

@@ -26,9 +26,10 @@ def _blocks(lang: str) -> list[str]:
 
 
 def _inline() -> list[str]:
-    """Commands quoted inline in tables and text (`docker compose ...`, `gatewayctl ...`, `curl ...`)."""
+    """Commands quoted in table rows (`docker compose ...`, `gatewayctl ...`, `curl ...`)."""
     text = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.S)
-    return [c for c in re.findall(r"`([^`\n]+)`", text)
+    rows = "\n".join(line for line in text.splitlines() if line.startswith("|"))
+    return [c for c in re.findall(r"`([^`\n]+)`", rows)
             if c.startswith(("curl ", "gatewayctl ", "docker compose ", "make "))]
 
 

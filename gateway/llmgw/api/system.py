@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
-from .. import __version__
+from .. import __version__, admin_token
 from ..deps import ServicesDep
+from ..services import Services
+from ..tenancy.records import Scope
 
 router = APIRouter(tags=["system"])
 
@@ -27,6 +30,45 @@ async def healthz(services: ServicesDep) -> JSONResponse:
     limiter = "degraded" if services.admission.degraded else "ok"
     return JSONResponse({"status": status, "pools": pools, "limiter": limiter},
                         status_code=200 if ready else 503)
+
+
+def _serving(services: Services) -> bool:
+    return not services.draining and any(p["healthy"] for p in services.health.summary(services.routing).values())
+
+
+@router.get("/health", summary="Public and minimal: can the gateway serve?",
+            responses={503: {"description": "Unavailable"}})
+async def health(services: ServicesDep) -> JSONResponse:
+    ok = _serving(services)
+    return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+
+
+@router.get("/health/detailed", summary="Every backend's health, breaker, load and queue, and Redis "
+            "(admin token or a `monitor`-scoped key)",
+            responses={401: {"description": "No admin token or monitor key"},
+                       403: {"description": "The key lacks the monitor scope"}})
+async def health_detailed(request: Request, services: ServicesDep) -> JSONResponse:
+    if not admin_token.matches(admin_token.presented(request), services.settings.admin_token):
+        principal = await services.auth.authenticate(request.headers.get("authorization"))
+        principal.require(Scope.MONITOR)
+    breakers, balancer = services.breakers.snapshot(), services.upstream.balancer
+    pools = {name: {"queued": services.queue.depth(name),
+                    "backends": [{"name": b.name, "healthy": services.health.is_healthy(b),
+                                  "breaker": breakers[b.name], "in_flight": b.in_flight,
+                                  "capacity": balancer.capacity(b)} for b in pool.backends]}
+             for name, pool in services.routing.pools.items()}
+    return JSONResponse({"status": "ok" if _serving(services) else "unavailable",
+                         "draining": services.draining, "pools": pools,
+                         "redis": await _redis(services)})
+
+
+async def _redis(services: Services) -> str:
+    try:
+        with anyio.fail_after(1.0):
+            await services.redis.ping()
+        return "ok"
+    except Exception:  # any failure to answer is simply "unavailable" on a health page
+        return "unavailable"
 
 
 @router.get("/version", summary="Build information")

@@ -1,0 +1,1 @@
+"""Resilience: circuit breakers, retries with a budget, and the fair admission queue."""

@@ -1,0 +1,96 @@
+"""Circuit breakers per backend: consecutive backend failures take it out of rotation for a while."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pybreaker
+
+from ..observability.metrics import Metrics
+
+STATE_CODES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+
+
+class _BackendFailed(Exception):
+    """Carries a failure outcome into pybreaker, which counts exceptions."""
+
+
+def _raise_failure() -> None:
+    raise _BackendFailed()
+
+
+class _StateGauge(pybreaker.CircuitBreakerListener):
+    def __init__(self, metrics: Metrics | None) -> None:
+        self._metrics = metrics
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        if self._metrics is not None:
+            self._metrics.breaker.labels(cb.name).set(STATE_CODES[new_state.name])
+
+
+class Breakers:
+    """One pybreaker per backend, fed outcomes after each call rather than wrapping it.
+
+    pybreaker wraps synchronous calls and times recovery with the wall clock; the gateway's
+    calls are async and its tests need an injected clock, so this class decides when an open
+    breaker may try again (`clock`) and lets exactly one trial request through while half-open.
+    """
+
+    def __init__(self, names: list[str], *, failure_threshold: int, recovery_secs: float,
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None) -> None:
+        self._clock = clock
+        self._recovery = recovery_secs
+        listener = _StateGauge(metrics)
+        self._cbs = {n: pybreaker.CircuitBreaker(fail_max=failure_threshold, name=n,
+                                                 reset_timeout=recovery_secs, listeners=[listener])
+                     for n in names}
+        self._opened_at: dict[str, float] = {}
+        self._trial: set[str] = set()  # half-open backends whose one trial request is running
+
+    def state(self, name: str) -> str:
+        cb = self._cbs[name]
+        if cb.current_state == pybreaker.STATE_OPEN and self._recovered(name):
+            cb.half_open()
+        return cb.current_state
+
+    def _recovered(self, name: str) -> bool:
+        return self._clock() - self._opened_at.get(name, float("-inf")) >= self._recovery
+
+    def allows(self, name: str) -> bool:
+        """May a request be sent now? Closed: yes; half-open: only if no trial is running."""
+        state = self.state(name)
+        return state == pybreaker.STATE_CLOSED or (
+            state == pybreaker.STATE_HALF_OPEN and name not in self._trial)
+
+    def taken(self, name: str) -> None:
+        """A request was sent to `name`; while half-open it is the one trial."""
+        if self._cbs[name].current_state == pybreaker.STATE_HALF_OPEN:
+            self._trial.add(name)
+
+    def abandon(self, name: str) -> None:
+        """The request ended without an outcome (cancelled): let another be the trial."""
+        self._trial.discard(name)
+
+    def success(self, name: str) -> None:
+        self._trial.discard(name)
+        cb = self._cbs[name]
+        if cb.current_state == pybreaker.STATE_OPEN:
+            return  # opened by other requests meanwhile: the trial decides, not a straggler
+        cb.call(lambda: None)
+
+    def failure(self, name: str) -> None:
+        """A connect error, timeout or 5xx of the backend (a client's 4xx is never counted)."""
+        self._trial.discard(name)
+        cb = self._cbs[name]
+        if cb.current_state == pybreaker.STATE_OPEN:
+            return  # already open: a straggler must not extend the recovery time
+        try:
+            cb.call(_raise_failure)
+        except (_BackendFailed, pybreaker.CircuitBreakerError):
+            pass
+        if cb.current_state == pybreaker.STATE_OPEN:
+            self._opened_at[name] = self._clock()
+
+    def snapshot(self) -> dict[str, str]:
+        return {name: self.state(name) for name in self._cbs}

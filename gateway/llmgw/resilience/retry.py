@@ -1,0 +1,92 @@
+"""Retries before the first byte: which failures qualify, backoff with jitter, and a retry budget."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import tenacity
+
+from ..errors import GatewayError
+
+
+class RetryableFailure(Exception):
+    """An attempt that failed before anything reached the client, in a way another try may fix.
+
+    `reason` is the metric label: connect, timeout or status (a 502/503/504 from the backend).
+    """
+
+    def __init__(self, error: GatewayError, reason: str) -> None:
+        super().__init__(error.message)
+        self.error, self.reason = error, reason
+
+
+class RetryBudget:
+    """Retries may be at most `ratio` of the requests seen over the last `window_secs`.
+
+    When a whole pool is down every request fails, and retrying each would multiply the load
+    on whatever is left; the budget caps that amplification at 1 + ratio.
+    """
+
+    def __init__(self, ratio: float, *, window_secs: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ratio, self._window, self._clock = ratio, window_secs, clock
+        self._requests: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        for times in (self._requests, self._retries):
+            while times and times[0] <= now - self._window:
+                times.popleft()
+
+    def record_request(self) -> None:
+        self._requests.append(self._clock())
+
+    def try_spend(self) -> bool:
+        """Take one retry from the budget, if there is one left."""
+        now = self._clock()
+        self._trim(now)
+        if len(self._retries) + 1 > self._ratio * len(self._requests):
+            return False
+        self._retries.append(now)
+        return True
+
+
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, base * 2^(n-1)), capped."""
+
+    def __init__(self, base_secs: float, cap_secs: float, rng: random.Random) -> None:
+        self._base, self._cap, self._rng = base_secs, cap_secs, rng
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
+        return self._rng.uniform(0, min(self._cap, self._base * 2 ** (state.attempt_number - 1)))
+
+
+class RetryPolicy:
+    """Runs an attempt with tenacity, retrying RetryableFailure while attempts and budget allow."""
+
+    def __init__(self, *, max_retries: int, budget: RetryBudget, backoff: Backoff,
+                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        self.max_retries, self.budget, self._backoff = max_retries, budget, backoff
+        self._sleep = sleep
+
+    def _should_retry(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return (isinstance(exc, RetryableFailure) and state.attempt_number <= self.max_retries
+                and self.budget.try_spend())
+
+    async def run(self, attempt: Callable[[int], Awaitable], on_retry: Callable[[str], None]):
+        """`attempt(n)` for n = 0, 1, ...; the last failure's GatewayError is raised."""
+        self.budget.record_request()
+        kwargs = {"sleep": self._sleep} if self._sleep is not None else {}
+        retrying = tenacity.AsyncRetrying(
+            retry=self._should_retry, wait=self._backoff, reraise=True,
+            before_sleep=lambda s: on_retry(s.outcome.exception().reason), **kwargs)
+        try:
+            async for try_ in retrying:
+                with try_:
+                    return await attempt(try_.retry_state.attempt_number - 1)
+        except RetryableFailure as exc:
+            raise exc.error from None

@@ -1,0 +1,62 @@
+"""Choosing the backend for one attempt: an eligible one with a free slot, else a fair wait."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..balancer import LeastInFlightBalancer
+from ..errors import BackendUnavailable, NoCapacity
+from ..observability.metrics import Metrics
+from ..routing import Backend, Model
+from .breakers import Breakers
+from .queue import FairQueue
+
+
+class BackendSelector:
+    """Balancer + breakers + admission queue: returns a backend with its slot already taken."""
+
+    def __init__(self, balancer: LeastInFlightBalancer, breakers: Breakers, queue: FairQueue, *,
+                 queue_timeout: float, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.balancer, self.breakers, self.queue = balancer, breakers, queue
+        self._timeout, self._metrics, self._clock = queue_timeout, metrics, clock
+
+    def _pick(self, model: Model, exclude: frozenset[str]) -> Backend | None:
+        # Another backend than the ones already tried, if one can serve; else any.
+        return self.balancer.pick(model.pool, exclude) or (
+            self.balancer.pick(model.pool) if exclude else None)
+
+    async def acquire(self, model: Model, org: str | None,
+                      exclude: frozenset[str] = frozenset()) -> Backend:
+        pool = model.pool.name
+        deadline = None
+        woken = False
+        while True:
+            if woken or not self.queue.busy(pool):
+                backend = self._pick(model, exclude)
+                if woken:
+                    self.queue.taken(pool)
+                    woken = False
+                if backend is not None:
+                    self.balancer.take(backend)
+                    self.breakers.taken(backend.name)
+                    return backend
+            if not self.balancer.available(model.pool):
+                # All down, loading or open: waiting would not help, say so at once.
+                raise BackendUnavailable(f"no backend available for model {model.name}",
+                                         headers={"Retry-After": "5"})
+            now = self._clock()
+            deadline = deadline if deadline is not None else now + self._timeout
+            if now >= deadline or not await self.queue.wait(pool, org or "-", deadline - now):
+                self._refused(org)
+                raise NoCapacity(f"every backend for model {model.name} is busy; retry shortly",
+                                 headers={"Retry-After": "1"})
+            woken = True
+
+    def release(self, backend: Backend) -> None:
+        self.balancer.release(backend)
+
+    def _refused(self, org: str | None) -> None:
+        if self._metrics is not None:
+            self._metrics.rejections.labels(*self._metrics.org(org), "no_capacity").inc()
