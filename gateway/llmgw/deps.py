@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from . import admin_token
 from .services import Services
 from .tenancy.auth import Principal
+from .tenancy.records import Scope
 
 
 async def get_services(request: Request) -> Services:
@@ -27,3 +29,15 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_monitor(request: Request, services: ServicesDep) -> None:
+    """The admin token, or an API key with the `monitor` scope (for /metrics, /health/detailed)."""
+    if admin_token.matches(admin_token.presented(request), services.settings.admin_token):
+        return
+    principal = await services.auth.authenticate(request.headers.get("authorization"))
+    principal.require(Scope.MONITOR)
+
+
+MONITOR_ERRORS = {401: {"description": "No admin token or monitor key"},
+                  403: {"description": "The key lacks the monitor scope"}}

@@ -153,12 +153,12 @@ def test_daily_token_quota_is_never_exceeded(lim):
     body = {"model": "qwen", "messages": MSG, "max_tokens": 16}
     used, refused = 0, Counter()
     for _ in range(10):  # bursts until the quota is spent (refunds free some of it each time)
+        time.sleep(0.5)  # let the last burst's settlements (just after each answer) land first
         results = asyncio.run(_burst(lim, org["api_key"], 100, body))
         used += sum(r.json()["usage"]["total_tokens"] for r in results if r.status_code == 200)
         refused.update(r.json()["error"]["code"] for r in results if r.status_code != 200)
         if all(r.status_code == 429 for r in results):
             break
-        time.sleep(0.3)  # settlements run just after each answer
     assert set(refused) == {"quota_daily_tokens"}
     time.sleep(0.5)
     assert _quota(lim, org["org"]["id"])["tok"] == used

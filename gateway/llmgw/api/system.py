@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse
 
-from .. import __version__, admin_token
-from ..deps import ServicesDep
+from .. import __version__
+from ..deps import MONITOR_ERRORS, ServicesDep, require_monitor
 from ..services import Services
-from ..tenancy.records import Scope
 
 router = APIRouter(tags=["system"])
 
@@ -45,12 +44,8 @@ async def health(services: ServicesDep) -> JSONResponse:
 
 @router.get("/health/detailed", summary="Every backend's health, breaker, load and queue, and Redis "
             "(admin token or a `monitor`-scoped key)",
-            responses={401: {"description": "No admin token or monitor key"},
-                       403: {"description": "The key lacks the monitor scope"}})
-async def health_detailed(request: Request, services: ServicesDep) -> JSONResponse:
-    if not admin_token.matches(admin_token.presented(request), services.settings.admin_token):
-        principal = await services.auth.authenticate(request.headers.get("authorization"))
-        principal.require(Scope.MONITOR)
+            responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)])
+async def health_detailed(services: ServicesDep) -> JSONResponse:
     breakers, balancer = services.breakers.snapshot(), services.upstream.balancer
     pools = {name: {"queued": services.queue.depth(name),
                     "backends": [{"name": b.name, "healthy": services.health.is_healthy(b),
