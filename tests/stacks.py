@@ -124,9 +124,13 @@ class TestStack:
         return self._api_key
 
     def start(self, timeout: float = 60) -> "TestStack":
-        self.start_backends()
-        self.wait_backends(timeout)
-        self.start_gateway()
+        try:
+            self.start_backends()
+            self.wait_backends(timeout)
+            self.start_gateway()
+        except BaseException:
+            self.stop()  # leave no orphan processes behind a failed start
+            raise
         return self
 
     def stop(self) -> None:
