@@ -26,3 +26,19 @@ def test_bad_settings_exit_with_the_setting_named(monkeypatch, var, value, expec
     with pytest.raises(SystemExit) as exc:
         load_settings()
     assert "invalid gateway settings" in str(exc.value) and expected in str(exc.value)
+
+
+def test_every_setting_is_documented_in_env_example():
+    import re
+    from pathlib import Path
+
+    from llmgw.settings import Settings
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", text, re.M))
+    assert {f.upper() for f in Settings.model_fields} <= documented
+    # each setting (or a group of related ones) has its line of meaning just above it
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[A-Z_][A-Z0-9_]*=", line):
+            above = next(prev for prev in reversed(lines[:i]) if not re.match(r"^[A-Z_][A-Z0-9_]*=", prev))
+            assert above.startswith("#") and len(above) > 3, line
