@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .tenancy.limits import LIMIT_FIELDS, Limits
@@ -15,10 +15,16 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+def _also(name: str, seed_002_name: str, default: int):
+    """A default limit that seed 002's environment name sets too."""
+    return Field(default, validation_alias=AliasChoices(name, seed_002_name))
+
+
 class Settings(BaseSettings):
     """Gateway settings; names match the environment variables (case-insensitive)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True,
+                                      populate_by_name=True)
 
     gateway_host: str = "0.0.0.0"
     gateway_port: Annotated[int, Field(gt=0, lt=65536)] = 8000
@@ -71,15 +77,16 @@ class Settings(BaseSettings):
     usage_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
     gateway_replicas: Annotated[int, Field(ge=1, le=256)] = 1
 
-    # --- limits an organisation gets for every field it does not set (seed 000/002 names) ---
-    default_rps: PositiveInt = 50
-    default_burst: PositiveInt = 100
+    # --- limits an organisation gets for every field it does not set (seed 000 names; seed
+    # 002's MAX_RPS_PER_IP, RPS_BURST, MAX_INFLIGHT_PER_IP and ORG_* names are accepted too) ---
+    default_rps: PositiveInt = _also("default_rps", "max_rps_per_ip", 50)
+    default_burst: PositiveInt = _also("default_burst", "rps_burst", 100)
     default_rpm_limit: PositiveInt = 120
     default_tpm_limit: PositiveInt = 120_000
-    default_max_concurrent: PositiveInt = 4
-    default_daily_token_limit: PositiveInt = 10_000_000
-    default_daily_request_limit: PositiveInt = 100_000
-    default_monthly_token_limit: PositiveInt = 300_000_000
+    default_max_concurrent: PositiveInt = _also("default_max_concurrent", "max_inflight_per_ip", 4)
+    default_daily_token_limit: PositiveInt = _also("default_daily_token_limit", "org_daily_token_limit", 10_000_000)
+    default_daily_request_limit: PositiveInt = _also("default_daily_request_limit", "org_daily_request_limit", 100_000)
+    default_monthly_token_limit: PositiveInt = _also("default_monthly_token_limit", "org_monthly_token_limit", 300_000_000)
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 

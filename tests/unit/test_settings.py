@@ -42,3 +42,12 @@ def test_every_setting_is_documented_in_env_example():
         if re.match(r"^[A-Z_][A-Z0-9_]*=", line):
             above = next(prev for prev in reversed(lines[:i]) if not re.match(r"^[A-Z_][A-Z0-9_]*=", prev))
             assert above.startswith("#") and len(above) > 3, line
+
+
+def test_seed_002_names_set_the_defaults_too(monkeypatch):
+    monkeypatch.setenv("ORG_DAILY_TOKEN_LIMIT", "7000000")
+    monkeypatch.setenv("MAX_RPS_PER_IP", "25")
+    monkeypatch.setenv("MAX_INFLIGHT_PER_IP", "120")
+    s = load_settings()
+    assert (s.default_daily_token_limit, s.default_rps, s.default_max_concurrent) == (7_000_000, 25, 120)
+    assert s.default_limits().daily_token_limit == 7_000_000
