@@ -54,7 +54,7 @@ def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[s
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
             "--kind", spec.kind, "--served-model-name", *spec.served_names, *cfg.sim_args]
     if api_key:
-        argv += ["--api-key", api_key]
+        argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     return argv, {}
 
 

@@ -118,7 +118,7 @@ def server_command(
         *KIND_FLAGS[kind],
     ]
     if api_key:
-        argv += ["--api-key", api_key]
+        argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     env = dict(BASE_ENV)
     for name, default in THREAD_ENV_DEFAULTS.items():
         env[name] = os.environ.get(name, default)

@@ -16,7 +16,10 @@ SERVICES = {"nginx", "gateway", "redis", *VLLM}
 
 
 def flag(command: list[str], name: str) -> list[str]:
-    """The values after --name, up to the next flag."""
+    """The values after --name (or of --name=value), up to the next flag."""
+    joined = [item.split("=", 1)[1] for item in command if item.startswith(name + "=")]
+    if joined:
+        return joined
     if name not in command:
         return []
     values = []
