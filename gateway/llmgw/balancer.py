@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from .routing import Backend, Pool
 
@@ -61,13 +60,3 @@ class LeastInFlightBalancer:
         """A slot came free: the admission queue may hand it on."""
         backend.in_flight -= 1
         self._on_release(backend)
-
-    @staticmethod
-    @contextmanager
-    def hold(backend: Backend) -> Iterator[Backend]:
-        """Count a request against a backend for as long as it runs (no queue hand-off)."""
-        backend.in_flight += 1
-        try:
-            yield backend
-        finally:
-            backend.in_flight -= 1

@@ -1,8 +1,6 @@
-"""Server-sent events: framing a byte stream into whole events, and the events the gateway writes."""
+"""Server-sent events: framing a byte stream into whole events, and the error event the gateway writes."""
 
 from __future__ import annotations
-
-import orjson
 
 from .errors import GatewayError
 
@@ -42,24 +40,3 @@ class EventFramer:
 def error_event(error: GatewayError) -> bytes:
     """The event that tells a streaming client the answer broke off (OpenAI SDKs raise on it)."""
     return b"data: " + error.body_bytes() + b"\n\n"
-
-
-class ModelRenamer:
-    """Replaces the backend's served model name with the public one in response bytes.
-
-    In compact JSON the byte run `"model":"<served>"` can only be the model field: any quote
-    inside a string value is escaped, so the pattern cannot match text the model generated.
-    """
-
-    __slots__ = ("_old", "_new")
-
-    def __init__(self, served: str, public: str) -> None:
-        self._old = b'"model":' + orjson.dumps(served)
-        self._new = b'"model":' + orjson.dumps(public)
-
-    def __call__(self, data: bytes) -> bytes:
-        return data.replace(self._old, self._new)
-
-
-def identity(data: bytes) -> bytes:
-    return data

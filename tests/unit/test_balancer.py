@@ -28,17 +28,15 @@ def test_seeded_rng_makes_choices_repeatable():
     assert picks[0] == picks[1]
 
 
-def test_hold_counts_while_running_and_releases_on_error():
+def test_take_counts_until_release_and_release_tells_the_queue():
     pool = _pool(0, 0)
     b = pool.backends[0]
-    try:
-        with LeastInFlightBalancer.hold(b):
-            assert b.in_flight == 1
-            assert LeastInFlightBalancer().pick(pool).name == "b1"
-            raise RuntimeError
-    except RuntimeError:
-        pass
-    assert b.in_flight == 0
+    freed = []
+    balancer = LeastInFlightBalancer(on_release=freed.append)
+    balancer.take(b)
+    assert b.in_flight == 1 and balancer.pick(pool).name == "b1"
+    balancer.release(b)
+    assert b.in_flight == 0 and freed == [b]
 
 
 def test_ineligible_and_excluded_backends_are_skipped():

@@ -3,7 +3,7 @@
 import orjson
 
 from llmgw.errors import BadGateway
-from llmgw.sse import EventFramer, ModelRenamer, error_event
+from llmgw.sse import EventFramer, error_event
 
 EVENTS = b'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n'
 
@@ -24,14 +24,6 @@ def test_framer_returns_only_whole_events_and_keeps_the_rest():
 
 def test_framer_normalises_crlf():
     assert EventFramer().feed(b"data: x\r\n\r\n") == b"data: x\n\n"
-
-
-def test_renamer_rewrites_only_the_model_field():
-    rename = ModelRenamer("served/m", "public")
-    body = orjson.dumps({"model": "served/m", "choices": [{"text": 'say "model":"served/m"'}]})
-    out = orjson.loads(rename(body))
-    assert out["model"] == "public"
-    assert out["choices"][0]["text"] == 'say "model":"served/m"'
 
 
 def test_error_event_is_an_openai_error_in_a_data_line():

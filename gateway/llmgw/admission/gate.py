@@ -19,7 +19,7 @@ from ..tenancy.auth import Principal
 from ..tenancy.limits import Limits
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
-from .redis_limiter import RedisLimiter, Reservation, scopes_for
+from .redis_limiter import RedisLimiter, Reservation, scopes_for, usage_prefix
 
 log = logging.getLogger("llmgw.admission")
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
@@ -73,7 +73,7 @@ class AdmissionGate:
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
         self._note_quota(principal, verdict.quota_used)
         res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
-                          verdict.month, "llmgw:usage:{" + principal.org_id + "}:")
+                          verdict.month, usage_prefix(principal.org_id))
         self._running[request_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
 

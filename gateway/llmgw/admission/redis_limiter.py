@@ -19,6 +19,11 @@ _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "da
                  "daily_request_limit", "monthly_token_limit")
 
 
+def usage_prefix(org_id: str) -> str:
+    """Hourly and daily usage buckets of an organisation (in its hash slot)."""
+    return "llmgw:usage:{" + org_id + "}:"
+
+
 @dataclass(frozen=True)
 class Scope:
     """One set of counters: the organisation's, or a key's own (when the key narrows limits)."""

@@ -10,14 +10,10 @@ from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
 from ..tenancy.records import Org
-from .redis_limiter import GLOBAL_CONCURRENCY, scopes_for
+from .redis_limiter import GLOBAL_CONCURRENCY, scopes_for, usage_prefix
 
 WINDOWS = {"1h": ("h", 2), "24h": ("h", 24), "7d": ("d", 7), "30d": ("d", 30)}
 WINDOW = 60_000
-
-
-def usage_prefix(org_id: str) -> str:
-    return "llmgw:usage:{" + org_id + "}:"
 
 
 def _fold(rows: list[dict]) -> dict:
