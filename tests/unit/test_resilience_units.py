@@ -60,7 +60,7 @@ def test_abandoned_trial_frees_the_half_open_slot():
 
 def test_retry_budget_caps_retries_at_ratio_over_sliding_window():
     clock = Clock()
-    budget = RetryBudget(0.2, window_secs=10, clock=clock)
+    budget = RetryBudget(0.2, window_secs=10, min_retries=0, clock=clock)
     for _ in range(10):
         budget.record_request()
     assert [budget.try_spend() for _ in range(3)] == [True, True, False]
@@ -71,10 +71,19 @@ def test_retry_budget_caps_retries_at_ratio_over_sliding_window():
     assert budget.try_spend() and not budget.try_spend()
 
 
-def _policy(ratio=10.0, max_retries=2):
+def test_retry_budget_floor_lets_a_quiet_worker_fail_over():
+    clock = Clock()
+    budget = RetryBudget(0.2, window_secs=10, min_retries=3, clock=clock)
+    budget.record_request()  # one request: 20% of it is no retry at all, the floor allows 3
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
+    clock.now += 10.5
+    assert budget.try_spend()  # the floor is per window
+
+
+def _policy(ratio=10.0, max_retries=2, floor=0):
     async def no_sleep(_s):
         return None
-    return RetryPolicy(max_retries=max_retries, budget=RetryBudget(ratio, clock=Clock()),
+    return RetryPolicy(max_retries=max_retries, budget=RetryBudget(ratio, min_retries=floor, clock=Clock()),
                        backoff=Backoff(0.05, 1.0, random.Random(1)), sleep=no_sleep)
 
 

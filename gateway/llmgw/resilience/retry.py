@@ -27,12 +27,15 @@ class RetryBudget:
     """Retries may be at most `ratio` of the requests seen over the last `window_secs`.
 
     When a whole pool is down every request fails, and retrying each would multiply the load
-    on whatever is left; the budget caps that amplification at 1 + ratio.
+    on whatever is left; the budget caps that amplification at 1 + ratio. A small floor
+    (`min_retries` per window, as Finagle's budgets have) lets a worker with little traffic
+    still fail over when one backend dies, instead of passing its first failures through.
     """
 
-    def __init__(self, ratio: float, *, window_secs: float = 10.0,
+    def __init__(self, ratio: float, *, window_secs: float = 10.0, min_retries: int = 3,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._ratio, self._window, self._clock = ratio, window_secs, clock
+        self._floor = min_retries
         self._requests: deque[float] = deque()
         self._retries: deque[float] = deque()
 
@@ -48,7 +51,7 @@ class RetryBudget:
         """Take one retry from the budget, if there is one left."""
         now = self._clock()
         self._trim(now)
-        if len(self._retries) + 1 > self._ratio * len(self._requests):
+        if len(self._retries) + 1 > max(self._floor, self._ratio * len(self._requests)):
             return False
         self._retries.append(now)
         return True
