@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import aiohttp
 import anyio
-import httpx
 
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
@@ -16,12 +16,12 @@ class HealthMonitor:
     answers 503 while loading), so a loading backend counts as not ready.
     """
 
-    def __init__(self, client: httpx.AsyncClient, routing: RoutingTable, *,
+    def __init__(self, session: aiohttp.ClientSession, routing: RoutingTable, *,
                  interval: float, timeout: float, metrics: Metrics) -> None:
-        self._client = client
+        self._session = session
         self._backends = [b for pool in routing.pools.values() for b in pool.backends]
         self._interval = interval
-        self._timeout = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._metrics = metrics
         self._pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
         self.healthy: dict[str, bool] = {b.name: True for b in self._backends}
@@ -31,9 +31,9 @@ class HealthMonitor:
 
     async def _probe(self, backend: Backend) -> None:
         try:
-            resp = await self._client.get(backend.url + "/health", timeout=self._timeout)
-            ok = resp.status_code == 200
-        except httpx.HTTPError:
+            async with self._session.get(backend.url + "/health", timeout=self._timeout) as resp:
+                ok = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             ok = False
         self.healthy[backend.name] = ok
         self._metrics.backend_up.labels(backend.name, self._pool_of[backend.name]).set(1 if ok else 0)

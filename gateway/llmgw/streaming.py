@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
-import httpx
 import orjson
 from starlette.responses import StreamingResponse
 
 from .sse import DONE, EventFramer, error_event
-from .upstream import OpenStream
+from .upstream import TRANSPORT_ERRORS, OpenStream
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -60,7 +59,7 @@ async def _chunks(stream: OpenStream) -> AsyncIterator[bytes]:
 
     The cancel scope wraps one read at a time, never a `yield`, as anyio requires.
     """
-    chunks = stream.resp.aiter_raw()
+    chunks = stream.chunks()
     while True:
         try:
             with anyio.fail_after(max(0.0, stream.deadline - anyio.current_time())):
@@ -80,7 +79,7 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
         tail = framer.rest()
         if tail.strip() and (out := meter.process(tail + b"\n\n")):
             yield out
-    except httpx.HTTPError as exc:  # includes the idle limit (a read timeout)
+    except TRANSPORT_ERRORS as exc:  # includes the idle limit (a read timeout)
         meter.failed = True
         yield error_event(stream.failure(exc))
     except TimeoutError:

@@ -7,9 +7,10 @@ the client learns what went wrong, never where the GPUs live.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
+import aiohttp
 import anyio
-import httpx
 import orjson
 
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
@@ -22,36 +23,28 @@ from .routing import Backend, Model
 from .settings import Settings
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+# What a backend's transport can raise; read timeouts are among them (ServerTimeoutError).
+TRANSPORT_ERRORS = (aiohttp.ClientError,)
 
 
-def build_client(settings: Settings) -> httpx.AsyncClient:
-    """The one pooled client a worker uses for every backend (connections are reused)."""
-    limits = httpx.Limits(max_connections=settings.http_max_connections,
-                          max_keepalive_connections=settings.http_max_keepalive,
-                          # below vLLM's (uvicorn's) 5 s keep-alive, so the gateway closes an
-                          # idle connection before the backend does and never sends on a dying one
-                          keepalive_expiry=4.0)
-    timeout = httpx.Timeout(settings.upstream_timeout_seconds,
-                            connect=settings.upstream_connect_timeout_secs)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
+def _is_read_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError)
 
 
-def _transport_error(exc: Exception, backend: Backend) -> GatewayError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+def _transport_error(exc: BaseException, backend: Backend) -> GatewayError:
+    if _is_read_timeout(exc):
         return UpstreamTimeout(f"backend {backend.name} did not answer in time")
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return BackendUnavailable(f"backend {backend.name} is unreachable",
                                   headers={"Retry-After": "1"})
     return BadGateway(f"backend {backend.name} broke the connection")
 
 
-def _attempt_failure(exc: httpx.HTTPError, backend: Backend, breakers: Breakers) -> Exception:
+def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -> Exception:
     """What a transport error before the response means: breaker outcome and retry reason."""
     error = _transport_error(exc, backend)
-    if isinstance(exc, httpx.PoolTimeout):
-        return error  # our own connection pool is full: not the backend's fault, nor retryable
     breakers.failure(backend.name)
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+    if _is_read_timeout(exc):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for
     # the client yet, so another backend may answer instead.
@@ -93,27 +86,29 @@ class Upstream:
     """Forwards validated requests to the least busy backend of a model's pool, retrying
     another backend while nothing has reached the client yet."""
 
-    def __init__(self, client: httpx.AsyncClient, selector: BackendSelector, retry: RetryPolicy,
-                 settings: Settings, metrics: Metrics | None = None) -> None:
-        self._client = client
+    def __init__(self, session: aiohttp.ClientSession, selector: BackendSelector,
+                 retry: RetryPolicy, settings: Settings, metrics: Metrics | None = None) -> None:
+        self._session = session
         self._selector = selector
         self.balancer = selector.balancer
         self._breakers = selector.breakers
         self._retry = retry
         self._metrics = metrics
         self._max_secs = settings.max_request_secs
-        self._stream_timeout = httpx.Timeout(settings.stream_idle_timeout_secs,
-                                             connect=settings.upstream_connect_timeout_secs)
+        # A stream may pause between events for at most STREAM_IDLE_TIMEOUT_SECS.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=settings.upstream_connect_timeout_secs,
+            sock_read=settings.stream_idle_timeout_secs)
         self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         if settings.backend_api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.backend_api_key.get_secret_value()}"
 
-    def _request(self, backend: Backend, path: str, body: dict, request_id: str,
-                 timeout: httpx.Timeout | None = None) -> httpx.Request:
+    def _post(self, backend: Backend, path: str, body: dict, request_id: str,
+              timeout: aiohttp.ClientTimeout | None = None):
         headers = {**self._headers, "X-Request-ID": request_id}
         kwargs = {"timeout": timeout} if timeout is not None else {}
-        return self._client.build_request("POST", backend.url + path, content=orjson.dumps(body),
-                                          headers=headers, **kwargs)
+        return self._session.post(backend.url + path, data=orjson.dumps(body), headers=headers,
+                                  **kwargs)
 
     async def _attempts(self, model: Model, trace: Trace | None, once) -> object:
         """Run `once(backend)` with retries on other backends, all within MAX_REQUEST_SECS."""
@@ -149,19 +144,20 @@ class Upstream:
                             trace: Trace | None) -> dict:
         started = time.perf_counter()
         try:
-            resp = await self._client.send(self._request(backend, path, body, request_id))
-        except httpx.HTTPError as exc:
+            async with self._post(backend, path, body, request_id) as resp:
+                status, content = resp.status, await resp.read()
+        except TRANSPORT_ERRORS as exc:
             raise _attempt_failure(exc, backend, self._breakers) from None
         finally:
             self._breakers.abandon(backend.name)  # cancelled mid-call: free a half-open trial
             self._selector.release(backend)
             if trace is not None:
                 trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
-        if resp.status_code != 200:
-            raise _status_failure(resp.status_code, resp.content, backend, self._breakers)
+        if status != 200:
+            raise _status_failure(status, content, backend, self._breakers)
         self._breakers.success(backend.name)
         try:
-            answer = orjson.loads(resp.content)
+            answer = orjson.loads(content)
         except orjson.JSONDecodeError:
             answer = None
         if not isinstance(answer, dict):
@@ -179,28 +175,27 @@ class Upstream:
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
                          trace: Trace | None, deadline: float) -> "OpenStream":
-        request = self._request(backend, path, body, request_id, self._stream_timeout)
         started = time.perf_counter()
         try:
-            resp = await self._client.send(request, stream=True)
+            resp = await self._post(backend, path, body, request_id, self._stream_timeout)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
             self._selector.release(backend)
-            if isinstance(exc, httpx.HTTPError):
+            if isinstance(exc, TRANSPORT_ERRORS):
                 raise _attempt_failure(exc, backend, self._breakers) from None
             raise
         finally:
             if trace is not None:
                 trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
-        if resp.status_code != 200:
+        if resp.status != 200:
             try:
-                content = await resp.aread()
-            except httpx.HTTPError:
+                content = await resp.read()
+            except TRANSPORT_ERRORS:
                 content = b""
             finally:
-                await resp.aclose()
+                resp.release()
                 self._selector.release(backend)
-            raise _status_failure(resp.status_code, content, backend, self._breakers)
+            raise _status_failure(resp.status, content, backend, self._breakers)
         self._breakers.success(backend.name)
         return OpenStream(resp, backend, self._selector, deadline, self._max_secs)
 
@@ -225,12 +220,16 @@ class OpenStream:
     `deadline` (anyio time) is the request's hard cap: the relay stops reading there.
     """
 
-    def __init__(self, resp: httpx.Response, backend: Backend, selector: BackendSelector,
-                 deadline: float, max_secs: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, backend: Backend,
+                 selector: BackendSelector, deadline: float, max_secs: float) -> None:
         self.resp, self.backend, self._selector, self._closed = resp, backend, selector, False
         self.deadline, self.max_secs = deadline, max_secs
 
-    def failure(self, exc: Exception) -> GatewayError:
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; a silence longer than the idle limit raises a timeout."""
+        return self.resp.content.iter_any()
+
+    def failure(self, exc: BaseException) -> GatewayError:
         """A transport error mid-stream: the backend failed (counted), the client is told."""
         self._selector.breakers.failure(self.backend.name)
         return _transport_error(exc, self.backend)
@@ -243,5 +242,9 @@ class OpenStream:
             return
         self._closed = True
         self._selector.release(self.backend)
-        with anyio.CancelScope(shield=True):  # closing must finish even if the task is cancelled
-            await self.resp.aclose()
+        if self.resp.content.at_eof():
+            self.resp.release()  # complete: the connection goes back to the pool
+        else:
+            # Cut short (client gone, idle limit, deadline): closing the connection is what
+            # makes vLLM abort the generation.
+            self.resp.close()
