@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
@@ -92,7 +93,7 @@ class RedisLimiter:
         keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
         args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
                 *(v for s in scopes for v in s.limits), self._global_max]
-        r = await self._admit(keys=keys, args=args)
+        r = await self._admit(keys=keys, args=[orjson.dumps(args)])
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])))
@@ -103,7 +104,7 @@ class RedisLimiter:
                 self._retention]
         for name, n in usage.items():
             args += [name, n]
-        await self._settle(keys=keys, args=args)
+        await self._settle(keys=keys, args=[orjson.dumps(args)])
 
     async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
         """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""
