@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..deps import PrincipalDep, ServicesDep
+from .direct_route import DirectRoute
 from ..openapi import INFERENCE_ERRORS, json_body
 from ..protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                         CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
@@ -19,7 +20,7 @@ from ..protocol import (ChatCompletionRequest, ChatCompletionResponse, Completio
 from ..routing import Endpoint
 from ..serving import serve
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=DirectRoute)
 
 STREAM_DOC = {"text/event-stream": {"schema": {"type": "string", "description":
               "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`. A backend failure "
