@@ -13,6 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
+from .batcher import ScriptBatcher
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
@@ -84,6 +85,7 @@ class RedisLimiter:
         self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
         self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
+        self._batch = ScriptBatcher(redis)
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
@@ -93,7 +95,7 @@ class RedisLimiter:
         keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
         args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
                 *(v for s in scopes for v in s.limits), self._global_max]
-        r = await self._admit(keys=keys, args=[orjson.dumps(args)])
+        r = await self._batch.call(self._admit, keys, [orjson.dumps(args)])
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])))
@@ -104,7 +106,7 @@ class RedisLimiter:
                 self._retention]
         for name, n in usage.items():
             args += [name, n]
-        await self._settle(keys=keys, args=[orjson.dumps(args)])
+        await self._batch.call(self._settle, keys, [orjson.dumps(args)])
 
     async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
         """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""
