@@ -140,6 +140,8 @@ def test_redis_tier_is_shared_and_keeps_the_original_expiry():
         clock.now += 30.1
         assert reader.get_local("k") is None       # ...with the deadline it had in Redis
         assert await reader.get("org1", "k") is None
+        redis.data[redis_key("org1", "odd")] = ("not written by the gateway", 1)
+        assert await reader.get("org1", "odd") is None
     anyio.run(main)
 
 
@@ -342,6 +344,21 @@ def test_completion_replay_and_tool_calls():
     assert delta == {"tool_calls": [{"index": 0, **call}]}
 
 
-def test_lookup_is_a_bypass_subtype():
-    # serving.py calls the same methods on both; a hit only ever comes from a Lookup
-    assert issubclass(Lookup, type(BYPASS))
+@pytest.mark.parametrize("bill_tokens,expected", [(False, None), (True, {"prompt_tokens": 3})])
+def test_hit_billing_setting(bill_tokens, expected):
+    cache = ResponseCache(_store(Clock()), Metrics(tenant_labels=False), enabled=True,
+                          bill_tokens=bill_tokens)
+    lookup = cache.plan("o", Endpoint.EMBEDDINGS, "E", {"input": "x"}, None)
+    assert isinstance(lookup, Lookup)
+    assert lookup.billed_usage(CachedAnswer(b'{"usage":{"prompt_tokens":3}}', 0)) == expected
+
+
+@pytest.mark.parametrize("var,value", [("CACHE_TTL_SECS", "0"), ("CACHE_MAX_ENTRIES", "0"),
+                                       ("CACHE_MAX_ENTRY_BYTES", "10"), ("CACHE_HIT_BILLING", "free"),
+                                       ("CACHE_REDIS", "maybe"), ("GZIP_MIN_BYTES", "-1")])
+def test_bad_cache_settings_stop_start_up(monkeypatch, var, value):
+    from llmgw.settings import load_settings
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SystemExit) as exc:
+        load_settings()
+    assert var in str(exc.value)

@@ -66,11 +66,12 @@ class AnswerStore:
         except REDIS_DOWN:
             self._redis_failed("cache_get")
             return None
-        if not raw:
+        expiry, _, body = (raw or "").partition("\n")
+        try:
+            found = CachedAnswer(body.encode(), float(expiry))
+        except ValueError:  # absent, or not written by this code: a miss
             return None
-        expiry, _, body = raw.partition("\n")
-        found = CachedAnswer(body.encode(), float(expiry))
-        if found.expires_at <= self._clock():
+        if found.expires_at <= self._clock() or not body:
             return None
         self._local[key] = found
         return found
