@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
+from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
 from .api import admin, inference, metrics, models, system
@@ -19,6 +20,9 @@ from .routing import load_routing
 from .services import running_services
 from .tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
 from .settings import Settings, load_settings
+
+# zlib's level 5 gets most of level 9's ratio on JSON for a fraction of the CPU.
+GZIP_LEVEL = 5
 
 DESCRIPTION = """One OpenAI-compatible API in front of pools of vLLM servers: chat (load-balanced),
 text2sql, embeddings and rerank. Every error has the shape
@@ -48,6 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     error_handlers.install(app)
     openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
                           EmbeddingRequest, RerankRequest, OrgCreate, OrgPatch, KeyCreate, KeyRotate])
+    if settings.gzip_min_bytes:
+        # Innermost: it sees the answer as the route made it. It never touches text/event-stream
+        # (its default exclusions), so streams are neither buffered nor compressed.
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
+                           compresslevel=GZIP_LEVEL)
     app.add_middleware(AccessMiddleware)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     return app

@@ -24,6 +24,7 @@ from .admission.report import UsageReport
 from .audit import AuditLog
 from .background import BackgroundTasks
 from .balancer import LeastInFlightBalancer
+from .cache.lookup import ResponseCache, build_cache
 from .health import HealthMonitor
 from .resilience.breakers import Breakers
 from .resilience.queue import FairQueue
@@ -60,6 +61,7 @@ class Services:
     breakers: Breakers
     queue: FairQueue
     redis: Redis | None = None  # the admin-path client, for health pings
+    cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -102,6 +104,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
                             _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics,
                             UsageReport(slow, defaults), selector.breakers, selector.queue, slow)
+        services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
 from .admission.gate import Ticket
 from .body import read_json_object
+from .cache.lookup import Bypass, Lookup
+from .cache.store import CachedAnswer
 from .errors import BadInput, GatewayError
 from .observability.trace import Trace
 from .protocol import validate
@@ -39,12 +41,16 @@ async def serve(request: Request, services: Services, principal: Principal,
     if services.settings.log_content:
         trace.content = _content(body)[:2000]
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
+    cached = services.cache.plan(principal.org_id, endpoint, model.name, body,
+                                 request.headers.get("cache-control"))
     ticket = await services.admission.admit(principal, cost.reserve, request_id)
     ticket.trace = trace
     ticket.meter_key = f"{principal.key_id}|{model.name}|{endpoint.value}|"
+    if (hit := await cached.find(ticket)) is not None:
+        return _from_cache(services, ticket, cached, hit, body)
     if trace.stream:
-        return await _stream(services, model, backend_path, body, ticket)
-    return await _answer(services, model, backend_path, body, ticket)
+        return await _stream(services, model, backend_path, body, ticket, cached)
+    return await _answer(services, model, backend_path, body, ticket, cached)
 
 
 async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict,
@@ -85,7 +91,8 @@ def _used(usage: dict | None) -> tuple[int, int]:
     return int(prompt), int(completion)
 
 
-def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:
+def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None,
+            cache_hit: bool = False) -> None:
     prompt, completion = _used(usage)
     trace, key, metrics = ticket.trace, ticket.meter_key, services.metrics
     trace.prompt_tokens, trace.completion_tokens = prompt, completion
@@ -94,24 +101,36 @@ def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None
     metrics.tokens.labels(*org, trace.model, "output").inc(completion)
     ticket.usage = {key + "requests": 1, key + outcome: 1, key + "prompt_tokens": prompt,
                     key + "completion_tokens": completion}
+    if cache_hit:
+        ticket.usage[key + "cache_hits"] = 1
     services.tasks.spawn(services.admission.settle(ticket, prompt + completion))
 
 
+def _from_cache(services: Services, ticket: Ticket, cached: Lookup, hit: CachedAnswer,
+                body: dict) -> Response:
+    """A hit: counted as a request, and its lease released, like any answer (CACHE_HIT_BILLING)."""
+    _settle(services, ticket, "success", cached.billed_usage(hit), cache_hit=True)
+    return cached.response(hit, ticket.headers, body.get("stream_options"))
+
+
 async def _answer(services: Services, model: Model, path: str, body: dict,
-                  ticket: Ticket) -> Response:
+                  ticket: Ticket, cached: Bypass) -> Response:
     try:
         answer = await services.upstream.forward(model, path, body, ticket.request_id, ticket.trace)
+        answer["model"] = model.name
+        payload = cached.fill(orjson.dumps(answer))
     except GatewayError as exc:
         _settle(services, ticket, f"error_{exc.code}", None)  # backend failure: refund
         exc.headers.update(ticket.headers)
         raise
-    answer["model"] = model.name
+    finally:
+        cached.close()  # identical requests waiting on this call get its answer, or call themselves
     _settle(services, ticket, "success", answer.get("usage"))
-    return Response(orjson.dumps(answer), media_type="application/json", headers=ticket.headers)
+    return Response(payload, media_type="application/json", headers=ticket.headers)
 
 
 async def _stream(services: Services, model: Model, path: str, body: dict,
-                  ticket: Ticket) -> Response:
+                  ticket: Ticket, cached: Bypass) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
     try:
@@ -122,7 +141,8 @@ async def _stream(services: Services, model: Model, path: str, body: dict,
         exc.headers.update(ticket.headers)
         raise
     meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
-                        keep_each_usage=bool(asked.get("continuous_usage_stats")))
+                        keep_each_usage=bool(asked.get("continuous_usage_stats")),
+                        collector=cached.collector())
 
     async def finish() -> None:
         await stream.close()
@@ -131,5 +151,7 @@ async def _stream(services: Services, model: Model, path: str, body: dict,
         else:  # completed, or the client left: bill what the backend reported generating
             _settle(services, ticket, "success" if meter.finished else "error_client_closed",
                     meter.usage)
+            if meter.finished:
+                cached.fill_stream(meter.usage)
 
     return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)

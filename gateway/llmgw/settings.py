@@ -90,6 +90,20 @@ class Settings(BaseSettings):
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
+    # --- response cache and compression ---
+    cache_enabled: bool = True
+    cache_ttl_secs: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    cache_max_entries: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    # Larger answers are served but not kept: bounds a worker's cache memory (entries x size).
+    cache_max_entry_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 32_768
+    # A second tier in Redis (REDIS_URL) shared by every worker and replica.
+    cache_redis: bool = False
+    # "requests": a hit counts as a request and bills no tokens; "tokens": it bills the
+    # cached answer's tokens too.
+    cache_hit_billing: Literal["requests", "tokens"] = "requests"
+    # JSON answers at least this large are gzipped for clients that accept it; 0 turns it off.
+    gzip_min_bytes: Annotated[int, Field(ge=0, le=64 * 1024 * 1024)] = 1024
+
     # Opt-in: log the request's text (last message, prompt or input), redacted, on the access line.
     log_content: bool = False
     # seed 000: "off" drops organisation labels from every metric

@@ -8,6 +8,7 @@ import anyio
 import orjson
 from starlette.responses import StreamingResponse
 
+from .cache.collect import StreamCollector
 from .sse import DONE, EventFramer, error_event
 from .upstream import TRANSPORT_ERRORS, OpenStream
 
@@ -19,10 +20,12 @@ class StreamMeter:
     for removed. The gateway always asks the backend for usage on every chunk
     (`continuous_usage_stats`), so a stream cut short still says how much it generated."""
 
-    __slots__ = ("_public", "_keep_final", "_keep_each", "usage", "failed", "finished")
+    __slots__ = ("_public", "_keep_final", "_keep_each", "_collector", "usage", "failed", "finished")
 
-    def __init__(self, public_model: str, *, keep_final_usage: bool, keep_each_usage: bool) -> None:
+    def __init__(self, public_model: str, *, keep_final_usage: bool, keep_each_usage: bool,
+                 collector: StreamCollector | None = None) -> None:
         self._public = public_model
+        self._collector = collector  # the response cache assembles the answer from the chunks
         self._keep_final = keep_final_usage
         self._keep_each = keep_each_usage
         self.usage: dict | None = None
@@ -47,6 +50,8 @@ class StreamMeter:
             del chunk["usage"]
         if "model" in chunk:
             chunk["model"] = self._public
+        if self._collector is not None:
+            self._collector.add(chunk)
         return b"data: " + orjson.dumps(chunk)
 
     def process(self, block: bytes) -> bytes:
