@@ -118,6 +118,24 @@ async def _hold_streams(url: str, key: str, body: dict, n: int, on_all_open) -> 
         w.close()
 
 
+def _cache_hits(stack, key: str, sim: str, gw: str, secs: int, tmp: Path, pids: list[int]) -> list[dict]:
+    """Deterministic requests (temperature 0): after the first, every answer comes from the
+    gateway's cache. Compared with the simulator answering the same request directly."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "temperature": 0}
+    httpx.post(gw, json={**body, "model": "qwen"}, headers={"Authorization": f"Bearer {key}"})
+    rows = []
+    for conns in (1, 16):
+        direct = _wrk(sim, stack.backend_key, {**body, "model": "tiny-chat"}, conns, secs, tmp)
+        cpu0 = _cpu_secs(pids)
+        through = _wrk(gw, key, {**body, "model": "qwen"}, conns, secs, tmp)
+        cpu = _cpu_secs(pids) - cpu0
+        rows.append({"concurrency": conns, "direct": direct, "gateway": through,
+                     "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
+                     "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
+                     "cpu_s_per_1000": round(cpu / max(1, through["requests"]) * 1000, 3)})
+    return rows
+
+
 def run(workers: int, secs: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
     stack = TestStack("sim", tmp, workers=workers, sim_args=("--ttft-ms", "0", "--itl-ms", "0",
@@ -144,6 +162,7 @@ def run(workers: int, secs: int) -> dict:
                              "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
                              "cpu_s_per_1000": round(cpu / max(1, through["requests"]) * 1000, 3),
                              "peak_rss_mb": round(peak.peak, 1)})
+        hits = _cache_hits(stack, key, sim, gw, secs, tmp, pids)
         body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True}
         ttfb_direct = asyncio.run(_ttfb(sim, stack.backend_key, {**body, "model": "tiny-chat"}, 300))
         ttfb_gw = asyncio.run(_ttfb(gw, key, {**body, "model": "qwen"}, 300))
@@ -153,7 +172,7 @@ def run(workers: int, secs: int) -> dict:
         held = {}
         asyncio.run(_hold_streams(stack.base_url, key, {**body, "model": "qwen", "max_tokens": 50},
                                   2000, lambda: held.update(mb=_rss_mb(pids))))
-        return {"workers": workers, "seconds_per_case": secs, "rows": rows,
+        return {"workers": workers, "seconds_per_case": secs, "rows": rows, "cache_hits": hits,
                 "ttfb_c1": {"direct_p50_ms": round(statistics.median(ttfb_direct), 3),
                             "gateway_p50_ms": round(statistics.median(ttfb_gw), 3),
                             "direct_p99_ms": round(sorted(ttfb_direct)[296], 3),
@@ -166,13 +185,20 @@ def run(workers: int, secs: int) -> dict:
 
 def _markdown(r: dict) -> str:
     lines = [f"Gateway with {r['workers']} workers, everything on; {r['seconds_per_case']} s per case.", "",
-             "| stream | conc | direct rps | gateway rps | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms | CPU s /1000 req | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| stream | conc | direct rps | gateway rps | per worker | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms | CPU s /1000 req | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         d, g = x["direct"], x["gateway"]
-        lines.append(f"| {x['stream']} | {x['concurrency']} | {d['rps']:.0f} | {g['rps']:.0f} | "
+        lines.append(f"| {x['stream']} | {x['concurrency']} | {d['rps']:.0f} | {g['rps']:.0f} | {g['rps'] / r['workers']:.0f} | "
                      f"{d['p50_ms']}/{d['p99_ms']} | {g['p50_ms']}/{g['p99_ms']} | "
                      f"{x['added_p50_ms']}/{x['added_p99_ms']} | {x['cpu_s_per_1000']} | {x['peak_rss_mb']} |")
+    lines += ["", "Cache hits (temperature 0; every request after the first is answered from the cache):", "",
+              "| conc | direct rps | gateway rps | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms | CPU s /1000 req |",
+              "|---|---|---|---|---|---|---|"]
+    for x in r["cache_hits"]:
+        d, g = x["direct"], x["gateway"]
+        lines.append(f"| {x['concurrency']} | {d['rps']:.0f} | {g['rps']:.0f} | {d['p50_ms']}/{d['p99_ms']} | "
+                     f"{g['p50_ms']}/{g['p99_ms']} | {x['added_p50_ms']}/{x['added_p99_ms']} | {x['cpu_s_per_1000']} |")
     t, s = r["ttfb_c1"], r["streams_2000"]
     lines += ["", f"Time to first byte, streaming, concurrency 1: direct p50 {t['direct_p50_ms']} ms / p99 "
               f"{t['direct_p99_ms']} ms; gateway p50 {t['gateway_p50_ms']} ms / p99 {t['gateway_p99_ms']} ms.",

@@ -9,6 +9,8 @@ import sys
 import orjson
 import structlog
 
+from .log_writer import QueuedWriter
+
 # Order matters: keys and tokens before the looser number patterns.
 _PATTERNS = [
     (re.compile(r"sk-[A-Za-z0-9_-]{8,}"), "[REDACTED_KEY]"),
@@ -41,7 +43,8 @@ def _redactor(secrets: tuple[str, ...]):
 
 
 def configure(level: str, secrets: tuple[str, ...] = ()) -> None:
-    """JSON lines on stdout; `secrets` (admin token, backend key) are masked wherever they appear."""
+    """JSON lines on stdout, written off the event loop; `secrets` (admin token, backend key)
+    are masked wherever they appear."""
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
@@ -49,4 +52,5 @@ def configure(level: str, secrets: tuple[str, ...] = ()) -> None:
                     structlog.processors.format_exc_info, _redactor(secrets),
                     structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o).decode())],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout), cache_logger_on_first_use=True)
+        logger_factory=structlog.WriteLoggerFactory(QueuedWriter(sys.stdout)),
+        cache_logger_on_first_use=True)
