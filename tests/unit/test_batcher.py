@@ -1,4 +1,4 @@
-"""ScriptBatcher against a real redis-server: one pipeline per loop turn, each caller its own
+"""ScriptBatcher against a real redis-server: one write per loop turn, each caller its own
 result or error, and a Redis that lost its scripts (restart, SCRIPT FLUSH) still answers."""
 
 from __future__ import annotations
@@ -36,28 +36,30 @@ def redis_port():
     proc.wait()
 
 
-class CountingRedis(Redis):
-    pipelines = 0
+def _client(port: int) -> Redis:
+    """A client whose pool counts checkouts: one per batch."""
+    redis = Redis(port=port, decode_responses=True)
+    pool, real = redis.connection_pool, redis.connection_pool.get_connection
+    pool.checkouts = 0
 
-    def pipeline(self, *args, **kwargs):
-        CountingRedis.pipelines += 1
-        return super().pipeline(*args, **kwargs)
+    async def counted(*args, **kwargs):
+        pool.checkouts += 1
+        return await real(*args, **kwargs)
+    pool.get_connection = counted
+    return redis
 
 
-def _client(port: int) -> CountingRedis:
-    CountingRedis.pipelines = 0
-    return CountingRedis(port=port, decode_responses=True)
-
-
-def test_calls_of_one_turn_share_one_pipeline_and_get_their_own_results(redis_port):
+def test_calls_of_one_turn_share_one_write_and_get_their_own_results(redis_port):
     async def main():
         redis = _client(redis_port)
         script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
+        await redis.script_load(ECHO)
+        checkouts = redis.connection_pool.checkouts
         results = await asyncio.gather(*[batcher.call(script, [f"k{i}"], [str(i)]) for i in range(50)])
         assert results == [[f"k{i}", str(i)] for i in range(50)]
-        assert CountingRedis.pipelines == 1
+        assert redis.connection_pool.checkouts == checkouts + 1  # one write, 50 replies
         assert await batcher.call(script, ["alone"], ["1"]) == ["alone", "1"]  # a lone call
-        assert CountingRedis.pipelines == 1  # went straight through
+        assert redis.connection_pool.checkouts == checkouts + 2
         await redis.aclose()
     asyncio.run(main())
 
@@ -78,10 +80,24 @@ def test_scripts_lost_by_redis_are_loaded_again(redis_port):
     async def main():
         redis = _client(redis_port)
         script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
-        for size in (1, 5):
+        for size in (1, 20):
             await redis.script_flush()
+            checkouts = redis.connection_pool.checkouts
             out = await asyncio.gather(*[batcher.call(script, ["k"], [str(i)]) for i in range(size)])
             assert out == [["k", str(i)] for i in range(size)]
+            # the batch, one SCRIPT LOAD, the batch again: not a load per call
+            assert redis.connection_pool.checkouts == checkouts + 3
+        await redis.aclose()
+    asyncio.run(main())
+
+
+def test_a_connection_killed_by_a_redis_restart_is_replaced(redis_port):
+    async def main():
+        redis = _client(redis_port)
+        script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
+        assert await batcher.call(script, ["k"], ["1"]) == ["k", "1"]
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
+        assert await batcher.call(script, ["k"], ["2"]) == ["k", "2"]
         await redis.aclose()
     asyncio.run(main())
 
