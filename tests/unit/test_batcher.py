@@ -111,3 +111,11 @@ def test_unreachable_redis_fails_every_caller():
         assert all(isinstance(e, (RedisConnectionError, OSError)) for e in out), out
         await redis.aclose()
     asyncio.run(main())
+
+
+def test_wire_format_matches_redis_py():
+    from redis.asyncio.connection import Connection
+
+    from llmgw.admission.batcher import _resp
+    for args in [("EVALSHA", "abc", 2, "k1", "clé", b'[1,"x"]'), ("PING",), ("SET", "k", "")]:
+        assert _resp(args) == b"".join(Connection().pack_command(*args))

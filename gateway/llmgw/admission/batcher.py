@@ -84,7 +84,7 @@ class ScriptBatcher:
         for attempt in (1, 2):
             conn = await pool.get_connection()
             try:
-                await conn.send_packed_command(conn.pack_commands(commands))
+                await conn.send_packed_command(b"".join(map(_resp, commands)))
                 return [await _reply(conn) for _ in commands]
             except ConnectionError:
                 if attempt == 2:
@@ -92,6 +92,16 @@ class ScriptBatcher:
             finally:
                 await pool.release(conn)
         raise AssertionError("unreachable")
+
+
+def _resp(args: tuple) -> bytes:
+    """One command in Redis' wire format (RESP). Our arguments are only str, bytes and int;
+    redis-py's general encoder spent more on them than the rest of the call."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 async def _reply(conn) -> Any:
