@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
-import anyio
 import orjson
 
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
@@ -169,7 +168,7 @@ class Upstream:
     async def open_stream(self, model: Model, path: str, body: dict, request_id: str,
                           trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
-        deadline = anyio.current_time() + self._max_secs
+        deadline = asyncio.get_running_loop().time() + self._max_secs
 
         async def once(backend: Backend) -> OpenStream:
             return await self._open_once(backend, path, body, request_id, trace, deadline)
@@ -219,7 +218,7 @@ class Upstream:
 class OpenStream:
     """An accepted upstream stream; `close` frees the backend slot and the connection, once.
 
-    `deadline` (anyio time) is the request's hard cap: the relay stops reading there.
+    `deadline` (event-loop time) is the request's hard cap: the relay stops reading there.
     """
 
     def __init__(self, resp: aiohttp.ClientResponse, backend: Backend,
