@@ -21,7 +21,8 @@ _PATTERNS = [
 ]
 # Fields that are identifiers by construction and never carry free text.
 _TRUSTED = frozenset(("request_id", "org", "key_id", "route", "model", "backend", "path",
-                      "method", "status", "error", "event", "level", "timestamp", "logger"))
+                      "method", "status", "error", "event", "level", "timestamp", "logger",
+                      "cache"))
 
 
 def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
