@@ -51,6 +51,8 @@ def _attempt_failure(exc: httpx.HTTPError, backend: Backend, breakers: Breakers)
     if isinstance(exc, httpx.PoolTimeout):
         return error  # our own connection pool is full: not the backend's fault, nor retryable
     breakers.failure(backend.name)
+    if isinstance(exc, httpx.ConnectError):
+        breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for
