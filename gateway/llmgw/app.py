@@ -10,6 +10,7 @@ from fastapi.responses import ORJSONResponse
 
 from . import __version__, error_handlers, openapi
 from .api import admin, inference, metrics, models, system
+from .drain import CloseWhenDraining
 from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
                        Text2SQLRequest)
 from .observability import logs
@@ -49,5 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
                           EmbeddingRequest, RerankRequest, OrgCreate, OrgPatch, KeyCreate, KeyRotate])
     app.add_middleware(AccessMiddleware)
+    app.add_middleware(CloseWhenDraining)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     return app
