@@ -10,6 +10,8 @@ import httpx
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
 
+SLOW_PROBES = 2  # probes in a row that time out before a backend counts as down
+
 
 class HealthMonitor:
     """Keeps each backend's `healthy` flag, which the balancer uses to skip dead backends.
@@ -35,6 +37,7 @@ class HealthMonitor:
         # Bumped by mark_down: a probe that started before it must not overwrite it.
         self._generation: dict[str, int] = {b.name: 0 for b in self._backends}
         self._listeners: list[Callable[[Backend], None]] = []
+        self._slow: dict[str, int] = {b.name: 0 for b in self._backends}  # timeouts in a row
 
     def when_ready(self, listener: Callable[[Backend], None]) -> None:
         """Call `listener(backend)` each time a backend that was not ready passes a probe."""
@@ -55,14 +58,23 @@ class HealthMonitor:
         return self.healthy.get(backend.name, False)
 
     async def _probe(self, backend: Backend) -> None:
-        generation = self._generation[backend.name]
+        generation, name = self._generation[backend.name], backend.name
+        slow = False
         try:
             resp = await self._client.get(backend.url + "/health", timeout=self._timeout)
             ok = resp.status_code == 200
+        except httpx.TimeoutException:
+            ok = slow = True
         except httpx.HTTPError:
             ok = False
-        if self._generation[backend.name] != generation:
+        if self._generation[name] != generation:
             return  # marked down while this probe ran: that is the newer evidence
+        # A busy backend (or a busy gateway, e.g. a worker booting during a reload) can miss
+        # one probe's time limit; that alone is no verdict. A refusal or an answer other than
+        # 200 is. A hung backend is out after SLOW_PROBES probes, or sooner by its breaker.
+        self._slow[name] = self._slow[name] + 1 if slow else 0
+        if slow:
+            ok = self.healthy[name] and self._slow[name] < SLOW_PROBES
         if self._set(backend.name, ok):
             for listener in self._listeners:
                 listener(backend)

@@ -28,11 +28,14 @@ class Probes:
 
     def __init__(self) -> None:
         self.up = {"http://b0": True, "http://b1": True}
+        self.slow = {"http://b0": False, "http://b1": False}
         self.gate: asyncio.Event | None = None
 
     async def get(self, url: str, timeout: float):
         if self.gate is not None:
             await self.gate.wait()
+        if self.slow[url.removesuffix("/health")]:
+            raise httpx.ReadTimeout("no answer in time")
         if not self.up[url.removesuffix("/health")]:
             raise httpx.ConnectError("refused")
         return SimpleNamespace(status_code=200)
@@ -73,6 +76,24 @@ def test_a_probe_that_started_before_the_refusal_does_not_undo_it():
         assert not health.healthy["b0"] and health.healthy["b1"]
         await health.probe_all()
         assert health.healthy["b0"]
+
+    asyncio.run(scenario())
+
+
+def test_one_slow_probe_is_no_verdict_two_in_a_row_are():
+    async def scenario():
+        _sel, health, probes, _model = _stack()
+        probes.slow["http://b0"] = True
+        await health.probe_all()  # e.g. a worker booting during a reload, the host busy
+        assert health.healthy["b0"]
+        await health.probe_all()
+        assert not health.healthy["b0"]
+        probes.slow["http://b0"] = False
+        await health.probe_all()
+        assert health.healthy["b0"]
+        probes.up["http://b1"] = False
+        await health.probe_all()  # a refusal is a verdict at once
+        assert not health.healthy["b1"]
 
     asyncio.run(scenario())
 
