@@ -37,13 +37,6 @@ def _inference_count(stack, name):
     return sum(n for path, n in _stats(stack, name)["by_endpoint"].items() if path.startswith("/v1"))
 
 
-def _detailed(stack):
-    resp = httpx.get(stack.base_url + "/health/detailed",
-                     headers={"Authorization": f"Bearer {stack.admin_token}"})
-    assert resp.status_code == 200
-    return {b["name"]: b for pool in resp.json()["pools"].values() for b in pool["backends"]}
-
-
 def _gauge(stack, series: str) -> float:
     """A gauge kept as a max over live workers (llmgw_backend_up, breaker state)."""
     text = httpx.get(stack.base_url + "/metrics",
