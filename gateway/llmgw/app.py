@@ -11,6 +11,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
 from .api import admin, inference, metrics, models, system
+from .drain import CloseWhenDraining
 from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
                        Text2SQLRequest)
 from .observability import logs
@@ -58,5 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
                            compresslevel=GZIP_LEVEL)
     app.add_middleware(AccessMiddleware)
+    app.add_middleware(CloseWhenDraining)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
     return app

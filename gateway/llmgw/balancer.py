@@ -36,6 +36,9 @@ class LeastInFlightBalancer:
         """Could any backend serve, were it not full? (healthy, breaker not open)"""
         return any(b.name not in exclude and self._eligible(b) for b in pool.backends)
 
+    def eligible(self, backend: Backend) -> bool:
+        return self._eligible(backend)
+
     def pick(self, pool: Pool, exclude: frozenset[str] = frozenset()) -> Backend | None:
         """The eligible backend with a free slot and the fewest requests in flight, or None."""
         best: list[Backend] = []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import anyio
 
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
+
+SLOW_PROBES = 2  # probes in a row that time out before a backend counts as down
 
 
 class HealthMonitor:
@@ -14,6 +18,11 @@ class HealthMonitor:
 
     vLLM answers /health with 200 only once its engine is ready (it refuses connections or
     answers 503 while loading), so a loading backend counts as not ready.
+
+    A refused connection on the request path is the same evidence a failed probe gives, seen
+    earlier: `mark_down` takes the backend out at once (a dead backend refuses instantly, so
+    with no requests in flight the least-busy balancer would keep choosing it). Only a passing
+    probe puts a backend back; listeners hear of it (`when_ready`) to let traffic in promptly.
     """
 
     def __init__(self, session: aiohttp.ClientSession, routing: RoutingTable, *,
@@ -25,18 +34,50 @@ class HealthMonitor:
         self._metrics = metrics
         self._pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
         self.healthy: dict[str, bool] = {b.name: True for b in self._backends}
+        # Bumped by mark_down: a probe that started before it must not overwrite it.
+        self._generation: dict[str, int] = {b.name: 0 for b in self._backends}
+        self._listeners: list[Callable[[Backend], None]] = []
+        self._slow: dict[str, int] = {b.name: 0 for b in self._backends}  # timeouts in a row
+
+    def when_ready(self, listener: Callable[[Backend], None]) -> None:
+        """Call `listener(backend)` each time a backend that was not ready passes a probe."""
+        self._listeners.append(listener)
+
+    def mark_down(self, name: str) -> None:
+        """Out of rotation until a probe started after this passes (a refused connection)."""
+        self._generation[name] += 1
+        self._set(name, False)
+
+    def _set(self, name: str, ok: bool) -> bool:
+        """Record a state; True if the backend has just become ready."""
+        was, self.healthy[name] = self.healthy[name], ok
+        self._metrics.backend_up.labels(name, self._pool_of[name]).set(1 if ok else 0)
+        return ok and not was
 
     def is_healthy(self, backend: Backend) -> bool:
         return self.healthy.get(backend.name, False)
 
     async def _probe(self, backend: Backend) -> None:
+        generation, name = self._generation[backend.name], backend.name
+        slow = False
         try:
             async with self._session.get(backend.url + "/health", timeout=self._timeout) as resp:
                 ok = resp.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
+            ok = slow = True
+        except aiohttp.ClientError:
             ok = False
-        self.healthy[backend.name] = ok
-        self._metrics.backend_up.labels(backend.name, self._pool_of[backend.name]).set(1 if ok else 0)
+        if self._generation[name] != generation:
+            return  # marked down while this probe ran: that is the newer evidence
+        # A busy backend (or a busy gateway, e.g. a worker booting during a reload) can miss
+        # one probe's time limit; that alone is no verdict. A refusal or an answer other than
+        # 200 is. A hung backend is out after SLOW_PROBES probes, or sooner by its breaker.
+        self._slow[name] = self._slow[name] + 1 if slow else 0
+        if slow:
+            ok = self.healthy[name] and self._slow[name] < SLOW_PROBES
+        if self._set(backend.name, ok):
+            for listener in self._listeners:
+                listener(backend)
 
     async def probe_all(self) -> None:
         async with anyio.create_task_group() as tg:

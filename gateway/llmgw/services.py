@@ -23,13 +23,12 @@ from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
 from .background import BackgroundTasks
-from .balancer import LeastInFlightBalancer
 from .cache.lookup import ResponseCache, build_cache
 from .health import HealthMonitor
 from .resilience.breakers import Breakers
 from .resilience.queue import FairQueue
 from .resilience.retry import Backoff, RetryBudget, RetryPolicy
-from .resilience.selector import BackendSelector
+from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
 from .routing import RoutingTable
 from .settings import Settings
@@ -98,7 +97,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
         audit = AuditLog(slow, clock)
         auth = Authenticator(TenancyStore(fast, clock), defaults, clock=clock,
                              cache_ttl=settings.auth_cache_ttl_secs)
-        selector = _selector(settings, routing, health, metrics)
+        selector = build_selector(settings, routing, health, metrics)
         services = Services(settings, routing, client, health,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
@@ -154,24 +153,6 @@ def _drain_on_sigterm(services: Services) -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGTERM) is handler:
             signal.signal(signal.SIGTERM, previous)
-
-
-def _selector(settings: Settings, routing: RoutingTable, health: HealthMonitor,
-              metrics: Metrics) -> BackendSelector:
-    """Balancer, breakers and admission queue: a backend is eligible while healthy and its
-    breaker lets requests through; it has capacity while below its max_num_seqs."""
-    pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
-    breakers = Breakers(list(pool_of), failure_threshold=settings.circuit_failure_threshold,
-                        recovery_secs=settings.circuit_recovery_timeout, metrics=metrics)
-    queue = FairQueue(metrics=metrics)
-    balancer = LeastInFlightBalancer(
-        eligible=lambda b: health.is_healthy(b) and breakers.allows(b.name),
-        # Each worker enforces the whole max_num_seqs: splitting it by workers refuses work
-        # whenever the kernel spreads connections unevenly; vLLM's own queue absorbs overlap.
-        share=1,
-        on_release=lambda b: queue.offer(pool_of[b.name]))
-    return BackendSelector(balancer, breakers, queue, queue_timeout=settings.queue_timeout_secs,
-                           metrics=metrics)
 
 
 def _retry_policy(settings: Settings) -> RetryPolicy:

@@ -44,6 +44,8 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
     """What a transport error before the response means: breaker outcome and retry reason."""
     error = _transport_error(exc, backend)
     breakers.failure(backend.name)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
     if _is_read_timeout(exc):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for

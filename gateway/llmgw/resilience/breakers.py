@@ -21,12 +21,16 @@ def _raise_failure() -> None:
 
 
 class _StateGauge(pybreaker.CircuitBreakerListener):
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(self, metrics: Metrics | None, on_closed: Callable[[str], None]) -> None:
         self._metrics = metrics
+        self._on_closed = on_closed
 
     def state_change(self, cb, old_state, new_state) -> None:
         if self._metrics is not None:
             self._metrics.breaker.labels(cb.name).set(STATE_CODES[new_state.name])
+        if new_state.name == pybreaker.STATE_CLOSED and old_state is not None \
+                and old_state.name != pybreaker.STATE_CLOSED:
+            self._on_closed(cb.name)
 
 
 class Breakers:
@@ -35,13 +39,20 @@ class Breakers:
     pybreaker wraps synchronous calls and times recovery with the wall clock; the gateway's
     calls are async and its tests need an injected clock, so this class decides when an open
     breaker may try again (`clock`) and lets exactly one trial request through while half-open.
+    A health check that sees the backend ready again cuts the wait short (`ready`).
+
+    `on_refused(name)` hears of refused connections (the health monitor takes the backend
+    out); `on_closed(name)` of a breaker closing again (its capacity is back for the queue).
     """
 
     def __init__(self, names: list[str], *, failure_threshold: int, recovery_secs: float,
-                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None,
+                 on_refused: Callable[[str], None] = lambda _name: None,
+                 on_closed: Callable[[str], None] = lambda _name: None) -> None:
         self._clock = clock
         self._recovery = recovery_secs
-        listener = _StateGauge(metrics)
+        self._on_refused = on_refused
+        listener = _StateGauge(metrics, on_closed)
         self._cbs = {n: pybreaker.CircuitBreaker(fail_max=failure_threshold, name=n,
                                                  reset_timeout=recovery_secs, listeners=[listener])
                      for n in names}
@@ -91,6 +102,16 @@ class Breakers:
             pass
         if cb.current_state == pybreaker.STATE_OPEN:
             self._opened_at[name] = self._clock()
+
+    def refused(self, name: str) -> None:
+        """Nothing accepted the connection (killed, restarting): counted by `failure` too."""
+        self._on_refused(name)
+
+    def ready(self, name: str) -> None:
+        """A health check passed after failing: an open breaker lets its trial through now
+        rather than after the rest of its recovery time."""
+        if self._cbs[name].current_state == pybreaker.STATE_OPEN:
+            self._opened_at[name] = float("-inf")
 
     def snapshot(self) -> dict[str, str]:
         return {name: self.state(name) for name in self._cbs}

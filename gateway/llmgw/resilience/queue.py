@@ -28,6 +28,10 @@ class FairQueue:
     def depth(self, pool: str) -> int:
         return sum(len(q) for q in self._waiting.get(pool, {}).values())
 
+    def promised(self, pool: str) -> int:
+        """Woken waiters that have not taken their slot yet."""
+        return self._handoffs.get(pool, 0)
+
     def busy(self, pool: str) -> bool:
         """Are others ahead? Then a newcomer must queue even if it sees a free slot."""
         return self.depth(pool) > 0 or self._handoffs.get(pool, 0) > 0

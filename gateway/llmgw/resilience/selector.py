@@ -8,7 +8,7 @@ from collections.abc import Callable
 from ..balancer import LeastInFlightBalancer
 from ..errors import BackendUnavailable, NoCapacity
 from ..observability.metrics import Metrics
-from ..routing import Backend, Model
+from ..routing import Backend, Model, Pool
 from .breakers import Breakers
 from .queue import FairQueue
 
@@ -56,6 +56,22 @@ class BackendSelector:
 
     def release(self, backend: Backend) -> None:
         self.balancer.release(backend)
+
+    def wake(self, pool: Pool) -> None:
+        """Offer the queue every free slot of `pool` not already promised to a woken waiter.
+
+        Called when a slot frees and when a backend comes back (health check passed, breaker
+        closed): waiters then get the returning capacity now, not at their timeout.
+        """
+        free = sum(max(0, self.balancer.capacity(b) - b.in_flight) for b in pool.backends
+                   if self.balancer.eligible(b))
+        for _ in range(min(free - self.queue.promised(pool.name), self.queue.depth(pool.name))):
+            self.queue.offer(pool.name)
+
+    def recovered(self, backend: Backend, pool: Pool) -> None:
+        """A health check passed again: let the breaker's trial through, wake the queue."""
+        self.breakers.ready(backend.name)
+        self.wake(pool)
 
     def _refused(self, org: str | None) -> None:
         if self._metrics is not None:
