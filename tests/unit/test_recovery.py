@@ -4,7 +4,7 @@ trial, queue woken), and a draining worker's answers say Connection: close."""
 import asyncio
 from types import SimpleNamespace
 
-import httpx
+import aiohttp
 
 from llmgw.drain import CloseWhenDraining
 from llmgw.health import HealthMonitor
@@ -24,21 +24,32 @@ class Clock:
 
 
 class Probes:
-    """A stand-in HTTP client: /health answers from `up`; `gate` holds a probe mid-flight."""
+    """A stand-in aiohttp session: /health answers from `up`; `gate` holds a probe mid-flight."""
 
     def __init__(self) -> None:
         self.up = {"http://b0": True, "http://b1": True}
         self.slow = {"http://b0": False, "http://b1": False}
         self.gate: asyncio.Event | None = None
 
-    async def get(self, url: str, timeout: float):
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.slow[url.removesuffix("/health")]:
-            raise httpx.ReadTimeout("no answer in time")
-        if not self.up[url.removesuffix("/health")]:
-            raise httpx.ConnectError("refused")
-        return SimpleNamespace(status_code=200)
+    def get(self, url: str, timeout) -> "Probe":
+        return Probe(self, url.removesuffix("/health"))
+
+
+class Probe:
+    def __init__(self, probes: Probes, base: str) -> None:
+        self.probes, self.base = probes, base
+
+    async def __aenter__(self):
+        if self.probes.gate is not None:
+            await self.probes.gate.wait()
+        if self.probes.slow[self.base]:
+            raise aiohttp.ServerTimeoutError("no answer in time")
+        if not self.probes.up[self.base]:
+            raise aiohttp.ClientConnectionError("refused")
+        return SimpleNamespace(status=200)
+
+    async def __aexit__(self, *exc) -> None:
+        return None
 
 
 def _stack(seqs=1, recovery=30.0):
