@@ -97,6 +97,17 @@ class AdmissionGate:
             if limit:
                 self._metrics.quota_ratio.labels(*org, quota).set(value / limit)
 
+    async def check(self) -> bool:
+        """Ask Redis now, for readiness probes: each worker otherwise learns of an outage
+        only from its own requests, and a probe may reach one that has not had any."""
+        try:
+            await self._limiter.ping()
+        except REDIS_DOWN:
+            self._went_down("health")
+            return False
+        self._came_back()
+        return True
+
     def _went_down(self, op: str) -> None:
         self._metrics.redis_errors.labels(op).inc()
         if not self.degraded:

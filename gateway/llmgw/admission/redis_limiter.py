@@ -114,6 +114,9 @@ class RedisLimiter:
         r = await self._peek(keys=[p + "rpm", p + "tpm", p + "tpmw"])
         return int(r[0]), int(r[1]), int(r[2]), int(r[3])
 
+    async def ping(self) -> None:
+        await self._r.ping()
+
     async def renew(self, reservations: list[Reservation], lease_ms: int | None = None) -> None:
         """Push the leases of running requests forward (a killed worker's simply expire)."""
         if not reservations:

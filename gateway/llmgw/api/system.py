@@ -26,7 +26,7 @@ async def healthz(services: ServicesDep) -> JSONResponse:
     ready = serving and not services.draining
     degraded = [name for name, p in pools.items() if not p["healthy"]]
     status = "ready" if ready and not degraded else ("degraded" if ready else "not_ready")
-    limiter = "degraded" if services.admission.degraded else "ok"
+    limiter = "ok" if await services.admission.check() else "degraded"
     return JSONResponse({"status": status, "pools": pools, "limiter": limiter},
                         status_code=200 if ready else 503)
 
