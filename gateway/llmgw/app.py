@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_services(settings, routing) as services:
             app.state.services = services
+            # What start-up built lives as long as the worker: moved out of the collector's
+            # view, a full collection no longer walks it (shorter pauses, less CPU).
+            gc.collect()
+            gc.freeze()
             yield
 
     app = FastAPI(title="LLM inference gateway", version=__version__, description=DESCRIPTION,

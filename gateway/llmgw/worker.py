@@ -51,7 +51,10 @@ class DrainingServer(Server):
 
 class GatewayWorker(UvicornWorker):
     # The gateway writes its own structured access line; uvicorn's would double the log volume.
-    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "access_log": False}
+    # No X-Forwarded-* rewriting: nothing in the gateway reads the client's address (limits
+    # are per organisation and key), and the middleware costs every request.
+    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "access_log": False,
+                     "proxy_headers": False}
 
     async def _serve(self) -> None:
         """UvicornWorker._serve, with the draining server."""
