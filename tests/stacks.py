@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import socket
 from pathlib import Path
@@ -15,10 +16,22 @@ from stack.topology import DEFAULT_BACKEND_PORTS, backend_specs
 E2E_ROUTING = Path(__file__).resolve().parent / "e2e" / "routing.yaml"
 
 
+# Below Linux's ephemeral range (32768-60999): a port picked there could be taken by some
+# outgoing connection's local end before the process meant to listen on it has started.
+LISTEN_PORTS = range(20000, 32700)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, outside the range outgoing connections draw from."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 class TestStack:

@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from stacks import free_port
+from stacks import LISTEN_PORTS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _free_block(size: int = 6) -> int:
     """A port base whose next `size` ports are all free (the stack's fixed layout, shifted)."""
     for _ in range(50):
-        base = random.randrange(20000, 40000, 10)
+        base = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - size, 10)
         try:
             socks = []
             for port in range(base, base + size):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -10,13 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stacks import free_port
+
 MSG = [{"role": "user", "content": "count me"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ scrape_configs:
     authorization: {{type: Bearer, credentials_file: {token}}}
     static_configs: [{{targets: ["{host}"]}}]
 """)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_path / 'data'}",
                              f"--web.listen-address=127.0.0.1:{port}"],
