@@ -17,20 +17,18 @@ class LeastInFlightBalancer:
     """
 
     def __init__(self, rng: random.Random | None = None,
-                 eligible: Callable[[Backend], bool] | None = None, *, share: int | None = None,
+                 eligible: Callable[[Backend], bool] | None = None, *, bounded: bool = False,
                  on_release: Callable[[Backend], None] | None = None) -> None:
         self._rng = rng or random.Random()
         self._eligible = eligible or (lambda _b: True)
-        # A backend's max_num_seqs is shared by every worker of every gateway replica;
-        # None: no capacity limit (a backend's own queue absorbs the excess).
-        self._share = share
+        # bounded: at most max_num_seqs requests per backend from this worker; unbounded, a
+        # backend's own queue absorbs the excess.
+        self._bounded = bounded
         self._on_release = on_release or (lambda _b: None)
 
     def capacity(self, backend: Backend) -> int:
-        """This worker's share of the backend's max_num_seqs (at least one slot)."""
-        if self._share is None:
-            return 1 << 30
-        return max(1, -(-backend.max_num_seqs // self._share))
+        """How many requests this worker may have in flight on the backend."""
+        return backend.max_num_seqs if self._bounded else 1 << 30
 
     def available(self, pool: Pool, exclude: frozenset[str] = frozenset()) -> bool:
         """Could any backend serve, were it not full? (healthy, breaker not open)"""

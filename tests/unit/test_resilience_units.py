@@ -171,7 +171,7 @@ def _selector(timeout=0.05, healthy=True, seqs=1):
     breakers = Breakers(["b0", "b1"], failure_threshold=5, recovery_secs=30)
     queue = FairQueue()
     balancer = LeastInFlightBalancer(eligible=lambda b: healthy and breakers.allows(b.name),
-                                     share=1, on_release=lambda b: queue.offer("p"))
+                                     bounded=True, on_release=lambda b: queue.offer("p"))
     return BackendSelector(balancer, breakers, queue, queue_timeout=timeout), model
 
 

@@ -88,6 +88,8 @@ class Breakers:
         cb = self._cbs[name]
         if cb.current_state == pybreaker.STATE_OPEN:
             return  # opened by other requests meanwhile: the trial decides, not a straggler
+        if cb.current_state == pybreaker.STATE_CLOSED and not cb.fail_counter:
+            return  # nothing to reset: spare every request pybreaker's locked call
         cb.call(lambda: None)
 
     def failure(self, name: str) -> None:

@@ -63,6 +63,8 @@ class BackendSelector:
         Called when a slot frees and when a backend comes back (health check passed, breaker
         closed): waiters then get the returning capacity now, not at their timeout.
         """
+        if not self.queue.depth(pool.name):
+            return  # the usual case, on every request's release: nobody waits
         free = sum(max(0, self.balancer.capacity(b) - b.in_flight) for b in pool.backends
                    if self.balancer.eligible(b))
         for _ in range(min(free - self.queue.promised(pool.name), self.queue.depth(pool.name))):

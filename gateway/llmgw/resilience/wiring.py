@@ -33,7 +33,7 @@ def build_selector(settings: Settings, routing: RoutingTable, health: HealthMoni
         eligible=lambda b: health.is_healthy(b) and breakers.allows(b.name),
         # Each worker enforces the whole max_num_seqs: splitting it by workers refuses work
         # whenever the kernel spreads connections unevenly; vLLM's own queue absorbs overlap.
-        share=1,
+        bounded=True,
         on_release=lambda b: capacity_back(b.name))
     selector = BackendSelector(balancer, breakers, FairQueue(metrics=metrics),
                                queue_timeout=settings.queue_timeout_secs, metrics=metrics)
