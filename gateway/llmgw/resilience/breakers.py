@@ -112,8 +112,10 @@ class Breakers:
     def ready(self, name: str) -> None:
         """A health check passed after failing: an open breaker lets its trial through now
         rather than after the rest of its recovery time."""
-        if self._cbs[name].current_state == pybreaker.STATE_OPEN:
+        cb = self._cbs[name]
+        if cb.current_state == pybreaker.STATE_OPEN:
             self._opened_at[name] = float("-inf")
+            cb.half_open()  # now, not at the next state() call: the gauge shows it too
 
     def snapshot(self) -> dict[str, str]:
         return {name: self.state(name) for name in self._cbs}
