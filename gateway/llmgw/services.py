@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError
 
 from .admission.gate import AdmissionGate
 from .admission.local_limiter import LocalLimiter
+from .admission.redis_channel import RedisChannel
 from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
@@ -88,6 +89,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         fast = await stack.enter_async_context(_redis(settings, settings.redis_timeout_secs))
         slow = await stack.enter_async_context(_redis(settings, ADMIN_REDIS_TIMEOUT_SECS))
         listener = await stack.enter_async_context(_redis(settings, None))
+        channel = RedisChannel(settings.redis_url, settings.redis_timeout_secs)
+        stack.push_async_callback(channel.aclose)
         metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
         metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()})
         health = HealthMonitor(client, routing, interval=settings.health_check_interval_secs,
@@ -101,7 +104,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services = Services(settings, routing, client, health,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
-                            _admission(settings, fast, clock, metrics), BackgroundTasks(), metrics,
+                            _admission(settings, fast, channel, clock, metrics), BackgroundTasks(), metrics,
                             UsageReport(slow, defaults), selector.breakers, selector.queue, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         await health.probe_all()
@@ -118,10 +121,10 @@ async def running_services(settings: Settings, routing: RoutingTable,
                 tg.cancel_scope.cancel()
 
 
-def _admission(settings: Settings, redis: Redis, clock: Callable[[], float],
-               metrics: Metrics) -> AdmissionGate:
+def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
+               clock: Callable[[], float], metrics: Metrics) -> AdmissionGate:
     lease_ms = int(settings.concurrency_lease_secs * 1000)
-    limiter = RedisLimiter(redis, lease_ms=lease_ms,
+    limiter = RedisLimiter(redis, channel, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
                            usage_retention_secs=settings.usage_retention_days * 86400)
     share = settings.gateway_workers * settings.gateway_replicas

@@ -1,5 +1,6 @@
-"""ScriptBatcher against a real redis-server: one write per loop turn, each caller its own
-result or error, and a Redis that lost its scripts (restart, SCRIPT FLUSH) still answers."""
+"""The limiter's Redis channel and script calls against a real redis-server: one write per
+loop turn, each caller its own reply or error, a Redis that lost its scripts still answers,
+a killed connection is replaced, a slow reply fails only its caller, AUTH and SELECT."""
 
 from __future__ import annotations
 
@@ -11,111 +12,162 @@ import time
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
 
+from llmgw.admission import redis_channel
 from llmgw.admission.batcher import ScriptBatcher
+from llmgw.admission.redis_channel import RedisChannel
 from stacks import free_port
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL_ON_X = "if ARGV[1] == 'x' then return redis.error_reply('bad x') end return ARGV[1]"
 
 
-@pytest.fixture(scope="module")
-def redis_port():
+def _start_redis(*extra: str) -> tuple[subprocess.Popen, int]:
     if not shutil.which("redis-server"):
         pytest.fail("redis-server is required (make test installs it)")
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--enable-debug-command", "local", *extra], stdout=subprocess.DEVNULL)
+    auth = ["-a", extra[extra.index("--requirepass") + 1]] if "--requirepass" in extra else []
     deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
+    while subprocess.run(["redis-cli", "-p", str(port), *auth, "--no-auth-warning", "ping"],
+                         capture_output=True).stdout != b"PONG\n":
         assert time.monotonic() < deadline, "redis-server did not start"
         time.sleep(0.05)
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def redis_port():
+    proc, port = _start_redis()
     yield port
     proc.terminate()
     proc.wait()
 
 
-def _client(port: int) -> Redis:
-    """A client whose pool counts checkouts: one per batch."""
-    redis = Redis(port=port, decode_responses=True)
-    pool, real = redis.connection_pool, redis.connection_pool.get_connection
-    pool.checkouts = 0
+@pytest.fixture
+def writes(monkeypatch) -> list[int]:
+    """How many commands each write to Redis carried."""
+    sizes: list[int] = []
+    real = redis_channel._Protocol.write
 
-    async def counted(*args, **kwargs):
-        pool.checkouts += 1
-        return await real(*args, **kwargs)
-    pool.get_connection = counted
-    return redis
+    def counted(self, batch, timeout):
+        sizes.append(len(batch))
+        return real(self, batch, timeout)
+    monkeypatch.setattr(redis_channel._Protocol, "write", counted)
+    return sizes
 
 
-def test_calls_of_one_turn_share_one_write_and_get_their_own_results(redis_port):
+def _setup(port: int, script_text: str, timeout: float = 2.0):
+    redis = Redis(port=port)
+    channel = RedisChannel(f"redis://127.0.0.1:{port}/0", timeout)
+    return redis, channel, redis.register_script(script_text), ScriptBatcher(channel)
+
+
+async def _script_loads(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return stats.get("cmdstat_script|load", {}).get("calls", 0)
+
+
+def test_calls_of_one_turn_share_one_write_and_get_their_own_results(redis_port, writes):
     async def main():
-        redis = _client(redis_port)
-        script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
+        redis, channel, script, batcher = _setup(redis_port, ECHO)
         await redis.script_load(ECHO)
-        checkouts = redis.connection_pool.checkouts
         results = await asyncio.gather(*[batcher.call(script, [f"k{i}"], [str(i)]) for i in range(50)])
-        assert results == [[f"k{i}", str(i)] for i in range(50)]
-        assert redis.connection_pool.checkouts == checkouts + 1  # one write, 50 replies
-        assert await batcher.call(script, ["alone"], ["1"]) == ["alone", "1"]  # a lone call
-        assert redis.connection_pool.checkouts == checkouts + 2
+        assert results == [[f"k{i}".encode(), str(i).encode()] for i in range(50)]
+        assert writes == [50]  # one write, 50 replies
+        assert await batcher.call(script, ["alone"], ["1"]) == [b"alone", b"1"]  # a lone call
+        assert writes == [50, 1]
+        await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
 
 
 def test_an_error_reaches_only_its_caller(redis_port):
     async def main():
-        redis = _client(redis_port)
-        script, batcher = redis.register_script(FAIL_ON_X), ScriptBatcher(redis)
+        redis, channel, script, batcher = _setup(redis_port, FAIL_ON_X)
         out = await asyncio.gather(*[batcher.call(script, [], [a]) for a in ("a", "x", "b")],
                                    return_exceptions=True)
-        assert out[0] == "a" and out[2] == "b"
+        assert out[0] == b"a" and out[2] == b"b"
         assert isinstance(out[1], ResponseError) and "bad x" in str(out[1])
+        await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
 
 
-def test_scripts_lost_by_redis_are_loaded_again(redis_port):
+def test_scripts_lost_by_redis_are_loaded_again_once(redis_port, writes):
     async def main():
-        redis = _client(redis_port)
-        script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
+        redis, channel, script, batcher = _setup(redis_port, ECHO)
         for size in (1, 20):
             await redis.script_flush()
-            checkouts = redis.connection_pool.checkouts
+            loads, writes[:] = await _script_loads(redis), []
             out = await asyncio.gather(*[batcher.call(script, ["k"], [str(i)]) for i in range(size)])
-            assert out == [["k", str(i)] for i in range(size)]
-            # the batch, one SCRIPT LOAD, the batch again: not a load per call
-            assert redis.connection_pool.checkouts == checkouts + 3
+            assert out == [[b"k", str(i).encode()] for i in range(size)]
+            assert await _script_loads(redis) == loads + 1  # not a load per call
+            assert writes == [size, 1, size]  # the batch, one SCRIPT LOAD, the batch again
+        await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
 
 
-def test_a_connection_killed_by_a_redis_restart_is_replaced(redis_port):
+def test_a_connection_killed_by_redis_is_replaced(redis_port):
     async def main():
-        redis = _client(redis_port)
-        script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
-        assert await batcher.call(script, ["k"], ["1"]) == ["k", "1"]
-        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
-        assert await batcher.call(script, ["k"], ["2"]) == ["k", "2"]
+        redis, channel, script, batcher = _setup(redis_port, ECHO)
+        assert await batcher.call(script, ["k"], ["1"]) == [b"k", b"1"]
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert await batcher.call(script, ["k"], ["2"]) == [b"k", b"2"]
+        await channel.aclose()
+        await redis.aclose()
+    asyncio.run(main())
+
+
+def test_a_late_reply_fails_only_its_caller_and_the_connection_stays_in_step(redis_port):
+    async def main():
+        redis, channel, script, batcher = _setup(redis_port, ECHO, timeout=0.1)
+        slow = channel.send(("DEBUG", "SLEEP", "0.3"))
+        with pytest.raises(RedisTimeoutError):
+            await slow
+        await asyncio.sleep(0.3)  # the late +OK arrives and must not answer the next caller
+        assert await channel.send(("ECHO", "after")) == b"after"
+        assert await batcher.call(script, ["k"], ["3"]) == [b"k", b"3"]
+        await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
 
 
 def test_unreachable_redis_fails_every_caller():
     async def main():
-        redis = Redis(port=free_port(), socket_connect_timeout=1)
-        script, batcher = redis.register_script(ECHO), ScriptBatcher(redis)
-        out = await asyncio.gather(*[batcher.call(script, ["k"], ["1"]) for _ in range(3)],
+        channel = RedisChannel(f"redis://127.0.0.1:{free_port()}/0", 0.5)
+        out = await asyncio.gather(*[channel.send(("PING",)) for _ in range(3)],
                                    return_exceptions=True)
-        assert all(isinstance(e, (RedisConnectionError, OSError)) for e in out), out
-        await redis.aclose()
+        assert all(isinstance(e, RedisConnectionError) for e in out), out
+        await channel.aclose()
     asyncio.run(main())
+
+
+def test_the_url_password_and_database_are_used():
+    proc, port = _start_redis("--requirepass", "s3cret")
+    try:
+        async def main():
+            good = RedisChannel(f"redis://:s3cret@127.0.0.1:{port}/3", 1.0)
+            assert await good.send(("SET", "where", "db3")) == b"OK"
+            await good.aclose()
+            check = Redis(port=port, password="s3cret", db=3)
+            assert await check.get("where") == b"db3"
+            await check.aclose()
+            bad = RedisChannel(f"redis://:wrong@127.0.0.1:{port}/0", 1.0)
+            with pytest.raises(RedisConnectionError, match="handshake"):
+                await bad.send(("PING",))
+            await bad.aclose()
+        asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def test_wire_format_matches_redis_py():
     from redis.asyncio.connection import Connection
 
-    from llmgw.admission.batcher import _resp
     for args in [("EVALSHA", "abc", 2, "k1", "clé", b'[1,"x"]'), ("PING",), ("SET", "k", "")]:
-        assert _resp(args) == b"".join(Connection().pack_command(*args))
+        assert redis_channel._resp(args) == b"".join(Connection().pack_command(*args))

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
 from .batcher import ScriptBatcher
+from .redis_channel import RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
@@ -79,13 +80,13 @@ class Reservation:
 
 
 class RedisLimiter:
-    def __init__(self, redis: Redis, *, lease_ms: int, global_max_concurrent: int,
-                 usage_retention_secs: int) -> None:
-        self._r = redis
+    def __init__(self, redis: Redis, channel: RedisChannel, *, lease_ms: int,
+                 global_max_concurrent: int, usage_retention_secs: int) -> None:
+        self._r = redis  # renewals, peeks and pings; admit and settle take the channel
         self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
         self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
-        self._batch = ScriptBatcher(redis)
+        self._batch = ScriptBatcher(channel)
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs

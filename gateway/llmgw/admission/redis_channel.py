@@ -1,0 +1,250 @@
+"""One pipelined Redis connection for the request path: commands out in order, replies back to
+their callers, the commands of one event-loop turn in one write.
+
+redis-py spends more CPU per call than the call costs Redis: a pool checkout under a lock, a
+task for `wait_for` on every send, a stream reader, retry and tracing wrappers. The limiter
+makes two calls per request, so they go through this instead: an asyncio protocol that feeds
+what arrives to hiredis and resolves the oldest waiting caller with each reply. Redis answers
+a connection's commands in order, so a FIFO of futures is the whole bookkeeping.
+
+Errors are redis-py's own classes, so callers handle one family: a reply error reaches only
+its caller (`ResponseError`, `NoScriptError`); no reply within the timeout fails that caller
+(`TimeoutError`) and leaves the connection in step; a lost connection fails everything that
+was waiting (`ConnectionError`), and the next command connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+# A connection whose oldest command has waited this many timeouts is stuck, not slow: it is
+# closed, so every waiter learns at once and the next command gets a fresh one.
+STUCK_AFTER_TIMEOUTS = 20
+MAX_BATCH = 256  # bounds one write: a burst is sent in pieces, not as one huge buffer
+
+
+class RedisChannel:
+    def __init__(self, url: str, timeout: float, *, connect_timeout: float = 0.5) -> None:
+        options = parse_url(url)
+        self._address = options.get("path") or (options.get("host", "127.0.0.1"),
+                                                options.get("port", 6379))
+        self._tls = options.get("connection_class") is SSLConnection
+        self._hello = _handshake(options.get("username"), options.get("password"),
+                                 int(options.get("db") or 0))
+        self._timeout = timeout
+        self._connect_timeout = max(connect_timeout, timeout)
+        self._queued: list[_Call] = []
+        self._proto: _Protocol | None = None
+        self._connecting: asyncio.Task | None = None
+
+    def send(self, command: tuple) -> asyncio.Future:
+        """Queue one command; its future gets the reply (or the error)."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue(_Call(_resp(command), future))
+        return future
+
+    async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._proto is not None:
+            self._proto.close(ConnectionError("closed by the gateway"))
+
+    def _queue(self, call: _Call) -> None:
+        self._queued.append(call)
+        if len(self._queued) == 1:
+            # after every request of this turn has queued its call: one write for them all
+            asyncio.get_running_loop().call_soon(self._flush)
+        elif len(self._queued) >= MAX_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._queued:
+            return
+        if self._proto is not None and self._proto.alive:
+            batch, self._queued = self._queued, []
+            self._proto.write(batch, self._timeout)
+        elif self._connecting is None:  # the queue waits for the connection, then goes out
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    def _unanswered(self, calls: list[_Call], error: Exception) -> None:
+        """The connection died with these calls written: each is sent once more on a new one
+        (Redis restarted, or closed the idle connection just before they reached it); a call
+        that already had its second chance fails. As with redis-py's retry on a connection
+        error, a call Redis ran just before dying runs twice: for the limiter that is a lease
+        taken again under the same id, and tokens held until settlement or the lease expires."""
+        for call in calls:
+            if call.future.done():  # its caller timed out or was cancelled: nobody to answer
+                continue
+            if call.resent:
+                _fail(call.future, error)
+            else:
+                call.resent = True
+                self._queue(call)
+
+    async def _connect(self) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                proto = await self._open()
+                await asyncio.gather(*(proto.write_one(_resp(c), self._connect_timeout)
+                                       for c in self._hello))
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller must learn of it
+            batch, self._queued = self._queued, []
+            error = _connect_error(exc, self._address)
+            for call in batch:
+                _fail(call.future, error)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._proto = proto
+            self._flush()
+        finally:
+            self._connecting = None
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context() if self._tls else None
+        if isinstance(self._address, str):
+            _, proto = await loop.create_unix_connection(lambda: _Protocol(self._unanswered),
+                                                         self._address, ssl=context)
+        else:
+            host, port = self._address
+            _, proto = await loop.create_connection(lambda: _Protocol(self._unanswered),
+                                                    host, port, ssl=context)
+        return proto
+
+
+class _Call:
+    __slots__ = ("data", "future", "deadline", "resent")
+
+    def __init__(self, data: bytes, future: asyncio.Future) -> None:
+        self.data, self.future, self.deadline, self.resent = data, future, 0.0, False
+
+
+class _Protocol(asyncio.Protocol):
+    """The connection itself: writes batches, matches replies to callers in order."""
+
+    def __init__(self, on_lost: Callable[[list[_Call], Exception], None]) -> None:
+        self._on_lost = on_lost
+        self._reader = hiredis.Reader(replyError=ResponseError)
+        self._waiting: collections.deque[_Call] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._timeout = 1.0
+        self.alive = False
+
+    def connection_made(self, transport) -> None:
+        self._transport, self.alive = transport, True
+
+    def write(self, batch: list[_Call], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for call in batch:
+            call.deadline = deadline
+        self._waiting.extend(batch)
+        self._transport.write(b"".join([call.data for call in batch]))
+        if self._sweeper is None:
+            self._timeout = timeout
+            self._sweeper = loop.call_at(deadline, self._sweep)
+
+    def write_one(self, data: bytes, timeout: float) -> asyncio.Future:
+        call = _Call(data, asyncio.get_running_loop().create_future())
+        call.resent = True  # part of a handshake: never sent again on another connection
+        self.write([call], timeout)
+        return call.future
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        waiting = self._waiting
+        while (reply := self._reader.gets()) is not False:
+            if not waiting:  # a reply nobody asked for: the stream is out of step
+                self.close(ConnectionError("Redis sent a reply nobody asked for"))
+                return
+            future = waiting.popleft().future
+            if future.done():  # its caller timed out or was cancelled
+                continue
+            if isinstance(reply, ResponseError):
+                future.set_exception(_error(reply))
+            else:
+                future.set_result(reply)
+
+    def _sweep(self) -> None:
+        """Fail the callers whose reply is overdue; close a connection that is stuck."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for call in self._waiting:
+            if call.deadline > now:
+                self._sweeper = loop.call_at(call.deadline, self._sweep)
+                return
+            if now - call.deadline > self._timeout * STUCK_AFTER_TIMEOUTS:
+                self.close(TimeoutError("Redis stopped answering"))
+                return
+            _fail(call.future, TimeoutError("Timeout reading from Redis"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop()
+        calls = list(self._waiting)
+        self._waiting.clear()
+        self._on_lost(calls, ConnectionError(f"Connection to Redis lost: {exc or 'closed by Redis'}"))
+
+    def close(self, error: Exception) -> None:
+        """Ours to close (stuck, out of step, shutdown): the waiting callers fail, none is resent."""
+        self._stop()
+        while self._waiting:
+            _fail(self._waiting.popleft().future, error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _stop(self) -> None:
+        self.alive = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+
+def _handshake(username: str | None, password: str | None, db: int) -> list[tuple]:
+    """AUTH and SELECT, when the URL asks for them."""
+    commands: list[tuple] = []
+    if password is not None:
+        commands.append(("AUTH", username, password) if username else ("AUTH", password))
+    if db:
+        commands.append(("SELECT", db))
+    return commands
+
+
+def _resp(args: tuple) -> bytes:
+    """One command in Redis' wire format (RESP). Our arguments are only str, bytes and int;
+    redis-py's general encoder spent more on them than the rest of the call."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _error(reply: ResponseError) -> ResponseError:
+    message = str(reply)
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    return ResponseError(message)
+
+
+def _connect_error(exc: BaseException, address: Any) -> Exception:
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return TimeoutError(f"Timeout connecting to Redis at {address}")
+    if isinstance(exc, ResponseError):  # AUTH or SELECT refused
+        return ConnectionError(f"Redis refused the handshake: {exc}")
+    return ConnectionError(f"Cannot connect to Redis at {address}: {exc}")
+
+
+def _fail(future: asyncio.Future, error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
