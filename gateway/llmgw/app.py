@@ -12,6 +12,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
 from .api import admin, inference, metrics, models, system
+from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
 from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
                        Text2SQLRequest)
@@ -31,7 +32,7 @@ text2sql, embeddings and rerank. Every error has the shape
 `{"error": {"message", "type", "param", "code"}}`."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> GatewayApp:
     """Build the app; the routing table is loaded and validated here, before any request."""
     settings = settings or load_settings()
     routing = load_routing(settings.routing_file)
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
             yield
 
-    app = FastAPI(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
+    app = GatewayApp(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, default_response_class=ORJSONResponse)
     app.include_router(inference.router)
     app.include_router(models.router)
@@ -66,4 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessMiddleware)
     app.add_middleware(CloseWhenDraining)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
+    app.open_lanes({route.path: route.get_route_handler() for route in inference.router.routes},
+                   gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL)
     return app

@@ -1,0 +1,95 @@
+"""The inference lane: inference POSTs reach their endpoint without the framework's generic layers.
+
+Every request through Starlette and FastAPI passes about ten ASGI layers (server-error and
+telemetry middleware, gzip, the exception middleware, an exit stack, the router, the route,
+the request-response wrapper and its exception wrapper), each wrapping `send` again; measured,
+that was about a fifth of a request's CPU. An inference endpoint needs none of it: its route
+is a dictionary lookup, DirectRoute resolves its two dependencies, and its errors go through
+the app's own exception handlers, looked up here the way Starlette looks them up. Our own
+middlewares (request id, drain, access) wrap the lane exactly as they wrap the app.
+
+Everything else (admin, models, health, metrics, docs, and any method but POST) takes the
+framework path. The inference routes stay registered there too, so the OpenAPI document,
+HEAD or GET on them (405) and a non-matching root path behave as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..drain import CloseWhenDraining
+from ..observability.access import AccessMiddleware
+from ..request_id import RequestIdMiddleware
+
+Handler = Callable[[Request], Awaitable[Response]]
+THREAD_MIN_BYTES = 128 * 1024  # compressing more than this would hold the event loop too long
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the inference lane in front: see the module's docstring."""
+
+    lanes: Mapping[str, ASGIApp] = MappingProxyType({})  # until open_lanes: every request takes the framework path
+
+    def open_lanes(self, handlers: dict[str, Handler], *, gzip_min_bytes: int, gzip_level: int) -> None:
+        self.lanes = {path: RequestIdMiddleware(CloseWhenDraining(AccessMiddleware(
+            Endpoint(self, handler, gzip_min_bytes, gzip_level)))) for path, handler in handlers.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            lane = self.lanes.get(scope["path"])
+            if lane is not None:
+                scope["app"] = self
+                await lane(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class Endpoint:
+    """One inference endpoint as an ASGI app: its handler, its errors as the app's exception
+    handlers answer them, and gzip for a large JSON answer when the client accepts it (never
+    for an event stream: the client must see each event when it is sent)."""
+
+    def __init__(self, app: FastAPI, handler: Handler, gzip_min_bytes: int, gzip_level: int) -> None:
+        self.app, self.handler = app, handler
+        self.gzip_min_bytes, self.gzip_level = gzip_min_bytes, gzip_level
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        try:
+            response = await self.handler(request)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an answer, as in the app
+            response = await self._handle(request, exc)
+        if self.gzip_min_bytes and not isinstance(response, StreamingResponse):
+            await self._maybe_gzip(scope, response)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request, exc: Exception) -> Response:
+        handlers = self.app.exception_handlers
+        for cls in type(exc).__mro__:
+            if cls in handlers:
+                return await handlers[cls](request, exc)
+        raise exc  # unreachable while a handler for Exception is installed
+
+    async def _maybe_gzip(self, scope: Scope, response: Response) -> None:
+        body = response.body
+        if (len(body) < self.gzip_min_bytes or "content-encoding" in response.headers
+                or not response.headers.get("content-type", "").startswith("application/json")):
+            return  # event streams (a cache replay is one body) are never compressed
+        if not any(name == b"accept-encoding" and b"gzip" in value for name, value in scope["headers"]):
+            return
+        if len(body) >= THREAD_MIN_BYTES:
+            packed = await asyncio.to_thread(gzip.compress, body, self.gzip_level, mtime=0)
+        else:
+            packed = gzip.compress(body, self.gzip_level, mtime=0)
+        response.body = packed
+        response.headers["content-encoding"] = "gzip"
+        response.headers["content-length"] = str(len(packed))
+        response.headers["vary"] = "Accept-Encoding"

@@ -1,0 +1,100 @@
+"""The inference lane in-process (ASGI): inference POSTs take it, everything else the framework
+path; its errors, request ids and gzip are those of the framework path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmgw import error_handlers
+from llmgw.api.lane import GatewayApp
+from llmgw.drain import CloseWhenDraining
+from llmgw.errors import RateLimited
+from llmgw.observability.access import AccessMiddleware
+from llmgw.request_id import RequestIdMiddleware
+
+BIG = orjson.dumps({"data": [{"embedding": [0.123456] * 400}]})  # ~4 KB of JSON
+
+
+async def _lane(request: Request) -> Response:
+    """What the lane serves, chosen by the body, so each test asks for one behaviour."""
+    what = (await request.json())["what"]
+    if what == "limited":
+        raise RateLimited("limit_rpm", 7, {"x-ratelimit-limit-requests": "10"})
+    if what == "crash":
+        raise RuntimeError("secret detail that must not leak")
+    if what == "big-sse":
+        return Response(b"data: " + BIG + b"\n\n", media_type="text/event-stream")
+    return Response(BIG if what == "big" else b'{"lane": true}', media_type="application/json")
+
+
+@pytest.fixture
+def client():
+    app = GatewayApp()
+    error_handlers.install(app)
+
+    @app.post("/v1/chat/completions")
+    async def framework_route() -> dict:
+        return {"lane": False}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"data": []}
+
+    app.add_middleware(AccessMiddleware)
+    app.add_middleware(CloseWhenDraining)
+    app.add_middleware(RequestIdMiddleware)
+    app.open_lanes({"/v1/chat/completions": _lane}, gzip_min_bytes=1024, gzip_level=5)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    def call(method: str, path: str, what: str | None = None, **headers) -> httpx.Response:
+        async def go():
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await c.request(method, path, json={"what": what} if what else None,
+                                       headers={"accept-encoding": "identity", **headers})
+        return asyncio.run(go())
+    return call
+
+
+def test_inference_posts_take_the_lane_and_the_rest_the_framework(client):
+    assert client("POST", "/v1/chat/completions", "ok").json() == {"lane": True}
+    assert client("GET", "/v1/models").json() == {"data": []}
+    wrong_method = client("GET", "/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert wrong_method.headers["x-request-id"]
+
+
+def test_a_gateway_error_is_answered_in_the_openai_shape_with_its_headers(client):
+    resp = client("POST", "/v1/chat/completions", "limited", **{"x-request-id": "abc-123"})
+    assert resp.status_code == 429
+    assert resp.json()["error"]["code"] == "limit_rpm"
+    assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
+    assert resp.headers["retry-after"] == "7" and resp.headers["x-ratelimit-limit-requests"] == "10"
+    assert resp.headers["x-request-id"] == "abc-123"
+
+
+def test_an_unexpected_error_is_a_bare_500_without_detail(client):
+    resp = client("POST", "/v1/chat/completions", "crash")
+    assert resp.status_code == 500
+    assert resp.json()["error"]["code"] == "internal_error"
+    assert "secret" not in resp.text and resp.headers["x-request-id"]
+
+
+def test_large_json_is_gzipped_only_when_accepted_and_event_streams_never(client):
+    packed = client("POST", "/v1/chat/completions", "big", **{"accept-encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.json() == orjson.loads(BIG)  # httpx decoded it
+    assert int(packed.headers["content-length"]) < len(BIG) // 4
+    plain = client("POST", "/v1/chat/completions", "big")
+    assert "content-encoding" not in plain.headers and plain.content == BIG
+    small = client("POST", "/v1/chat/completions", "ok", **{"accept-encoding": "gzip"})
+    assert "content-encoding" not in small.headers
+    sse = client("POST", "/v1/chat/completions", "big-sse", **{"accept-encoding": "gzip"})
+    assert "content-encoding" not in sse.headers and len(sse.content) > 1024
+
