@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-import aiohttp
 import anyio
 
+from .backend_http import BackendHTTP, BackendHTTPError, ConnectTimeout, Origin, ReadTimeout
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
 
@@ -25,12 +26,14 @@ class HealthMonitor:
     probe puts a backend back; listeners hear of it (`when_ready`) to let traffic in promptly.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, routing: RoutingTable, *,
+    def __init__(self, http: BackendHTTP, routing: RoutingTable, *,
                  interval: float, timeout: float, metrics: Metrics) -> None:
-        self._session = session
+        self._http = http
+        self._origins = {b.name: Origin.from_url(b.url) for pool in routing.pools.values()
+                         for b in pool.backends}
         self._backends = [b for pool in routing.pools.values() for b in pool.backends]
         self._interval = interval
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._metrics = metrics
         self._pool_of = {b.name: pool.name for pool in routing.pools.values() for b in pool.backends}
         self.healthy: dict[str, bool] = {b.name: True for b in self._backends}
@@ -61,11 +64,17 @@ class HealthMonitor:
         generation, name = self._generation[backend.name], backend.name
         slow = False
         try:
-            async with self._session.get(backend.url + "/health", timeout=self._timeout) as resp:
-                ok = resp.status == 200
-        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
+            async with asyncio.timeout(self._timeout):
+                resp = await self._http.request(self._origins[name], b"GET", b"/health", b"", b"",
+                                                read_timeout=self._timeout)
+                try:
+                    await resp.read()
+                finally:
+                    resp.close()
+            ok = resp.status == 200
+        except (TimeoutError, ConnectTimeout, ReadTimeout):
             ok = slow = True
-        except aiohttp.ClientError:
+        except BackendHTTPError:
             ok = False
         if self._generation[name] != generation:
             return  # marked down while this probe ran: that is the newer evidence

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
-import aiohttp
 import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -37,7 +36,8 @@ from .tenancy.admin import TenancyAdmin
 from .tenancy.auth import Authenticator
 from .tenancy.invalidation import listen_for_invalidations
 from .tenancy.store import TenancyStore
-from .backend_client import build_session
+from .backend_client import backend_http
+from .backend_http import BackendHTTP
 from .upstream import Upstream
 
 ADMIN_REDIS_TIMEOUT_SECS = 5.0  # admin calls are rare and may wait; the request path may not
@@ -47,7 +47,7 @@ ADMIN_REDIS_TIMEOUT_SECS = 5.0  # admin calls are rare and may wait; the request
 class Services:
     settings: Settings
     routing: RoutingTable
-    client: aiohttp.ClientSession
+    client: BackendHTTP
     health: HealthMonitor
     upstream: Upstream
     auth: Authenticator
@@ -85,7 +85,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
                            clock: Callable[[], float] = time.time) -> AsyncIterator[Services]:
     """Open the HTTP pool and Redis clients, probe backends once, run the background tasks."""
     async with AsyncExitStack() as stack:
-        client = await stack.enter_async_context(build_session(settings))
+        client = await stack.enter_async_context(backend_http(settings))
         fast = await stack.enter_async_context(_redis(settings, settings.redis_timeout_secs))
         slow = await stack.enter_async_context(_redis(settings, ADMIN_REDIS_TIMEOUT_SECS))
         listener = await stack.enter_async_context(_redis(settings, None))

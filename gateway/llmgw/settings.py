@@ -129,6 +129,16 @@ class Settings(BaseSettings):
             raise ValueError("ADMIN_TOKEN must be at least 16 characters")
         return value
 
+    @field_validator("backend_api_key")
+    @classmethod
+    def _header_safe_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # It travels in an Authorization header: a control character would split the request.
+        if value is not None and not value.get_secret_value().isprintable():
+            raise ValueError("BACKEND_API_KEY must be printable text (no CR, LF or other controls)")
+        if value is not None and value.get_secret_value() == "":
+            return None
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

@@ -10,9 +10,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
+from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, ConnectTimeout, Origin,
+                           ReadTimeout, Response)
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
@@ -23,18 +24,13 @@ from .routing import Backend, Model
 from .settings import Settings
 
 RETRY_STATUSES = frozenset({502, 503, 504})
-# What a backend's transport can raise; read timeouts are among them (ServerTimeoutError).
-TRANSPORT_ERRORS = (aiohttp.ClientError,)
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError)
+TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
 
 
 def _transport_error(exc: BaseException, backend: Backend) -> GatewayError:
-    if _is_read_timeout(exc):
+    if isinstance(exc, ReadTimeout):
         return UpstreamTimeout(f"backend {backend.name} did not answer in time")
-    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+    if isinstance(exc, (ConnectError, ConnectTimeout)):
         return BackendUnavailable(f"backend {backend.name} is unreachable",
                                   headers={"Retry-After": "1"})
     return BadGateway(f"backend {backend.name} broke the connection")
@@ -44,9 +40,9 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
     """What a transport error before the response means: breaker outcome and retry reason."""
     error = _transport_error(exc, backend)
     breakers.failure(backend.name)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectError):
         breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
-    if _is_read_timeout(exc):
+    if isinstance(exc, ReadTimeout):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for
     # the client yet, so another backend may answer instead.
@@ -88,29 +84,33 @@ class Upstream:
     """Forwards validated requests to the least busy backend of a model's pool, retrying
     another backend while nothing has reached the client yet."""
 
-    def __init__(self, session: aiohttp.ClientSession, selector: BackendSelector,
+    def __init__(self, http: BackendHTTP, selector: BackendSelector,
                  retry: RetryPolicy, settings: Settings, metrics: Metrics | None = None) -> None:
-        self._session = session
+        self._http = http
         self._selector = selector
         self.balancer = selector.balancer
         self._breakers = selector.breakers
         self._retry = retry
         self._metrics = metrics
         self._max_secs = settings.max_request_secs
-        # A stream may pause between events for at most STREAM_IDLE_TIMEOUT_SECS.
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=settings.upstream_connect_timeout_secs,
-            sock_read=settings.stream_idle_timeout_secs)
-        self._headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if settings.backend_api_key is not None:
-            self._headers["Authorization"] = f"Bearer {settings.backend_api_key.get_secret_value()}"
+        # The longest silence from a backend: a whole answer, or the pause between two events.
+        self._answer_timeout = settings.upstream_timeout_seconds
+        self._stream_timeout = settings.stream_idle_timeout_secs
+        self._headers = b"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
+        if settings.backend_api_key is not None:  # the settings refuse a key with CR or LF
+            key = settings.backend_api_key.get_secret_value()
+            self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
+        self._origins: dict[str, Origin] = {}
 
-    def _post(self, backend: Backend, path: str, body: dict, request_id: str,
-              timeout: aiohttp.ClientTimeout | None = None):
-        headers = {**self._headers, "X-Request-ID": request_id}
-        kwargs = {"timeout": timeout} if timeout is not None else {}
-        return self._session.post(backend.url + path, data=orjson.dumps(body), headers=headers,
-                                  **kwargs)
+    async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
+                    read_timeout: float) -> Response:
+        origin = self._origins.get(backend.url)
+        if origin is None:
+            origin = self._origins[backend.url] = Origin.from_url(backend.url)
+        # The request id is ours or passed our check (request_id.py): no CR or LF in it.
+        headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
+        return await self._http.request(origin, b"POST", path.encode(), headers,
+                                        orjson.dumps(body), read_timeout=read_timeout)
 
     async def _attempts(self, model: Model, trace: Trace | None, once) -> object:
         """Run `once(backend)` with retries on other backends, all within MAX_REQUEST_SECS."""
@@ -147,8 +147,11 @@ class Upstream:
                             trace: Trace | None) -> dict:
         started = time.perf_counter()
         try:
-            async with self._post(backend, path, body, request_id) as resp:
+            resp = await self._post(backend, path, body, request_id, self._answer_timeout)
+            try:
                 status, content = resp.status, await resp.read()
+            finally:
+                resp.close()  # cancelled or failed mid-body: the connection goes
         except TRANSPORT_ERRORS as exc:
             raise _attempt_failure(exc, backend, self._breakers) from None
         finally:
@@ -196,7 +199,7 @@ class Upstream:
             except TRANSPORT_ERRORS:
                 content = b""
             finally:
-                resp.release()
+                resp.close()
                 self._selector.release(backend)
             raise _status_failure(resp.status, content, backend, self._breakers)
         self._breakers.success(backend.name)
@@ -223,14 +226,14 @@ class OpenStream:
     `deadline` (event-loop time) is the request's hard cap: the relay stops reading there.
     """
 
-    def __init__(self, resp: aiohttp.ClientResponse, backend: Backend,
+    def __init__(self, resp: Response, backend: Backend,
                  selector: BackendSelector, deadline: float, max_secs: float) -> None:
         self.resp, self.backend, self._selector, self._closed = resp, backend, selector, False
         self.deadline, self.max_secs = deadline, max_secs
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a silence longer than the idle limit raises a timeout."""
-        return self.resp.content.iter_any()
+        return self.resp.chunks()
 
     def failure(self, exc: BaseException) -> GatewayError:
         """A transport error mid-stream: the backend failed (counted), the client is told."""
@@ -245,9 +248,6 @@ class OpenStream:
             return
         self._closed = True
         self._selector.release(self.backend)
-        if self.resp.content.at_eof():
-            self.resp.release()  # complete: the connection goes back to the pool
-        else:
-            # Cut short (client gone, idle limit, deadline): closing the connection is what
-            # makes vLLM abort the generation.
-            self.resp.close()
+        # Complete: the connection went back to the pool already. Cut short (client gone, idle
+        # limit, deadline): closing the connection is what makes vLLM abort the generation.
+        self.resp.close()

@@ -1,56 +1,196 @@
-"""The backend client's connector keeps at most HTTP_MAX_KEEPALIVE idle connections: after a
-burst, the surplus is closed, not left open on the backend until keep-alive expires."""
+"""The backend HTTP client against a real local HTTP/1.1 server: keep-alive reuse, the
+connection and idle caps, keep-alive expiry, chunked and large bodies, and each failure as
+its own error (refused, silent, dropped, not HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import aiohttp
+import pytest
 
-from llmgw.backend_client import CappedConnector
+from llmgw.backend_http import (BackendHTTP, ConnectError, ConnectionDropped, Origin,
+                                ProtocolError, ReadTimeout)
+from stacks import free_port
 
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
+BIG = b"x" * (1024 * 1024)  # well above the client's read buffer high-water mark
 
 
-async def _server(open_conns: set):
-    """A minimal keep-alive HTTP server that answers each request after a short pause, so
-    concurrent requests need connections of their own; it tracks which are open."""
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        open_conns.add(writer)
+class Server:
+    """Answers by path; counts connections, open and at most at once."""
+
+    def __init__(self) -> None:
+        self.accepted = self.open = self.peak = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> Origin:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return Origin.from_url(f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        self.peak = max(self.peak, self.open)
         try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                await asyncio.sleep(0.05)
-                writer.write(RESPONSE)
-                await writer.drain()
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                if not await self._answer(head.split(b" ")[1], writer):
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            open_conns.discard(writer)
+            self.open -= 1
             writer.close()
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+    async def _answer(self, path: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Write the answer for `path`; False closes the connection."""
+        if path == b"/silent":
+            await asyncio.sleep(10)
+        elif path == b"/drop":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            await writer.drain()
+            return False
+        elif path == b"/garbage":
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        elif path in (b"/trickle", b"/chunked"):
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for i in range(5):
+                await writer.drain()
+                await asyncio.sleep(0.1 if path == b"/trickle" else 0.01)
+                writer.write(b"2\r\n%02d\r\n" % i)
+            writer.write(b"0\r\n\r\n")
+        elif path == b"/close":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+            return False
+        else:
+            body = BIG if path == b"/big" else b'{"ok": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        return True
 
 
-async def _burst(max_idle: int) -> int:
-    open_conns: set = set()
-    server = await _server(open_conns)
-    port = server.sockets[0].getsockname()[1]
-    connector = CappedConnector(max_idle=max_idle, limit=100, keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def one():
-            async with session.get(f"http://127.0.0.1:{port}/") as resp:
-                assert resp.status == 200
-                await resp.read()
-        await asyncio.gather(*[one() for _ in range(6)])
-        await asyncio.sleep(0.2)  # the server notices the closed connections
-        still_open = len(open_conns)
-    server.close()
-    await server.wait_closed()
-    return still_open
+def _client(**caps) -> BackendHTTP:
+    options = {"max_connections": 100, "max_idle": 10, "keepalive_secs": 4.0, "connect_timeout": 1.0}
+    return BackendHTTP(**{**options, **caps})
 
 
-def test_idle_connections_beyond_the_cap_are_closed():
-    assert asyncio.run(_burst(max_idle=2)) == 2
+async def _get(http: BackendHTTP, origin: Origin, path: bytes, timeout: float = 2.0) -> bytes:
+    resp = await http.request(origin, b"POST", path, b"X-Test: 1\r\n", b"{}", read_timeout=timeout)
+    assert resp.status == 200
+    return await resp.read()
 
 
-def test_below_the_cap_every_connection_stays_for_reuse():
-    assert asyncio.run(_burst(max_idle=100)) == 6
+def _run(scenario) -> None:
+    async def main():
+        server = Server()
+        origin = await server.start()
+        try:
+            await scenario(server, origin)
+        finally:
+            server.server.close()
+    asyncio.run(main())
+
+
+def test_connections_are_reused_and_bodies_read_whole_or_in_pieces():
+    async def scenario(server, origin):
+        http = _client()
+        for _ in range(5):
+            assert await _get(http, origin, b"/json") == b'{"ok": true}'
+        assert await _get(http, origin, b"/big") == BIG
+        assert await _get(http, origin, b"/chunked") == b"0001020304"
+        resp = await http.request(origin, b"POST", b"/chunked", b"", b"", read_timeout=2)
+        pieces = [chunk async for chunk in resp.chunks()]
+        assert b"".join(pieces) == b"0001020304" and len(pieces) == 5  # as they arrived
+        assert server.accepted == 1  # one keep-alive connection served all of them
+        await http.aclose()
+    _run(scenario)
+
+
+def test_the_open_and_idle_caps_hold():
+    async def scenario(server, origin):
+        http = _client(max_connections=3, max_idle=2)
+        answers = await asyncio.gather(*[_get(http, origin, b"/chunked") for _ in range(12)])
+        assert answers == [b"0001020304"] * 12
+        assert server.peak == 3  # never more than max_connections at once
+        await asyncio.sleep(0.1)
+        assert http.idle == 2 and server.open == 2  # the surplus was closed
+        await http.aclose()
+    _run(scenario)
+
+
+def test_idle_connections_close_after_the_keepalive():
+    async def scenario(server, origin):
+        http = _client(keepalive_secs=0.2)
+        await _get(http, origin, b"/json")
+        assert server.open == 1
+        await asyncio.sleep(0.5)
+        assert server.open == 0 and http.idle == 0 and http.open == 0
+        await _get(http, origin, b"/json")  # a new connection
+        assert server.accepted == 2
+        await http.aclose()
+    _run(scenario)
+
+
+def test_a_connection_the_backend_closes_is_not_reused():
+    async def scenario(server, origin):
+        http = _client()
+        assert await _get(http, origin, b"/close") == b"ok"
+        assert await _get(http, origin, b"/json") == b'{"ok": true}'
+        assert server.accepted == 2
+        await http.aclose()
+    _run(scenario)
+
+
+def test_silence_is_a_read_timeout_but_a_slow_trickle_is_not():
+    async def scenario(server, origin):
+        http = _client()
+        with pytest.raises(ReadTimeout):
+            await _get(http, origin, b"/silent", timeout=0.2)
+        # 0.5 s in all, never 0.3 s without data: no timeout
+        assert await _get(http, origin, b"/trickle", timeout=0.3) == b"0001020304"
+        await http.aclose()
+    _run(scenario)
+
+
+def test_a_dropped_connection_and_a_non_http_answer_are_their_own_errors():
+    async def scenario(server, origin):
+        http = _client()
+        resp = await http.request(origin, b"POST", b"/drop", b"", b"", read_timeout=2)
+        with pytest.raises(ConnectionDropped):
+            await resp.read()
+        with pytest.raises(ProtocolError):
+            await _get(http, origin, b"/garbage")
+        assert await _get(http, origin, b"/json") == b'{"ok": true}'  # the client still works
+        await http.aclose()
+    _run(scenario)
+
+
+def test_closing_an_unfinished_response_closes_its_connection():
+    async def scenario(server, origin):
+        http = _client()
+        resp = await http.request(origin, b"POST", b"/trickle", b"", b"", read_timeout=2)
+        await anext(resp.chunks())
+        resp.close()  # what tells vLLM to stop generating
+        await asyncio.sleep(0.05)
+        assert http.open == 0
+        await asyncio.sleep(0.5)  # the server learns of it at its next write
+        assert server.open == 0 and server.accepted == 1
+        await http.aclose()
+    _run(scenario)
+
+
+def test_refused_is_a_connect_error():
+    async def main():
+        http = _client()
+        with pytest.raises(ConnectError):
+            await _get(http, Origin.from_url(f"http://127.0.0.1:{free_port()}"), b"/json")
+        assert http.open == 0
+    asyncio.run(main())
+
+
+def test_origins_parse_ports_paths_and_host_headers():
+    assert Origin.from_url("http://vllm-a:8000") == Origin("vllm-a", 8000, False, b"", b"vllm-a:8000")
+    assert Origin.from_url("https://gpu.example/v") == Origin("gpu.example", 443, True, b"/v",
+                                                             b"gpu.example")
+    assert Origin.from_url("http://[::1]:81/").host_header == b"[::1]:81"

@@ -4,8 +4,7 @@ trial, queue woken), and a draining worker's answers say Connection: close."""
 import asyncio
 from types import SimpleNamespace
 
-import aiohttp
-
+from llmgw.backend_http import ConnectError, ReadTimeout
 from llmgw.drain import CloseWhenDraining
 from llmgw.health import HealthMonitor
 from llmgw.observability.metrics import Metrics
@@ -24,31 +23,32 @@ class Clock:
 
 
 class Probes:
-    """A stand-in aiohttp session: /health answers from `up`; `gate` holds a probe mid-flight."""
+    """A stand-in backend client: /health answers from `up`; `gate` holds a probe mid-flight."""
 
     def __init__(self) -> None:
         self.up = {"http://b0": True, "http://b1": True}
         self.slow = {"http://b0": False, "http://b1": False}
         self.gate: asyncio.Event | None = None
 
-    def get(self, url: str, timeout) -> "Probe":
-        return Probe(self, url.removesuffix("/health"))
+    async def request(self, origin, method, path, headers, body, *, read_timeout):
+        assert (method, path) == (b"GET", b"/health")
+        base = "http://" + origin.host
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.slow[base]:
+            raise ReadTimeout("no answer in time")
+        if not self.up[base]:
+            raise ConnectError("refused")
+        return Answer()
 
 
-class Probe:
-    def __init__(self, probes: Probes, base: str) -> None:
-        self.probes, self.base = probes, base
+class Answer:
+    status = 200
 
-    async def __aenter__(self):
-        if self.probes.gate is not None:
-            await self.probes.gate.wait()
-        if self.probes.slow[self.base]:
-            raise aiohttp.ServerTimeoutError("no answer in time")
-        if not self.probes.up[self.base]:
-            raise aiohttp.ClientConnectionError("refused")
-        return SimpleNamespace(status=200)
+    async def read(self) -> bytes:
+        return b""
 
-    async def __aexit__(self, *exc) -> None:
+    def close(self) -> None:
         return None
 
 
