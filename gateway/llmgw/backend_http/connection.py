@@ -42,17 +42,23 @@ class Response:
         return body
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body in the pieces it arrived in."""
+        """The body as it arrives: each piece is all that arrived since the last one. A
+        reader that keeps up gets each piece as the backend sent it; one that fell behind
+        gets what piled up in one go, so relaying it costs one pass and one write, not one
+        per event."""
         while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
+            if self._chunks:
+                chunks = self._chunks
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
                 if not self.complete:  # a complete response's connection may serve another
-                    self._conn.drained(self._buffered)
+                    self._conn.drained(0)
                 yield chunk
-            if self.complete:
+            elif self.complete:
                 return
-            await self._wait()
+            else:
+                await self._wait()
 
     def close(self) -> None:
         """Done with it: an unfinished response closes its connection (for vLLM, the signal
