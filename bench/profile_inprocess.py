@@ -8,7 +8,7 @@ the functions with the most cumulative CPU (cProfile on the process CPU clock).
 
 Everything is on, access lines included: they go to stdout, the report to stderr.
 
-    .venv/bin/python bench/profile_inprocess.py [--stream] [--top 40] > /dev/null
+    .venv/bin/python bench/profile_inprocess.py [--stream] [--top 40] [--sort tottime] > /dev/null
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _calls_by_package(stats: pstats.Stats, requests: int) -> list[tuple[str, flo
     return [(group, calls / requests) for group, calls in by.most_common(25)]
 
 
-async def _measure(app, key: str, body: bytes, top: int) -> None:
+async def _measure(app, key: str, body: bytes, top: int, sort: str) -> None:
     async with app.router.lifespan_context(app):
         for _ in range(300):
             await _one(app, key, body)
@@ -106,7 +106,7 @@ async def _measure(app, key: str, body: bytes, top: int) -> None:
         for group, calls in _calls_by_package(stats, 1000):
             report(f"  {calls:8.1f}  {group}")
         out = io.StringIO()
-        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
+        pstats.Stats(profile, stream=out).sort_stats(sort).print_stats(top)
         report(out.getvalue())
 
 
@@ -114,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
+                        help="order of the function table: time within and below, or within")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-profile-"))
     stack = TestStack("sim", tmp, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "0"),
@@ -127,7 +129,7 @@ def main() -> None:
         app = create_app()
         body = orjson.dumps({"model": "qwen", "messages": [{"role": "user", "content": "hi"}],
                              "max_tokens": 16, "stream": args.stream})
-        uvloop.run(_measure(app, key, body, args.top))
+        uvloop.run(_measure(app, key, body, args.top, args.sort))
     finally:
         stack.stop()
 

@@ -10,6 +10,8 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from .http_protocol import GatewayHttpProtocol
+
 logger = logging.getLogger("uvicorn.error")
 
 
@@ -53,7 +55,8 @@ class GatewayWorker(UvicornWorker):
     # The gateway writes its own structured access line; uvicorn's would double the log volume.
     # No X-Forwarded-* rewriting: nothing in the gateway reads the client's address (limits
     # are per organisation and key), and the middleware costs every request.
-    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "access_log": False,
+    # The protocol is uvicorn's httptools one, writing a response's head and body together.
+    CONFIG_KWARGS = {"loop": "uvloop", "http": GatewayHttpProtocol, "access_log": False,
                      "proxy_headers": False}
 
     async def _serve(self) -> None:
