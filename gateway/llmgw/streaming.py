@@ -94,20 +94,42 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
 
 
 class RelayResponse(StreamingResponse):
-    """A StreamingResponse that always runs `on_close`, even if it never starts sending.
+    """A stream relayed in the request's own task, stopped when the client leaves, and
+    `on_close` always run (even if sending never started): it closes the upstream response,
+    which makes vLLM abort the generation, and settles what was used.
 
-    Starlette stops iterating when the client disconnects (it listens for http.disconnect
-    while streaming); `on_close` then closes the upstream response, which makes vLLM abort
-    the generation, and settles what was used.
+    Starlette's StreamingResponse runs the stream in a second task beside a disconnect
+    listener, inside an anyio task group; the stream's first event then waits for that task
+    to be scheduled. Here the request's task streams, and a small watcher task cancels it
+    if uvicorn reports `http.disconnect` while the stream is still being sent.
     """
 
     def __init__(self, content: AsyncIterator[bytes], *, headers: dict[str, str],
                  on_close: Callable[[], Awaitable[None]]) -> None:
         super().__init__(content, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         self._on_close = on_close
+        self._sending = False
+        self._client_left = False
 
     async def __call__(self, scope, receive, send) -> None:
+        task = asyncio.current_task()
+        watcher = asyncio.get_running_loop().create_task(self._watch(receive, task))
+        self._sending = True
         try:
-            await super().__call__(scope, receive, send)
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not self._client_left or task.cancelling() > 1:
+                raise  # cancelled from elsewhere too (shutdown): that cancellation stands
+            task.uncancel()  # the client left: the stream just ends
         finally:
+            self._sending = False
+            watcher.cancel()
             await self._on_close()
+
+    async def _watch(self, receive, task: asyncio.Task) -> None:
+        while self._sending:
+            message = await receive()
+            if message["type"] == "http.disconnect" and self._sending:
+                self._client_left = True
+                task.cancel()
+                return
