@@ -35,7 +35,8 @@ class CoalescingWriter:
 
     def flush(self) -> None:
         held, self._held = self._held, None
-        if held:
+        # The client may have gone meanwhile: uvloop refuses a write on a closed transport.
+        if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:

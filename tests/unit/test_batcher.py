@@ -171,3 +171,25 @@ def test_wire_format_matches_redis_py():
 
     for args in [("EVALSHA", "abc", 2, "k1", "clé", b'[1,"x"]'), ("PING",), ("SET", "k", "")]:
         assert redis_channel._resp(args) == b"".join(Connection().pack_command(*args))
+
+
+def test_an_answer_that_is_not_resp_fails_the_callers_and_the_next_call_reconnects():
+    async def main():
+        connections = []
+
+        async def serve(reader, writer):
+            connections.append(writer)
+            await reader.read(100)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n" if len(connections) == 1 else b"+PONG\r\n")
+            await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        channel = RedisChannel(f"redis://127.0.0.1:{port}/0", 1.0)
+        with pytest.raises(RedisConnectionError, match="not RESP"):
+            await channel.send(("PING",))
+        assert await channel.send(("PING",)) == b"PONG"
+        assert len(connections) == 2
+        await channel.aclose()
+        server.close()
+    asyncio.run(main())

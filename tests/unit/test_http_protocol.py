@@ -20,6 +20,9 @@ class Transport:
     def close(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:
+        return self.closed
+
     def get_extra_info(self, name: str):
         return {"peername": ("127.0.0.1", 5)}.get(name)
 
@@ -51,4 +54,15 @@ def test_close_sends_what_is_held_first_and_the_rest_is_the_real_transport():
         await asyncio.sleep(0)  # the scheduled flush finds nothing left
         assert real.writes == [b"last words"]
         assert writer.get_extra_info("peername") == ("127.0.0.1", 5)
+    asyncio.run(main())
+
+
+def test_nothing_is_written_once_the_connection_is_closing():
+    async def main():
+        real = Transport()
+        writer = CoalescingWriter(real, asyncio.get_running_loop())
+        writer.write(b"too late")
+        real.closed = True  # the client went away in the same turn
+        await asyncio.sleep(0)
+        assert real.writes == []
     asyncio.run(main())

@@ -162,6 +162,12 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
+        try:
+            self._dispatch()
+        except hiredis.ProtocolError as exc:  # not RESP: nothing after this can be trusted
+            self.close(ConnectionError(f"Redis sent something that is not RESP: {exc}"))
+
+    def _dispatch(self) -> None:
         waiting = self._waiting
         while (reply := self._reader.gets()) is not False:
             if not waiting:  # a reply nobody asked for: the stream is out of step
