@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -155,5 +156,32 @@ def test_redis_down_fail_open_uses_each_workers_share(tmp_path):
         assert _chat(stack, org["api_key"]).status_code == 200
         time.sleep(0.5)
         assert _daily_requests(stack, org["org"]["id"]) == before + 1
+    finally:
+        stack.stop()
+
+
+def test_a_long_request_still_counts_after_twice_the_lease(tmp_path):
+    """Renewals keep the lease set alive, not only the lease: with nothing else from the
+    organisation, a 9 s stream still holds its slot 7.5 s in (the set's own expiry, 2 x 3 s
+    after the admission, used to drop it)."""
+    stack = TestStack("sim", tmp_path, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "200"),
+                      env={"CONCURRENCY_LEASE_SECS": "3"}).start()
+    try:
+        key = stack.create_org(**{**OPEN, "max_concurrent": 1})["api_key"]
+        url, auth = stack.base_url + "/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+        body = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 45,
+                "ignore_eos": True, "stream": True}
+        events: list[str] = []
+
+        def long_stream() -> None:
+            with httpx.stream("POST", url, json=body, headers=auth, timeout=30) as resp:
+                events.extend(line for line in resp.iter_lines() if line.startswith("data: "))
+        runner = threading.Thread(target=long_stream)
+        runner.start()
+        time.sleep(7.5)
+        second = httpx.post(url, json={**body, "stream": False, "max_tokens": 2}, headers=auth)
+        runner.join()
+        assert second.status_code == 429 and second.json()["error"]["code"] == "limit_concurrent"
+        assert events[-1] == "data: [DONE]" and len(events) > 40
     finally:
         stack.stop()

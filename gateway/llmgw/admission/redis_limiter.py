@@ -122,11 +122,19 @@ class RedisLimiter:
         """Push the leases of running requests forward (a killed worker's simply expire)."""
         if not reservations:
             return
+        lease_ms = lease_ms or self._lease_ms
         now_ms = int((await self._r.time())[0]) * 1000
-        expiry = now_ms + (lease_ms or self._lease_ms)
+        expiry = now_ms + lease_ms
+        keys = set()
         async with self._r.pipeline(transaction=False) as pipe:
             for res in reservations:
                 for scope in res.scopes:
                     pipe.zadd(scope.leases, {res.request_id: expiry}, xx=True)
+                    keys.add(scope.leases)
                 pipe.zadd(GLOBAL_CONCURRENCY, {res.request_id: expiry}, xx=True)
+            # The lease sets themselves outlive their newest lease: without this, a set that
+            # only long requests kept using expired 2 leases after the last admission, and
+            # those requests stopped counting against max_concurrent.
+            for key in keys | {GLOBAL_CONCURRENCY}:
+                pipe.pexpire(key, lease_ms * 2)
             await pipe.execute()
