@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import anyio
 
-from .backend_http import BackendHTTP, BackendHTTPError, ConnectTimeout, Origin, ReadTimeout
+from .backend_http import BackendHTTP, BackendHTTPError, ConnectTimeout, ReadTimeout
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
 
@@ -29,8 +29,6 @@ class HealthMonitor:
     def __init__(self, http: BackendHTTP, routing: RoutingTable, *,
                  interval: float, timeout: float, metrics: Metrics) -> None:
         self._http = http
-        self._origins = {b.name: Origin.from_url(b.url) for pool in routing.pools.values()
-                         for b in pool.backends}
         self._backends = [b for pool in routing.pools.values() for b in pool.backends]
         self._interval = interval
         self._timeout = timeout
@@ -65,7 +63,7 @@ class HealthMonitor:
         slow = False
         try:
             async with asyncio.timeout(self._timeout):
-                resp = await self._http.request(self._origins[name], b"GET", b"/health", b"", b"",
+                resp = await self._http.request(backend.origin, b"GET", b"/health", b"", b"",
                                                 read_timeout=self._timeout)
                 try:
                     await resp.read()

@@ -11,11 +11,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
+from .backend_http import Origin
 from .errors import InvalidRequest, ModelNotFound, ModelNotSupported
 
 
@@ -94,6 +96,11 @@ class Backend:
     url: str
     max_num_seqs: int
     in_flight: int = 0
+
+    @cached_property
+    def origin(self) -> Origin:
+        """Where it listens, parsed once, for the backend HTTP client."""
+        return Origin.from_url(self.url)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, ConnectTimeout, Origin,
+from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, ConnectTimeout,
                            ReadTimeout, Response)
 from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
 from .observability.metrics import Metrics
@@ -100,16 +100,12 @@ class Upstream:
         if settings.backend_api_key is not None:  # the settings refuse a key with CR or LF
             key = settings.backend_api_key.get_secret_value()
             self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
-        self._origins: dict[str, Origin] = {}
 
     async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
                     read_timeout: float) -> Response:
-        origin = self._origins.get(backend.url)
-        if origin is None:
-            origin = self._origins[backend.url] = Origin.from_url(backend.url)
         # The request id is ours or passed our check (request_id.py): no CR or LF in it.
         headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
-        return await self._http.request(origin, b"POST", path.encode(), headers,
+        return await self._http.request(backend.origin, b"POST", path.encode(), headers,
                                         orjson.dumps(body), read_timeout=read_timeout)
 
     async def _attempts(self, model: Model, trace: Trace | None, once) -> object:

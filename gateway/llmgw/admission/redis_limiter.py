@@ -13,7 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
-from .batcher import ScriptBatcher
+from .script_calls import ScriptCalls
 from .redis_channel import RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -82,11 +82,12 @@ class Reservation:
 class RedisLimiter:
     def __init__(self, redis: Redis, channel: RedisChannel, *, lease_ms: int,
                  global_max_concurrent: int, usage_retention_secs: int) -> None:
-        self._r = redis  # renewals, peeks and pings; admit and settle take the channel
+        self._r = redis  # renewals and peeks; admit, settle and pings take the channel
+        self._channel = channel
         self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
         self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
-        self._batch = ScriptBatcher(channel)
+        self._scripts = ScriptCalls(channel)
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
@@ -96,7 +97,7 @@ class RedisLimiter:
         keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
         args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
                 *(v for s in scopes for v in s.limits), self._global_max]
-        r = await self._batch.call(self._admit, keys, [orjson.dumps(args)])
+        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])))
@@ -107,7 +108,7 @@ class RedisLimiter:
                 self._retention]
         for name, n in usage.items():
             args += [name, n]
-        await self._batch.call(self._settle, keys, [orjson.dumps(args)])
+        await self._scripts.call(self._settle, keys, [orjson.dumps(args)])
 
     async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
         """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""
@@ -116,7 +117,8 @@ class RedisLimiter:
         return int(r[0]), int(r[1]), int(r[2]), int(r[3])
 
     async def ping(self) -> None:
-        await self._r.ping()
+        """On the request path's own connection: readiness reports what requests would meet."""
+        await self._channel.send(("PING",))
 
     async def renew(self, reservations: list[Reservation], lease_ms: int | None = None) -> None:
         """Push the leases of running requests forward (a killed worker's simply expire)."""

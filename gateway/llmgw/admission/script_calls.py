@@ -12,7 +12,7 @@ from redis.exceptions import NoScriptError
 from .redis_channel import RedisChannel
 
 
-class ScriptBatcher:
+class ScriptCalls:
     """Calls made in one event-loop turn share one write (the channel batches them); nothing
     waits for a batch to fill."""
 

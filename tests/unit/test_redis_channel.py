@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
 
 from llmgw.admission import redis_channel
-from llmgw.admission.batcher import ScriptBatcher
+from llmgw.admission.script_calls import ScriptCalls
 from llmgw.admission.redis_channel import RedisChannel
 from stacks import free_port
 
@@ -62,7 +62,7 @@ def writes(monkeypatch) -> list[int]:
 def _setup(port: int, script_text: str, timeout: float = 2.0):
     redis = Redis(port=port)
     channel = RedisChannel(f"redis://127.0.0.1:{port}/0", timeout)
-    return redis, channel, redis.register_script(script_text), ScriptBatcher(channel)
+    return redis, channel, redis.register_script(script_text), ScriptCalls(channel)
 
 
 async def _script_loads(redis: Redis) -> int:
@@ -72,12 +72,12 @@ async def _script_loads(redis: Redis) -> int:
 
 def test_calls_of_one_turn_share_one_write_and_get_their_own_results(redis_port, writes):
     async def main():
-        redis, channel, script, batcher = _setup(redis_port, ECHO)
+        redis, channel, script, scripts = _setup(redis_port, ECHO)
         await redis.script_load(ECHO)
-        results = await asyncio.gather(*[batcher.call(script, [f"k{i}"], [str(i)]) for i in range(50)])
+        results = await asyncio.gather(*[scripts.call(script, [f"k{i}"], [str(i)]) for i in range(50)])
         assert results == [[f"k{i}".encode(), str(i).encode()] for i in range(50)]
         assert writes == [50]  # one write, 50 replies
-        assert await batcher.call(script, ["alone"], ["1"]) == [b"alone", b"1"]  # a lone call
+        assert await scripts.call(script, ["alone"], ["1"]) == [b"alone", b"1"]  # a lone call
         assert writes == [50, 1]
         await channel.aclose()
         await redis.aclose()
@@ -86,8 +86,8 @@ def test_calls_of_one_turn_share_one_write_and_get_their_own_results(redis_port,
 
 def test_an_error_reaches_only_its_caller(redis_port):
     async def main():
-        redis, channel, script, batcher = _setup(redis_port, FAIL_ON_X)
-        out = await asyncio.gather(*[batcher.call(script, [], [a]) for a in ("a", "x", "b")],
+        redis, channel, script, scripts = _setup(redis_port, FAIL_ON_X)
+        out = await asyncio.gather(*[scripts.call(script, [], [a]) for a in ("a", "x", "b")],
                                    return_exceptions=True)
         assert out[0] == b"a" and out[2] == b"b"
         assert isinstance(out[1], ResponseError) and "bad x" in str(out[1])
@@ -98,11 +98,11 @@ def test_an_error_reaches_only_its_caller(redis_port):
 
 def test_scripts_lost_by_redis_are_loaded_again_once(redis_port, writes):
     async def main():
-        redis, channel, script, batcher = _setup(redis_port, ECHO)
+        redis, channel, script, scripts = _setup(redis_port, ECHO)
         for size in (1, 20):
             await redis.script_flush()
             loads, writes[:] = await _script_loads(redis), []
-            out = await asyncio.gather(*[batcher.call(script, ["k"], [str(i)]) for i in range(size)])
+            out = await asyncio.gather(*[scripts.call(script, ["k"], [str(i)]) for i in range(size)])
             assert out == [[b"k", str(i).encode()] for i in range(size)]
             assert await _script_loads(redis) == loads + 1  # not a load per call
             assert writes == [size, 1, size]  # the batch, one SCRIPT LOAD, the batch again
@@ -113,10 +113,10 @@ def test_scripts_lost_by_redis_are_loaded_again_once(redis_port, writes):
 
 def test_a_connection_killed_by_redis_is_replaced(redis_port):
     async def main():
-        redis, channel, script, batcher = _setup(redis_port, ECHO)
-        assert await batcher.call(script, ["k"], ["1"]) == [b"k", b"1"]
+        redis, channel, script, scripts = _setup(redis_port, ECHO)
+        assert await scripts.call(script, ["k"], ["1"]) == [b"k", b"1"]
         await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        assert await batcher.call(script, ["k"], ["2"]) == [b"k", b"2"]
+        assert await scripts.call(script, ["k"], ["2"]) == [b"k", b"2"]
         await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
@@ -124,13 +124,13 @@ def test_a_connection_killed_by_redis_is_replaced(redis_port):
 
 def test_a_late_reply_fails_only_its_caller_and_the_connection_stays_in_step(redis_port):
     async def main():
-        redis, channel, script, batcher = _setup(redis_port, ECHO, timeout=0.1)
+        redis, channel, script, scripts = _setup(redis_port, ECHO, timeout=0.1)
         slow = channel.send(("DEBUG", "SLEEP", "0.3"))
         with pytest.raises(RedisTimeoutError):
             await slow
         await asyncio.sleep(0.3)  # the late +OK arrives and must not answer the next caller
         assert await channel.send(("ECHO", "after")) == b"after"
-        assert await batcher.call(script, ["k"], ["3"]) == [b"k", b"3"]
+        assert await scripts.call(script, ["k"], ["3"]) == [b"k", b"3"]
         await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
