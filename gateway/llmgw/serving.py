@@ -3,6 +3,9 @@ backend, answer, settlement."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import orjson
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -10,6 +13,7 @@ from starlette.responses import Response
 
 from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
 from .admission.gate import Ticket
+from .admission.overlap import admit_beside
 from .body import read_json_object
 from .cache.lookup import Bypass, Lookup
 from .cache.store import CachedAnswer
@@ -19,6 +23,7 @@ from .protocol import validate
 from .routing import Endpoint, Model
 from .services import Services
 from .streaming import RelayResponse, StreamMeter, relay
+from .upstream import OpenStream
 from .tenancy.auth import Principal
 from .tenancy.limits import Limits
 from .tenancy.records import ENDPOINT_SCOPE
@@ -26,6 +31,7 @@ from .tenancy.records import ENDPOINT_SCOPE
 # The gateway always asks for usage on every chunk: a stream cut short still reports what
 # it generated. What the client did not ask for is removed on the way out.
 METERED = {"include_usage": True, "continuous_usage_stats": True}
+T = TypeVar("T")
 
 
 async def serve(request: Request, services: Services, principal: Principal,
@@ -43,14 +49,44 @@ async def serve(request: Request, services: Services, principal: Principal,
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
     cached = services.cache.plan(principal.org_id, endpoint, model.name, body,
                                  request.headers.get("cache-control"))
-    ticket = await services.admission.admit(principal, cost.reserve, request_id)
-    ticket.trace = trace
-    ticket.meter_key = f"{principal.key_id}|{model.name}|{endpoint.value}|"
-    if (hit := await cached.find(ticket)) is not None:
-        return _from_cache(services, ticket, cached, hit, body)
-    if trace.stream:
-        return await _stream(services, model, backend_path, body, ticket, cached)
-    return await _answer(services, model, backend_path, body, ticket, cached)
+    try:
+        hit = await cached.find(trace)
+        admission = _Admission(services, principal, cost.reserve, request_id,
+                               f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
+        if hit is not None:
+            return _from_cache(services, await admission.ticket(), cached, hit, body)
+        if trace.stream:
+            return await _stream(services, model, backend_path, body, admission, cached)
+        return await _answer(services, model, backend_path, body, admission, cached)
+    finally:
+        cached.close()  # identical requests waiting on this call get its answer, or call themselves
+
+
+class _Admission:
+    """This request's admission, asked for on first use: alone (a cache hit), or beside the
+    backend call when the key has room (admission/overlap.py)."""
+
+    def __init__(self, services: Services, principal: Principal, reserve: int, request_id: str,
+                 meter_key: str, trace: Trace, cached: Bypass) -> None:
+        self._gate, self._principal, self._reserve = services.admission, principal, reserve
+        self.request_id, self._meter_key, self.trace, self._cached = request_id, meter_key, trace, cached
+
+    async def ticket(self) -> Ticket:
+        return self._label(await self._admit())
+
+    async def beside(self, call: Callable[[], Awaitable[T]],
+                     discard: Callable[[T], Awaitable[None]] | None = None) -> tuple[Ticket, Awaitable[T]]:
+        early = self._gate.may_start_early(self._principal)
+        ticket, pending = await admit_beside(self._admit(), call, early=early, discard=discard)
+        return self._label(ticket), pending
+
+    def _admit(self) -> Awaitable[Ticket]:
+        return self._gate.admit(self._principal, self._reserve, self.request_id)
+
+    def _label(self, ticket: Ticket) -> Ticket:
+        ticket.trace, ticket.meter_key = self.trace, self._meter_key
+        ticket.headers.update(self._cached.headers)
+        return ticket
 
 
 async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict,
@@ -114,31 +150,37 @@ def _from_cache(services: Services, ticket: Ticket, cached: Lookup, hit: CachedA
 
 
 async def _answer(services: Services, model: Model, path: str, body: dict,
-                  ticket: Ticket, cached: Bypass) -> Response:
+                  admission: _Admission, cached: Bypass) -> Response:
+    async def forward() -> dict:
+        return await services.upstream.forward(model, path, body, admission.request_id,
+                                               admission.trace)
+
+    ticket, answering = await admission.beside(forward)
     try:
-        answer = await services.upstream.forward(model, path, body, ticket.request_id, ticket.trace)
+        answer = await answering
         answer["model"] = model.name
         payload = cached.fill(orjson.dumps(answer))
-    except GatewayError as exc:
-        _settle(services, ticket, f"error_{exc.code}", None)  # backend failure: refund
-        exc.headers.update(ticket.headers)
+    except BaseException as exc:
+        _refund(services, ticket, exc)
         raise
-    finally:
-        cached.close()  # identical requests waiting on this call get its answer, or call themselves
     _settle(services, ticket, "success", answer.get("usage"))
     return Response(payload, media_type="application/json", headers=ticket.headers)
 
 
 async def _stream(services: Services, model: Model, path: str, body: dict,
-                  ticket: Ticket, cached: Bypass) -> Response:
+                  admission: _Admission, cached: Bypass) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
+
+    async def open_stream() -> OpenStream:
+        return await services.upstream.open_stream(model, path, body, admission.request_id,
+                                                   admission.trace)
+
+    ticket, opening = await admission.beside(open_stream, discard=OpenStream.close)
     try:
-        stream = await services.upstream.open_stream(model, path, body, ticket.request_id,
-                                                     ticket.trace)
-    except GatewayError as exc:
-        _settle(services, ticket, f"error_{exc.code}", None)
-        exc.headers.update(ticket.headers)
+        stream = await opening
+    except BaseException as exc:
+        _refund(services, ticket, exc)
         raise
     meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
                         keep_each_usage=bool(asked.get("continuous_usage_stats")),
@@ -155,3 +197,13 @@ async def _stream(services: Services, model: Model, path: str, body: dict,
                 cached.fill_stream(meter.usage)
 
     return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)
+
+
+def _refund(services: Services, ticket: Ticket, exc: BaseException) -> None:
+    """The backend call failed (or the request was cancelled): nothing is billed, the lease
+    goes back, and an error answer carries the rate-limit headers too."""
+    if isinstance(exc, GatewayError):
+        _settle(services, ticket, f"error_{exc.code}", None)
+        exc.headers.update(ticket.headers)
+    else:
+        _settle(services, ticket, "error_cancelled", None)

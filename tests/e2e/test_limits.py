@@ -278,3 +278,48 @@ def test_models_answer_carries_the_ratelimit_headers_too(lim):
     assert (h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]) == ("50", "49")
     assert h["x-ratelimit-limit-tokens"] == "100000" and int(h["x-ratelimit-remaining-tokens"]) < 100_000
     assert h["x-ratelimit-reset-requests"].endswith("s")
+
+
+def _sim_stats(stack) -> list[dict]:
+    return [httpx.get(stack.backend_url(name) + "/sim/stats").json() for name in ("chat0", "chat1")]
+
+
+def test_refused_requests_never_reach_a_backend_when_the_limit_is_near(lim):
+    org = _org(lim, rpm_limit=5)
+    before = sum(s["by_endpoint"].get("/v1/chat/completions", 0) for s in _sim_stats(lim))
+    with httpx.Client(base_url=lim.base_url, timeout=30,
+                      headers={"Authorization": f"Bearer {org['api_key']}"}) as client:
+        statuses = [client.post("/v1/chat/completions", json={"model": "qwen", "messages": MSG,
+                                                              "max_tokens": 1}).status_code
+                    for _ in range(10)]
+    assert statuses == [200] * 5 + [429] * 5
+    assert sum(s["by_endpoint"].get("/v1/chat/completions", 0) for s in _sim_stats(lim)) - before == 5
+
+
+def test_a_call_started_beside_its_admission_is_cut_short_when_refused(lim):
+    """With room to spare, the backend call starts while admission is on its way. Traffic the
+    worker could not see (another replica's, put straight into Redis here) uses the room up:
+    the verdict refuses, the client gets the 429 at once, and the backend's call is aborted."""
+    org = _org(lim, rpm_limit=1000)
+    auth = {"Authorization": f"Bearer {org['api_key']}"}
+    body = {"model": "qwen", "messages": MSG, "max_tokens": 1}
+    with httpx.Client(base_url=lim.base_url, timeout=30, headers=auth) as client:  # one worker
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        r = _redis(lim)
+        now_ms = int(r.time()[0]) * 1000
+        r.zadd(f"llmgw:rl:{{{org['org']['id']}}}:rpm", {f"elsewhere-{i}": now_ms for i in range(1000)})
+        _sim(lim, ttft_ms=5000)
+        try:
+            aborted = sum(s["aborted"] for s in _sim_stats(lim))
+            started = time.monotonic()
+            refused = client.post("/v1/chat/completions", json=body)
+            took = time.monotonic() - started
+            deadline = time.monotonic() + 5
+            while sum(s["aborted"] for s in _sim_stats(lim)) == aborted and time.monotonic() < deadline:
+                time.sleep(0.05)
+            now_aborted = sum(s["aborted"] for s in _sim_stats(lim))
+        finally:
+            _sim(lim)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_rpm"
+    assert took < 2.5, took  # not after the backend's 5 s first token
+    assert now_aborted == aborted + 1  # the backend saw the call, and saw it go

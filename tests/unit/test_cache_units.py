@@ -7,7 +7,6 @@ import anyio
 import orjson
 import pytest
 
-from llmgw.admission.gate import Ticket
 from llmgw.background import BackgroundTasks
 from llmgw.cache.collapse import Flights
 from llmgw.cache.collect import StreamCollector
@@ -165,10 +164,8 @@ def _cache(clock, **kw) -> ResponseCache:
     return ResponseCache(_store(clock), Metrics(tenant_labels=False), enabled=True, bill_tokens=False, **kw)
 
 
-def _ticket() -> Ticket:
-    ticket = Ticket("rid", "org1", "key1", 10, {}, None)
-    ticket.trace = Trace("rid", route="chat")
-    return ticket
+def _trace() -> Trace:
+    return Trace("rid", route="chat")
 
 
 def test_followers_get_the_leaders_answer_or_call_themselves():
@@ -198,8 +195,8 @@ def test_identical_concurrent_misses_make_one_call():
 
     async def request(results):
         lookup = cache.plan("org1", Endpoint.CHAT, "Qwen", dict(CHAT), None)
-        ticket = _ticket()
-        hit = await lookup.find(ticket)
+        trace = _trace()
+        hit = await lookup.find(trace)
         if hit is None:
             try:
                 calls.append(1)
@@ -207,7 +204,7 @@ def test_identical_concurrent_misses_make_one_call():
                 lookup.fill(b'{"id":"x"}')
             finally:
                 lookup.close()
-        results.append((ticket.trace.cache, ticket.headers.get("X-Cache")))
+        results.append((trace.cache, lookup.headers.get("X-Cache")))
 
     async def main():
         results = []
@@ -226,18 +223,18 @@ def test_no_store_and_no_cache_and_non_deterministic_requests():
 
     async def main():
         no_store = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-store")
-        assert await no_store.find(_ticket()) is None
+        assert await no_store.find(_trace()) is None
         no_store.fill(b"{}")
         no_store.close()
         miss = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
-        assert await miss.find(_ticket()) is None  # no-store kept nothing
+        assert await miss.find(_trace()) is None  # no-store kept nothing
         miss.close()  # a miss that leads must land its flight (serving does it in a finally)
         filler = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
-        await filler.find(_ticket())
+        await filler.find(_trace())
         filler.fill(b"{}")
         filler.close()
-        assert await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-cache").find(_ticket()) is None
-        assert (await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None).find(_ticket())).body == b"{}"
+        assert await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-cache").find(_trace()) is None
+        assert (await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None).find(_trace())).body == b"{}"
     anyio.run(main)
 
 

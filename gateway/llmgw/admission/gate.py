@@ -24,6 +24,15 @@ from .redis_limiter import RedisLimiter, Reservation, scopes_for, usage_prefix
 log = logging.getLogger("llmgw.admission")
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
+# A key's backend call may start before its verdict arrives only if its last verdict, at most
+# ROOM_FRESH_SECS old, left room for ROOM_MIN more requests; this worker then uses at most
+# 1/ROOM_SHARE of that room before the next verdict, so a burst spread over many workers
+# rarely starts calls that their verdicts then refuse (each such call is cut short).
+ROOM_MIN = 64
+ROOM_SHARE = 8
+ROOM_FRESH_SECS = 1.0
+ROOM_KEYS_MAX = 10_000  # keys tracked per worker; past that the table starts again, empty
+
 
 @dataclass
 class Ticket:
@@ -56,6 +65,7 @@ class AdmissionGate:
         self._clock = clock
         self._metrics = metrics
         self._running: dict[str, Reservation] = {}
+        self._room: dict[str, tuple[float, int]] = {}  # key id -> (verdict time, calls left)
         self.degraded = False  # Redis unreachable at the last attempt
 
     async def admit(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
@@ -69,6 +79,7 @@ class AdmissionGate:
             return self._admit_locally(principal, reserve, request_id)
         self._came_back()
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
+        self._note_room(principal.key_id, verdict.room if verdict.admitted else 0)
         if not verdict.admitted:
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
         self._note_quota(principal, verdict.quota_used)
@@ -76,6 +87,23 @@ class AdmissionGate:
                           verdict.month, usage_prefix(principal.org_id))
         self._running[request_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
+
+    def may_start_early(self, principal: Principal) -> bool:
+        """Whether this request's backend call may start while its admission is on the way
+        (the answer still waits for the verdict): only with a fresh verdict's room to spare."""
+        room = self._room.get(principal.key_id)
+        if room is None or self.degraded:
+            return False
+        when, left = room
+        if left <= 0 or self._clock() - when > ROOM_FRESH_SECS:
+            return False
+        self._room[principal.key_id] = (when, left - 1)
+        return True
+
+    def _note_room(self, key_id: str, room: int) -> None:
+        if len(self._room) >= ROOM_KEYS_MAX and key_id not in self._room:
+            self._room.clear()  # stale entries of idle keys: dropping them only delays overlap
+        self._room[key_id] = (self._clock(), room // ROOM_SHARE if room >= ROOM_MIN else 0)
 
     async def peek_headers(self, principal: Principal) -> dict[str, str]:
         """The x-ratelimit-* headers for an answer that takes nothing; none if Redis is away."""

@@ -64,6 +64,7 @@ class Verdict:
     day: int
     month: int
     quota_used: tuple[int, int, int]  # daily tokens, daily requests, monthly tokens (org)
+    room: int = 0  # more requests of this size that every limit would still admit
 
 
 @dataclass
@@ -100,7 +101,7 @@ class RedisLimiter:
         r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
-                       int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])))
+                       int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
 
     async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
         keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]

@@ -3,13 +3,14 @@ one its lookup, its share in a collapsed call, its fill and its answer from cach
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import orjson
 from redis.asyncio import Redis
 from starlette.responses import Response
 
-from ..admission.gate import Ticket
+from ..observability.trace import Trace
 from ..background import BackgroundTasks
 from ..observability.metrics import Metrics
 from ..routing import Endpoint
@@ -33,7 +34,9 @@ def directives(cache_control: str | None) -> tuple[bool, bool]:
 class Bypass:
     """A request the cache takes no part in: no lookup, no fill, no X-Cache header."""
 
-    async def find(self, ticket: Ticket) -> CachedAnswer | None:
+    headers: Mapping[str, str] = MappingProxyType({})  # what a backend's answer carries
+
+    async def find(self, trace: Trace) -> CachedAnswer | None:
         return None
 
     def collector(self) -> StreamCollector | None:
@@ -50,6 +53,7 @@ class Bypass:
 
 
 BYPASS = Bypass()
+MISS: Mapping[str, str] = MappingProxyType({"X-Cache": "MISS"})
 
 
 class Lookup(Bypass):
@@ -65,9 +69,10 @@ class Lookup(Bypass):
         self._filled: CachedAnswer | None = None
         self._collector: StreamCollector | None = None
 
-    async def find(self, ticket: Ticket) -> CachedAnswer | None:
+    async def find(self, trace: Trace) -> CachedAnswer | None:
         """The cached (or collapsed) answer, or None: then this request calls the backend,
-        and its answers carry `X-Cache: MISS`."""
+        and its answers carry `X-Cache: MISS`. Looked up before admission, which a hit
+        still goes through (it counts as a request)."""
         cache, hit = self._cache, None
         if self.read:
             hit = await cache.store.get(self.org_id, self.key)
@@ -76,10 +81,10 @@ class Lookup(Bypass):
         if hit is None and self.write and not self.stream:
             self._flight = cache.flights.lead(self.key)
         result = "hit" if hit is not None else "miss"
-        ticket.trace.cache = result.upper()
-        cache.metrics.cache.labels(ticket.trace.route, result).inc()
+        trace.cache = result.upper()
+        cache.metrics.cache.labels(trace.route, result).inc()
         if hit is None:
-            ticket.headers["X-Cache"] = "MISS"
+            self.headers = MISS
         return hit
 
     def collector(self) -> StreamCollector | None:

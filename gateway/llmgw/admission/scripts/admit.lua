@@ -10,7 +10,8 @@
 --   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none).
 -- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
 --          tpm_limit, tpm_remaining, tpm_reset_ms, day, month,
---          the organisation's daily tokens, daily requests and monthly tokens used (if admitted)}
+--          the organisation's daily tokens, daily requests and monthly tokens used (if admitted),
+--          room: how many more requests of this size every limit would still let in (if admitted)}
 
 -- The arguments arrive as one JSON array (ARGV[1]): one argument to encode instead of
 -- dozens, which is most of a Python Redis client's cost per call.
@@ -45,7 +46,7 @@ local function next_month_ms()
 end
 
 local function refuse(code, retry, info)
-  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0}
+  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0, 0}
 end
 
 -- Drop tpm entries older than the window, keeping the running sum exact.
@@ -78,6 +79,14 @@ end
 
 local info = {0, -1, 0, 0, -1, 0}  -- rpm limit/remaining/reset, tpm limit/remaining/reset (org scope)
 local state = {}
+-- The tightest limit's spare capacity after this admission, in requests like this one. The
+-- gateway uses it only to decide whether the next request may start its backend call before
+-- its own verdict arrives (a hint: every request is still admitted here, exactly).
+local ROOM_CAP = 1000000000
+local room = ROOM_CAP
+local function fits(limit, used, each)
+  if limit > 0 then room = math.min(room, math.floor((limit - used) / math.max(each, 1)) - 1) end
+end
 
 for s = 0, nscopes - 1 do
   local k, a = s * 6, 6 + s * 8
@@ -88,10 +97,12 @@ for s = 0, nscopes - 1 do
 
   if conc > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', now)
-    if redis.call('ZCARD', KEYS[k + 5]) >= conc then
+    local running = redis.call('ZCARD', KEYS[k + 5])
+    if running >= conc then
       local soonest = redis.call('ZRANGE', KEYS[k + 5], 0, 0, 'WITHSCORES')
       return refuse('limit_concurrent', tonumber(soonest[2]) - now, info)
     end
+    fits(conc, running, 1)
   end
 
   if rpm > 0 then
@@ -103,6 +114,7 @@ for s = 0, nscopes - 1 do
       if s == 0 then info[2] = 0 end
       return refuse('limit_rpm', reset, info)
     end
+    fits(rpm, used, 1)
   end
 
   if tpm > 0 then
@@ -112,6 +124,7 @@ for s = 0, nscopes - 1 do
       if s == 0 then info[5] = math.max(0, tpm - sum) end
       return refuse('limit_tpm', tpm_wait(KEYS[k + 3], KEYS[k + 4], sum + reserve - tpm), info)
     end
+    fits(tpm, sum, reserve)
   end
 
   if rps > 0 then
@@ -121,17 +134,28 @@ for s = 0, nscopes - 1 do
     tokens = math.min(burst, tokens + (now - ts) * rps / 1000)
     if tokens < 1 then return refuse('limit_rps', (1 - tokens) * 1000 / rps, info) end
     st.tokens = tokens - 1
+    fits(tokens, 0, 1)
   end
 
   local qd, qm = KEYS[k + 6] .. 'd:' .. day, KEYS[k + 6] .. 'm:' .. month
-  if dreq > 0 and (tonumber(redis.call('HGET', qd, 'req')) or 0) + 1 > dreq then
-    return refuse('quota_daily_requests', next_day_ms, info)
+  if dreq > 0 or dtok > 0 then
+    local q = redis.call('HMGET', qd, 'req', 'tok')
+    local req_used, tok_used = tonumber(q[1]) or 0, tonumber(q[2]) or 0
+    if dreq > 0 and req_used + 1 > dreq then
+      return refuse('quota_daily_requests', next_day_ms, info)
+    end
+    if dtok > 0 and tok_used + reserve > dtok then
+      return refuse('quota_daily_tokens', next_day_ms, info)
+    end
+    fits(dreq, req_used, 1)
+    fits(dtok, tok_used, reserve)
   end
-  if dtok > 0 and (tonumber(redis.call('HGET', qd, 'tok')) or 0) + reserve > dtok then
-    return refuse('quota_daily_tokens', next_day_ms, info)
-  end
-  if mtok > 0 and (tonumber(redis.call('HGET', qm, 'tok')) or 0) + reserve > mtok then
-    return refuse('quota_monthly_tokens', next_month_ms(), info)
+  if mtok > 0 then
+    local tok_used = tonumber(redis.call('HGET', qm, 'tok')) or 0
+    if tok_used + reserve > mtok then
+      return refuse('quota_monthly_tokens', next_month_ms(), info)
+    end
+    fits(mtok, tok_used, reserve)
   end
   st.qd, st.qm, st.rps, st.burst, st.rpm, st.tpm, st.conc = qd, qm, rps, burst, rpm, tpm, conc
 end
@@ -139,10 +163,12 @@ end
 local gkey, gmax = KEYS[nscopes * 6 + 1], tonumber(A[6 + nscopes * 8])
 if gmax > 0 then
   redis.call('ZREMRANGEBYSCORE', gkey, '-inf', now)
-  if redis.call('ZCARD', gkey) >= gmax then
+  local running = redis.call('ZCARD', gkey)
+  if running >= gmax then
     local soonest = redis.call('ZRANGE', gkey, 0, 0, 'WITHSCORES')
     return refuse('limit_global_concurrent', tonumber(soonest[2]) - now, info)
   end
+  fits(gmax, running, 1)
 end
 
 -- Every check passed: take everything. Nothing above wrote anything but expired entries.
@@ -179,4 +205,5 @@ if gmax > 0 then
   redis.call('ZADD', gkey, now + lease_ms, rid)
   redis.call('PEXPIRE', gkey, lease_ms * 2)
 end
-return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3]}
+return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
+        math.max(0, room)}

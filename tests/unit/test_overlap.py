@@ -1,0 +1,179 @@
+"""A backend call started beside its admission: when the gate allows it (room, freshness,
+this worker's share), and what a refusal does to a call already under way."""
+
+import asyncio
+
+import pytest
+
+from llmgw.admission.gate import ROOM_FRESH_SECS, ROOM_MIN, ROOM_SHARE, AdmissionGate, Ticket
+from llmgw.admission.local_limiter import LocalLimiter
+from llmgw.admission.overlap import admit_beside
+from llmgw.admission.redis_limiter import Verdict
+from llmgw.errors import RateLimited
+from llmgw.observability.metrics import Metrics
+from llmgw.tenancy.auth import Principal
+from llmgw.tenancy.limits import Limits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Limiter:
+    """Answers each admission with the next verdict queued by the test."""
+
+    def __init__(self) -> None:
+        self.verdicts: list[Verdict] = []
+
+    async def admit(self, request_id, scopes, reserve, tz):
+        return self.verdicts.pop(0)
+
+
+def _verdict(admitted: bool, room: int) -> Verdict:
+    return Verdict(admitted, "" if admitted else "limit_rpm", 0 if admitted else 1000,
+                   (0, -1, 0), (0, -1, 0), 0, 0, (0, 0, 0), room)
+
+
+def _principal(key_id: str = "k1") -> Principal:
+    return Principal("org1", "Org", key_id, frozenset(), Limits(), Limits(), Limits())
+
+
+def _gate(clock: Clock) -> tuple[AdmissionGate, Limiter]:
+    limiter = Limiter()
+    gate = AdmissionGate(limiter, LocalLimiter(1, clock), fail_open=False, lease_secs=30,
+                         clock=clock, metrics=Metrics(tenant_labels=False))
+    return gate, limiter
+
+
+def _admit(gate: AdmissionGate, limiter: Limiter, verdict: Verdict, principal: Principal):
+    limiter.verdicts.append(verdict)
+    return asyncio.run(gate.admit(principal, 10, "rid"))
+
+
+def test_no_early_start_without_a_verdict_or_with_little_room():
+    clock = Clock()
+    gate, limiter = _gate(clock)
+    who = _principal()
+    assert not gate.may_start_early(who)  # nothing known about this key yet
+    _admit(gate, limiter, _verdict(True, ROOM_MIN - 1), who)
+    assert not gate.may_start_early(who)
+
+
+def test_early_starts_use_a_share_of_the_room_until_the_next_verdict():
+    clock = Clock()
+    gate, limiter = _gate(clock)
+    who = _principal()
+    _admit(gate, limiter, _verdict(True, 800), who)
+    starts = 0
+    while gate.may_start_early(who):
+        starts += 1
+    assert starts == 800 // ROOM_SHARE
+    assert not gate.may_start_early(_principal("another-key"))  # room is per key
+    _admit(gate, limiter, _verdict(True, 800), who)  # a new verdict: a new share
+    assert gate.may_start_early(who)
+
+
+def test_room_goes_stale_and_a_refusal_ends_it():
+    clock = Clock()
+    gate, limiter = _gate(clock)
+    who = _principal()
+    _admit(gate, limiter, _verdict(True, 10_000), who)
+    clock.now += ROOM_FRESH_SECS + 0.01
+    assert not gate.may_start_early(who)
+    _admit(gate, limiter, _verdict(True, 10_000), who)
+    assert gate.may_start_early(who)
+    with pytest.raises(RateLimited):
+        _admit(gate, limiter, _verdict(False, 0), who)
+    assert not gate.may_start_early(who)
+
+
+def _ticket() -> Ticket:
+    return Ticket("rid", "org1", "k1", 10, {}, None)
+
+
+def test_without_room_the_call_starts_only_after_admission():
+    events = []
+
+    async def admit():
+        events.append("admit")
+        await asyncio.sleep(0.01)
+        events.append("admitted")
+        return _ticket()
+
+    async def call():
+        events.append("call")
+        return "answer"
+
+    async def main():
+        ticket, pending = await admit_beside(admit(), call, early=False)
+        assert await pending == "answer"
+    asyncio.run(main())
+    assert events == ["admit", "admitted", "call"]
+
+
+def test_an_early_call_runs_during_admission_and_its_answer_waits_for_the_ticket():
+    events = []
+
+    async def admit():
+        await asyncio.sleep(0.05)
+        events.append("admitted")
+        return _ticket()
+
+    async def call():
+        events.append("call done")
+        return "answer"
+
+    async def main():
+        ticket, pending = await admit_beside(admit(), call, early=True)
+        assert isinstance(ticket, Ticket) and await pending == "answer"
+    asyncio.run(main())
+    assert events == ["call done", "admitted"]
+
+
+def test_a_refusal_cancels_a_running_call():
+    state = {}
+
+    async def admit():
+        await asyncio.sleep(0.02)
+        raise RateLimited("limit_rpm", 1, {})
+
+    async def call():
+        try:
+            await asyncio.sleep(10)  # the backend, still generating
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def main():
+        with pytest.raises(RateLimited):
+            await admit_beside(admit(), call, early=True)
+    asyncio.run(main())
+    assert state == {"cancelled": True}
+
+
+def test_a_refusal_frees_what_a_finished_call_opened_and_ignores_a_failed_one():
+    freed = []
+
+    async def refuse():
+        await asyncio.sleep(0.02)
+        raise RateLimited("limit_rpm", 1, {})
+
+    async def opened():
+        return "stream"
+
+    async def failed():
+        raise ConnectionError("backend down")
+
+    async def discard(stream):
+        freed.append(stream)
+
+    async def main():
+        for call in (opened, failed):
+            with pytest.raises(RateLimited):
+                await admit_beside(refuse(), call, early=True, discard=discard)
+    asyncio.run(main())
+    assert freed == ["stream"]
