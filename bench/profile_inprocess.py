@@ -8,7 +8,7 @@ the functions with the most cumulative CPU (cProfile on the process CPU clock).
 
 Everything is on, access lines included: they go to stdout, the report to stderr.
 
-    .venv/bin/python bench/profile_inprocess.py [--stream] [--top 40] [--sort tottime] > /dev/null
+    .venv/bin/python bench/profile_inprocess.py [--stream] [--hit] [--top 40] [--sort tottime] > /dev/null
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ async def _measure(app, key: str, body: bytes, top: int, sort: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--hit", action="store_true", help="temperature 0: cache hits after the first")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
                         help="order of the function table: time within and below, or within")
@@ -128,7 +129,8 @@ def main() -> None:
         from llmgw.app import create_app
         app = create_app()
         body = orjson.dumps({"model": "qwen", "messages": [{"role": "user", "content": "hi"}],
-                             "max_tokens": 16, "stream": args.stream})
+                             "max_tokens": 16, "stream": args.stream,
+                             **({"temperature": 0} if args.hit else {})})
         uvloop.run(_measure(app, key, body, args.top, args.sort))
     finally:
         stack.stop()

@@ -54,7 +54,7 @@ async def serve(request: Request, services: Services, principal: Principal,
         admission = _Admission(services, principal, cost.reserve, request_id,
                                f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
         if hit is not None:
-            return _from_cache(services, await admission.ticket(), cached, hit, body)
+            return await _from_cache(services, admission, cached, hit, body)
         if trace.stream:
             return await _stream(services, model, backend_path, body, admission, cached)
         return await _answer(services, model, backend_path, body, admission, cached)
@@ -69,10 +69,11 @@ class _Admission:
     def __init__(self, services: Services, principal: Principal, reserve: int, request_id: str,
                  meter_key: str, trace: Trace, cached: Bypass) -> None:
         self._gate, self._principal, self._reserve = services.admission, principal, reserve
-        self.request_id, self._meter_key, self.trace, self._cached = request_id, meter_key, trace, cached
+        self.request_id, self.meter_key, self.trace, self._cached = request_id, meter_key, trace, cached
 
-    async def ticket(self) -> Ticket:
-        return self._label(await self._admit())
+    async def final(self, billed: int, usage: dict[str, int]) -> Ticket:
+        """A request answered without a backend: admitted and settled in one step."""
+        return self._label(await self._gate.admit(self._principal, billed, self.request_id, usage))
 
     async def beside(self, call: Callable[[], Awaitable[T]],
                      discard: Callable[[T], Awaitable[None]] | None = None) -> tuple[Ticket, Awaitable[T]]:
@@ -84,7 +85,7 @@ class _Admission:
         return self._gate.admit(self._principal, self._reserve, self.request_id)
 
     def _label(self, ticket: Ticket) -> Ticket:
-        ticket.trace, ticket.meter_key = self.trace, self._meter_key
+        ticket.trace, ticket.meter_key = self.trace, self.meter_key
         ticket.headers.update(self._cached.headers)
         return ticket
 
@@ -127,25 +128,39 @@ def _used(usage: dict | None) -> tuple[int, int]:
     return int(prompt), int(completion)
 
 
-def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None,
-            cache_hit: bool = False) -> None:
-    prompt, completion = _used(usage)
-    trace, key, metrics = ticket.trace, ticket.meter_key, services.metrics
+def _usage(meter_key: str, outcome: str, prompt: int, completion: int,
+           cache_hit: bool = False) -> dict[str, int]:
+    """The usage fields a request adds to its organisation's hourly and daily buckets."""
+    usage = {meter_key + "requests": 1, meter_key + outcome: 1,
+             meter_key + "prompt_tokens": prompt, meter_key + "completion_tokens": completion}
+    if cache_hit:
+        usage[meter_key + "cache_hits"] = 1
+    return usage
+
+
+def _meter(services: Services, ticket: Ticket, prompt: int, completion: int) -> None:
+    trace, metrics = ticket.trace, services.metrics
     trace.prompt_tokens, trace.completion_tokens = prompt, completion
     org = metrics.org(ticket.org_id)
     metrics.tokens.labels(*org, trace.model, "input").inc(prompt)
     metrics.tokens.labels(*org, trace.model, "output").inc(completion)
-    ticket.usage = {key + "requests": 1, key + outcome: 1, key + "prompt_tokens": prompt,
-                    key + "completion_tokens": completion}
-    if cache_hit:
-        ticket.usage[key + "cache_hits"] = 1
+
+
+def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:
+    prompt, completion = _used(usage)
+    _meter(services, ticket, prompt, completion)
+    ticket.usage = _usage(ticket.meter_key, outcome, prompt, completion)
     services.tasks.spawn(services.admission.settle(ticket, prompt + completion))
 
 
-def _from_cache(services: Services, ticket: Ticket, cached: Lookup, hit: CachedAnswer,
-                body: dict) -> Response:
-    """A hit: counted as a request, and its lease released, like any answer (CACHE_HIT_BILLING)."""
-    _settle(services, ticket, "success", cached.billed_usage(hit), cache_hit=True)
+async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
+                      hit: CachedAnswer, body: dict) -> Response:
+    """A hit counts as a request, and bills tokens only with CACHE_HIT_BILLING=tokens. It holds
+    no backend, so its admission takes no lease and counts its usage: nothing to settle."""
+    prompt, completion = _used(cached.billed_usage(hit))
+    ticket = await admission.final(prompt + completion, _usage(admission.meter_key, "success",
+                                                               prompt, completion, cache_hit=True))
+    _meter(services, ticket, prompt, completion)
     return cached.response(hit, ticket.headers, body.get("stream_options"))
 
 

@@ -228,6 +228,17 @@ def test_hits_count_as_requests_bill_no_tokens_and_release_their_lease(cache_sta
     assert quota["max_concurrent"]["used"] == 0
 
 
+def test_hits_count_against_the_request_limit(cache_stack):
+    org = cache_stack.create_org(**{**OPEN, "rpm_limit": 3})
+    auth, body = {"Authorization": f"Bearer {org['api_key']}"}, _body()
+    answers = [httpx.post(cache_stack.base_url + CHAT_PATH, json=body, headers=auth, timeout=30)
+               for _ in range(4)]
+    assert [(r.status_code, r.headers.get("x-cache")) for r in answers] == [
+        (200, "MISS"), (200, "HIT"), (200, "HIT"), (429, None)]
+    assert answers[3].json()["error"]["code"] == "limit_rpm"
+    assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
+
+
 def test_cache_metrics_and_access_log(cache_stack):
     auth, body = _key(cache_stack), _body()
     for _ in range(2):

@@ -29,7 +29,7 @@ class Limiter:
     def __init__(self) -> None:
         self.verdicts: list[Verdict] = []
 
-    async def admit(self, request_id, scopes, reserve, tz):
+    async def admit(self, request_id, scopes, reserve, tz, final=None):
         return self.verdicts.pop(0)
 
 

@@ -68,21 +68,32 @@ class AdmissionGate:
         self._room: dict[str, tuple[float, int]] = {}  # key id -> (verdict time, calls left)
         self.degraded = False  # Redis unreachable at the last attempt
 
-    async def admit(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
+    async def admit(self, principal: Principal, reserve: int, request_id: str,
+                    final_usage: dict[str, int] | None = None) -> Ticket:
+        """A ticket to settle once the answer is known; with `final_usage` (a request answered
+        without a backend), one already settled: `reserve` is what it bills, and that usage
+        is counted in the same step."""
         scopes = scopes_for(principal.org_id, principal.org_limits, principal.key_id,
                             principal.key_limits)
+        final = None if final_usage is None else (usage_prefix(principal.org_id), final_usage)
         try:
             verdict = await self._limiter.admit(request_id, scopes, reserve,
-                                                _tz_offset(principal.timezone))
+                                                _tz_offset(principal.timezone), final)
         except REDIS_DOWN:
             self._went_down("admit")
-            return self._admit_locally(principal, reserve, request_id)
+            ticket = self._admit_locally(principal, reserve, request_id)
+            if final is not None:
+                await self.settle(ticket, reserve)  # frees the local slot at once
+            return ticket
         self._came_back()
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
         self._note_room(principal.key_id, verdict.room if verdict.admitted else 0)
         if not verdict.admitted:
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
         self._note_quota(principal, verdict.quota_used)
+        if final is not None:
+            return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, None,
+                          done=True)
         res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, usage_prefix(principal.org_id))
         self._running[request_id] = res

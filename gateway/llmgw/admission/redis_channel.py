@@ -1,5 +1,5 @@
 """One pipelined Redis connection for the request path: commands out in order, replies back to
-their callers, the commands of one event-loop turn in one write.
+their callers; a loop turn's first command at once, the rest of that turn in one write.
 
 redis-py spends more CPU per call than the call costs Redis: a pool checkout under a lock, a
 task for `wait_for` on every send, a stream reader, retry and tracing wrappers. The limiter
@@ -42,6 +42,7 @@ class RedisChannel:
         self._timeout = timeout
         self._connect_timeout = max(connect_timeout, timeout)
         self._queued: list[_Call] = []
+        self._holding = False  # a call went out this loop turn: gather the others
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Task | None = None
 
@@ -59,11 +60,18 @@ class RedisChannel:
 
     def _queue(self, call: _Call) -> None:
         self._queued.append(call)
-        if len(self._queued) == 1:
-            # after every request of this turn has queued its call: one write for them all
-            asyncio.get_running_loop().call_soon(self._flush)
+        if not self._holding:
+            # The first call of a loop turn leaves at once: alone, it waits for nothing (at low
+            # load, the common case). The rest of the turn's calls then share one write.
+            self._holding = True
+            self._flush()
+            asyncio.get_running_loop().call_soon(self._release)
         elif len(self._queued) >= MAX_BATCH:
             self._flush()
+
+    def _release(self) -> None:
+        self._holding = False
+        self._flush()
 
     def _flush(self) -> None:
         if not self._queued:

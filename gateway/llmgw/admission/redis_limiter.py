@@ -94,10 +94,17 @@ class RedisLimiter:
         self._retention = usage_retention_secs
 
     async def admit(self, request_id: str, scopes: list[Scope], reserve: int,
-                    tz_offset_secs: int) -> Verdict:
+                    tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None) -> Verdict:
+        """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
+        hit): no lease, `reserve` is what it bills, and its usage is counted at once."""
         keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
         args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
                 *(v for s in scopes for v in s.limits), self._global_max]
+        if final is not None:
+            keys.append(final[0])
+            args.append(self._retention)
+            for name, n in final[1].items():
+                args += [name, n]
         r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),

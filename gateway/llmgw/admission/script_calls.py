@@ -13,8 +13,8 @@ from .redis_channel import RedisChannel
 
 
 class ScriptCalls:
-    """Calls made in one event-loop turn share one write (the channel batches them); nothing
-    waits for a batch to fill."""
+    """Calls go out as the channel sends them: a loop turn's first at once, the rest of the
+    turn together; nothing waits for a batch to fill."""
 
     def __init__(self, channel: RedisChannel) -> None:
         self._channel = channel

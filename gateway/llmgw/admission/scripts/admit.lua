@@ -4,10 +4,14 @@
 -- KEYS, per scope (6 each): rps bucket, rpm log, tpm log, tpm weights, concurrency leases,
 --   quota prefix (not a key itself: "<prefix>d:<day>" and "<prefix>m:<month>" are built here,
 --   sharing the scope's hash tag, so they live in the same cluster slot);
---   then, last: the global concurrency leases.
+--   then the global concurrency leases; then, for a final admission, the usage prefix.
 -- Arguments: request id, lease ms, tokens to reserve, time-zone offset secs, number of scopes,
 --   then per scope 8 limits (0 = not limited here): rps, burst, rpm, tpm, max_concurrent,
---   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none).
+--   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none);
+--   then, only for a final admission: usage retention secs and usage field/increment pairs.
+-- A final admission is a request answered without a backend (a cache hit): it takes no lease,
+-- what it reserves is exactly what it bills, and its usage is counted here, so it has nothing
+-- to settle afterwards.
 -- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
 --          tpm_limit, tpm_remaining, tpm_reset_ms, day, month,
 --          the organisation's daily tokens, daily requests and monthly tokens used (if admitted),
@@ -20,6 +24,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, lease_ms, reserve = A[1], tonumber(A[2]), tonumber(A[3])
 local tz, nscopes = tonumber(A[4]), tonumber(A[5])
+local final = A[7 + nscopes * 8] ~= nil
 local WINDOW = 60000
 
 -- Civil date from days since 1970-01-01 (Howard Hinnant's algorithm): the month key.
@@ -95,7 +100,7 @@ for s = 0, nscopes - 1 do
   local st = {}
   state[s] = st
 
-  if conc > 0 then
+  if conc > 0 and not final then
     redis.call('ZREMRANGEBYSCORE', KEYS[k + 5], '-inf', now)
     local running = redis.call('ZCARD', KEYS[k + 5])
     if running >= conc then
@@ -161,7 +166,7 @@ for s = 0, nscopes - 1 do
 end
 
 local gkey, gmax = KEYS[nscopes * 6 + 1], tonumber(A[6 + nscopes * 8])
-if gmax > 0 then
+if gmax > 0 and not final then
   redis.call('ZREMRANGEBYSCORE', gkey, '-inf', now)
   local running = redis.call('ZCARD', gkey)
   if running >= gmax then
@@ -175,7 +180,7 @@ end
 local used = {0, 0, 0}
 for s = 0, nscopes - 1 do
   local k, st = s * 6, state[s]
-  if st.conc > 0 then
+  if st.conc > 0 and not final then
     redis.call('ZADD', KEYS[k + 5], now + lease_ms, rid)
     redis.call('PEXPIRE', KEYS[k + 5], lease_ms * 2)
   end
@@ -187,7 +192,7 @@ for s = 0, nscopes - 1 do
     redis.call('ZADD', KEYS[k + 2], now, rid)
     redis.call('PEXPIRE', KEYS[k + 2], WINDOW + 1000)
   end
-  if st.tpm > 0 then
+  if st.tpm > 0 and (reserve > 0 or not final) then
     redis.call('ZADD', KEYS[k + 3], now, rid)
     redis.call('HSET', KEYS[k + 4], rid, reserve)
     redis.call('HINCRBY', KEYS[k + 4], '__sum', reserve)
@@ -201,9 +206,23 @@ for s = 0, nscopes - 1 do
   if s == 0 then used = {dtok_used, dreq_used, mtok_used} end
   redis.call('EXPIRE', st.qm, 62 * 86400)
 end
-if gmax > 0 then
+if gmax > 0 and not final then
   redis.call('ZADD', gkey, now + lease_ms, rid)
   redis.call('PEXPIRE', gkey, lease_ms * 2)
+end
+if final then  -- hourly and daily usage buckets (UTC, by Redis' clock), as settle.lua counts them
+  local usage, retention = KEYS[nscopes * 6 + 2], tonumber(A[7 + nscopes * 8])
+  local hour_bucket = math.floor(now / 3600000)
+  local hourly, daily = usage .. 'h:' .. hour_bucket, usage .. 'd:' .. math.floor(hour_bucket / 24)
+  for i = 8 + nscopes * 8, #A, 2 do
+    local n = tonumber(A[i + 1])
+    if n ~= 0 then
+      redis.call('HINCRBY', hourly, A[i], n)
+      redis.call('HINCRBY', daily, A[i], n)
+    end
+  end
+  redis.call('EXPIRE', hourly, retention)
+  redis.call('EXPIRE', daily, retention)
 end
 return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
         math.max(0, room)}
