@@ -50,7 +50,7 @@ def _wrk(url: str, key: str, body: dict, conns: int, secs: int, tmp: Path) -> di
     unit = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
     def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)  # wrk pads "1.27s "
         return round(float(m.group(1)) * unit[m.group(2)], 3) if m else float("nan")
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -142,8 +142,10 @@ def _meter(services: Services, ticket: Ticket, prompt: int, completion: int) -> 
     trace, metrics = ticket.trace, services.metrics
     trace.prompt_tokens, trace.completion_tokens = prompt, completion
     org = metrics.org(ticket.org_id)
-    metrics.tokens.labels(*org, trace.model, "input").inc(prompt)
-    metrics.tokens.labels(*org, trace.model, "output").inc(completion)
+    if prompt:  # each is a multiprocess file write: none for nothing (a hit bills no tokens)
+        metrics.tokens.labels(*org, trace.model, "input").inc(prompt)
+    if completion:
+        metrics.tokens.labels(*org, trace.model, "output").inc(completion)
 
 
 def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:

@@ -1,5 +1,6 @@
-"""admit.lua against a real redis-server: the room it reports, and final admissions (cache
-hits) that take no lease, bill exactly what they reserve and count their usage at once."""
+"""admit.lua and settle.lua against a real redis-server: the room admission reports, final
+admissions (cache hits) that take no lease, bill exactly what they reserve and count their
+usage at once, and keys that always expire but outlive their windows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from llmgw.admission.redis_channel import RedisChannel
-from llmgw.admission.redis_limiter import GLOBAL_CONCURRENCY, RedisLimiter, scopes_for, usage_prefix
+from llmgw.admission.redis_limiter import (GLOBAL_CONCURRENCY, RedisLimiter, Reservation, scopes_for,
+                                          usage_prefix)
 from llmgw.tenancy.limits import Limits
 from redis_server import start_redis
 
@@ -72,3 +74,27 @@ def test_a_final_admission_takes_no_lease_and_counts_its_usage(redis_port):
     assert len(buckets) == 2 and all(b == {"k|m|chat|requests": "1", "k|m|chat|cache_hits": "1",
                                            "k|m|chat|prompt_tokens": "7"} for b in buckets)
     assert tpm_entries == ["hit1"]  # a hit that bills no tokens leaves no weight in the tpm log
+
+
+def test_every_key_admission_and_settlement_write_expires_and_outlives_its_window(redis_port):
+    org = "org_ttl"
+
+    async def scenario(limiter, redis):
+        scopes = scopes_for(org, Limits(**WIDE), "k", Limits(rpm_limit=10**6))  # two scopes
+        for i in range(3):
+            verdict = await limiter.admit(f"r{i}", scopes, 300, 0)
+        await limiter.admit("hit", scopes, 0, 0, (usage_prefix(org), {"k|m|chat|requests": 1}))
+        await limiter.settle(Reservation("r0", org, scopes, 300, verdict.day, verdict.month,
+                                         usage_prefix(org)), 120, {"k|m|chat|requests": 1})
+        keys = await redis.keys(f"*{{{org}}}*") + [GLOBAL_CONCURRENCY]
+        return {k: await redis.pttl(k) for k in keys}
+    ttls = _run(redis_port, scenario)
+    assert len(ttls) >= 12 and all(ms > 0 for ms in ttls.values()), ttls  # none lives forever
+    windows = {":rpm": 61_000, ":tpm": 61_000, ":tpmw": 61_000, ":rps": 1_000}
+    for key, ms in ttls.items():
+        for suffix, needed in windows.items():
+            if key.endswith(suffix):
+                assert ms >= needed, (key, ms)  # still there for the whole window
+        if ":q:" in key and ":d:" in key:
+            assert 2 * 86400_000 < ms <= 3 * 86400_000, (key, ms)
+    assert ttls[GLOBAL_CONCURRENCY] >= 60_000 and ttls[f"llmgw:conc:{{{org}}}"] >= 60_000  # 2 leases

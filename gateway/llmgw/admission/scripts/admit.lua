@@ -50,6 +50,13 @@ local function next_month_ms()
   return (d * 86400 - tz) * 1000 - now
 end
 
+-- Keep a key for at least `ms` more. Expiry writes are most of what a write costs here (each
+-- one is propagated to the AOF); reading the expiry is not. So it is written only when it would
+-- fall short, and then for twice as long: a busy key has its expiry written once per `ms`.
+local function keep(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms * 2) end
+end
+
 local function refuse(code, retry, info)
   return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0, 0}
 end
@@ -182,33 +189,33 @@ for s = 0, nscopes - 1 do
   local k, st = s * 6, state[s]
   if st.conc > 0 and not final then
     redis.call('ZADD', KEYS[k + 5], now + lease_ms, rid)
-    redis.call('PEXPIRE', KEYS[k + 5], lease_ms * 2)
+    keep(KEYS[k + 5], lease_ms * 2)
   end
   if st.rps > 0 then
     redis.call('HSET', KEYS[k + 1], 'tokens', st.tokens, 'ts', now)
-    redis.call('PEXPIRE', KEYS[k + 1], math.ceil(st.burst / st.rps * 1000) + 1000)
+    keep(KEYS[k + 1], math.ceil(st.burst / st.rps * 1000) + 1000)
   end
   if st.rpm > 0 then
     redis.call('ZADD', KEYS[k + 2], now, rid)
-    redis.call('PEXPIRE', KEYS[k + 2], WINDOW + 1000)
+    keep(KEYS[k + 2], WINDOW + 1000)
   end
   if st.tpm > 0 and (reserve > 0 or not final) then
     redis.call('ZADD', KEYS[k + 3], now, rid)
     redis.call('HSET', KEYS[k + 4], rid, reserve)
     redis.call('HINCRBY', KEYS[k + 4], '__sum', reserve)
-    redis.call('PEXPIRE', KEYS[k + 3], WINDOW + 1000)
-    redis.call('PEXPIRE', KEYS[k + 4], WINDOW + 1000)
+    keep(KEYS[k + 3], WINDOW + 1000)
+    keep(KEYS[k + 4], WINDOW + 1000)
   end
   local dreq_used = redis.call('HINCRBY', st.qd, 'req', 1)
   local dtok_used = redis.call('HINCRBY', st.qd, 'tok', reserve)
-  redis.call('EXPIRE', st.qd, 3 * 86400)
+  redis.call('EXPIRE', st.qd, 3 * 86400, 'NX')  -- a calendar bucket: set once, when created
   local mtok_used = redis.call('HINCRBY', st.qm, 'tok', reserve)
   if s == 0 then used = {dtok_used, dreq_used, mtok_used} end
-  redis.call('EXPIRE', st.qm, 62 * 86400)
+  redis.call('EXPIRE', st.qm, 62 * 86400, 'NX')
 end
 if gmax > 0 and not final then
   redis.call('ZADD', gkey, now + lease_ms, rid)
-  redis.call('PEXPIRE', gkey, lease_ms * 2)
+  keep(gkey, lease_ms * 2)
 end
 if final then  -- hourly and daily usage buckets (UTC, by Redis' clock), as settle.lua counts them
   local usage, retention = KEYS[nscopes * 6 + 2], tonumber(A[7 + nscopes * 8])
@@ -221,8 +228,8 @@ if final then  -- hourly and daily usage buckets (UTC, by Redis' clock), as sett
       redis.call('HINCRBY', daily, A[i], n)
     end
   end
-  redis.call('EXPIRE', hourly, retention)
-  redis.call('EXPIRE', daily, retention)
+  redis.call('EXPIRE', hourly, retention, 'NX')
+  redis.call('EXPIRE', daily, retention, 'NX')
 end
 return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
         math.max(0, room)}

@@ -43,6 +43,7 @@ for i = 8, #A, 2 do
     redis.call('HINCRBY', daily, A[i], n)
   end
 end
-redis.call('EXPIRE', hourly, retention)
-redis.call('EXPIRE', daily, retention)
+-- Calendar buckets: their expiry is set once, when created (a write each time costs an AOF entry).
+redis.call('EXPIRE', hourly, retention, 'NX')
+redis.call('EXPIRE', daily, retention, 'NX')
 return 1
