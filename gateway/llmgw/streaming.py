@@ -77,9 +77,18 @@ async def _chunks(stream: OpenStream) -> AsyncIterator[bytes]:
 
 async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
     framer = EventFramer()
+    first = True
     try:
         async for chunk in _chunks(stream):
             events = framer.feed(chunk)
+            if first and events:
+                # The first event leaves before the rest of its read is rewritten: a read that
+                # brought a whole fast answer would otherwise hold it back for all of them.
+                head, events = events.split(b"\n\n", 1)
+                if out := meter.process(head + b"\n\n"):
+                    first = False
+                    yield out
+                    await asyncio.sleep(0)  # the loop comes round: the held write goes out
             if events and (out := meter.process(events)):
                 yield out
         tail = framer.rest()
