@@ -22,14 +22,6 @@ ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL_ON_X = "if ARGV[1] == 'x' then return redis.error_reply('bad x') end return ARGV[1]"
 
 
-@pytest.fixture(scope="module")
-def redis_port():
-    proc, port = start_redis()
-    yield port
-    proc.terminate()
-    proc.wait()
-
-
 @pytest.fixture
 def writes(monkeypatch) -> list[int]:
     """How many commands each write to Redis carried."""

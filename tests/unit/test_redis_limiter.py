@@ -13,18 +13,9 @@ from llmgw.admission.redis_channel import RedisChannel
 from llmgw.admission.redis_limiter import (GLOBAL_CONCURRENCY, RedisLimiter, Reservation, scopes_for,
                                           usage_prefix)
 from llmgw.tenancy.limits import Limits
-from redis_server import start_redis
 
 WIDE = dict(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concurrent=10**5,
             daily_token_limit=10**12, daily_request_limit=10**9, monthly_token_limit=10**12)
-
-
-@pytest.fixture(scope="module")
-def redis_port():
-    proc, port = start_redis()
-    yield port
-    proc.terminate()
-    proc.wait()
 
 
 def _run(port: int, scenario):

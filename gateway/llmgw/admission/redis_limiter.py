@@ -85,8 +85,9 @@ class RedisLimiter:
                  global_max_concurrent: int, usage_retention_secs: int) -> None:
         self._r = redis  # renewals and peeks; admit, settle and pings take the channel
         self._channel = channel
-        self._admit = redis.register_script((SCRIPTS / "admit.lua").read_text())
-        self._settle = redis.register_script((SCRIPTS / "settle.lua").read_text())
+        usage = (SCRIPTS / "usage.lua").read_text()  # a function both scripts call
+        self._admit = redis.register_script(usage + (SCRIPTS / "admit.lua").read_text())
+        self._settle = redis.register_script(usage + (SCRIPTS / "settle.lua").read_text())
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
         self._scripts = ScriptCalls(channel)
         self._lease_ms = lease_ms

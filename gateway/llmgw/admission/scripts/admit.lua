@@ -11,7 +11,7 @@
 --   then, only for a final admission: usage retention secs and usage field/increment pairs.
 -- A final admission is a request answered without a backend (a cache hit): it takes no lease,
 -- what it reserves is exactly what it bills, and its usage is counted here, so it has nothing
--- to settle afterwards.
+-- to settle afterwards. (count_usage comes from usage.lua, loaded in front of this script.)
 -- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
 --          tpm_limit, tpm_remaining, tpm_reset_ms, day, month,
 --          the organisation's daily tokens, daily requests and monthly tokens used (if admitted),
@@ -217,19 +217,8 @@ if gmax > 0 and not final then
   redis.call('ZADD', gkey, now + lease_ms, rid)
   keep(gkey, lease_ms * 2)
 end
-if final then  -- hourly and daily usage buckets (UTC, by Redis' clock), as settle.lua counts them
-  local usage, retention = KEYS[nscopes * 6 + 2], tonumber(A[7 + nscopes * 8])
-  local hour_bucket = math.floor(now / 3600000)
-  local hourly, daily = usage .. 'h:' .. hour_bucket, usage .. 'd:' .. math.floor(hour_bucket / 24)
-  for i = 8 + nscopes * 8, #A, 2 do
-    local n = tonumber(A[i + 1])
-    if n ~= 0 then
-      redis.call('HINCRBY', hourly, A[i], n)
-      redis.call('HINCRBY', daily, A[i], n)
-    end
-  end
-  redis.call('EXPIRE', hourly, retention, 'NX')
-  redis.call('EXPIRE', daily, retention, 'NX')
+if final then
+  count_usage(KEYS[nscopes * 6 + 2], math.floor(now / 1000), tonumber(A[7 + nscopes * 8]), A, 8 + nscopes * 8)
 end
 return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
         math.max(0, room)}

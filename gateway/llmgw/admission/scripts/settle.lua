@@ -14,8 +14,6 @@ local rid, reserved, used = A[1], tonumber(A[2]), tonumber(A[3])
 local day, month, nscopes = A[4], A[5], tonumber(A[6])
 local retention = tonumber(A[7])
 local t = redis.call('TIME')
-local hour_bucket = math.floor(tonumber(t[1]) / 3600)
-local day_bucket = math.floor(hour_bucket / 24)
 local delta = used - reserved
 
 for s = 0, nscopes - 1 do
@@ -34,16 +32,5 @@ for s = 0, nscopes - 1 do
 end
 redis.call('ZREM', KEYS[nscopes * 4 + 1], rid)
 
-local usage = KEYS[nscopes * 4 + 2]
-local hourly, daily = usage .. 'h:' .. hour_bucket, usage .. 'd:' .. day_bucket
-for i = 8, #A, 2 do
-  local n = tonumber(A[i + 1])
-  if n ~= 0 then
-    redis.call('HINCRBY', hourly, A[i], n)
-    redis.call('HINCRBY', daily, A[i], n)
-  end
-end
--- Calendar buckets: their expiry is set once, when created (a write each time costs an AOF entry).
-redis.call('EXPIRE', hourly, retention, 'NX')
-redis.call('EXPIRE', daily, retention, 'NX')
+count_usage(KEYS[nscopes * 4 + 2], tonumber(t[1]), retention, A, 8)  -- usage.lua
 return 1
