@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
 from .admission.gate import Ticket
-from .admission.overlap import admit_beside
+from .admission.overlap import admit_beside, free_if_finished
 from .body import read_json_object
 from .cache.lookup import Bypass, Lookup
 from .cache.store import CachedAnswer
@@ -197,6 +197,7 @@ async def _stream(services: Services, model: Model, path: str, body: dict,
     try:
         stream = await opening
     except BaseException as exc:
+        await free_if_finished(opening, OpenStream.close)
         _refund(services, ticket, exc)
         raise
     meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),

@@ -5,9 +5,10 @@ import asyncio
 
 import pytest
 
-from llmgw.admission.gate import ROOM_FRESH_SECS, ROOM_MIN, ROOM_SHARE, AdmissionGate, Ticket
+from llmgw.admission.gate import (QUOTA_GAUGE_STEP, ROOM_FRESH_SECS, ROOM_MIN, ROOM_SHARE,
+                                  AdmissionGate, Ticket)
 from llmgw.admission.local_limiter import LocalLimiter
-from llmgw.admission.overlap import admit_beside
+from llmgw.admission.overlap import admit_beside, free_if_finished
 from llmgw.admission.redis_limiter import Verdict
 from llmgw.errors import RateLimited
 from llmgw.observability.metrics import Metrics
@@ -42,16 +43,17 @@ def _principal(key_id: str = "k1") -> Principal:
     return Principal("org1", "Org", key_id, frozenset(), Limits(), Limits(), Limits())
 
 
-def _gate(clock: Clock) -> tuple[AdmissionGate, Limiter]:
+def _gate(clock: Clock, metrics: Metrics | None = None) -> tuple[AdmissionGate, Limiter]:
     limiter = Limiter()
     gate = AdmissionGate(limiter, LocalLimiter(1, clock), fail_open=False, lease_secs=30,
-                         clock=clock, metrics=Metrics(tenant_labels=False))
+                         clock=clock, metrics=metrics or Metrics(tenant_labels=False))
     return gate, limiter
 
 
-def _admit(gate: AdmissionGate, limiter: Limiter, verdict: Verdict, principal: Principal):
+def _admit(gate: AdmissionGate, limiter: Limiter, verdict: Verdict, principal: Principal,
+           final_usage: dict | None = None):
     limiter.verdicts.append(verdict)
-    return asyncio.run(gate.admit(principal, 10, "rid"))
+    return asyncio.run(gate.admit(principal, 10, "rid", final_usage))
 
 
 def test_no_early_start_without_a_verdict_or_with_little_room():
@@ -89,6 +91,57 @@ def test_room_goes_stale_and_a_refusal_ends_it():
     with pytest.raises(RateLimited):
         _admit(gate, limiter, _verdict(False, 0), who)
     assert not gate.may_start_early(who)
+
+
+def test_a_cache_hits_room_says_nothing_of_a_backend_call():
+    clock = Clock()
+    gate, limiter = _gate(clock)
+    who = _principal()
+    _admit(gate, limiter, _verdict(True, 10_000), who, final_usage={"k|m|chat|requests": 1})
+    assert not gate.may_start_early(who)  # a hit skips the concurrency checks: no room known
+    _admit(gate, limiter, _verdict(True, 0), who)
+    _admit(gate, limiter, _verdict(True, 10_000), who, final_usage={"k|m|chat|requests": 1})
+    assert not gate.may_start_early(who)  # nor does it replace a call's verdict
+
+
+def test_quota_gauges_are_rewritten_only_when_a_share_moves():
+    clock, metrics = Clock(), Metrics(tenant_labels=True)
+    gate, limiter = _gate(clock, metrics)
+    who = Principal("org1", "Org", "k1", frozenset(), Limits(), Limits(daily_request_limit=10_000), Limits())
+
+    def share_after(requests_used: int) -> float:
+        verdict = _verdict(True, 0)
+        verdict.quota_used = (0, requests_used, 0)
+        _admit(gate, limiter, verdict, who)
+        return metrics.registry.get_sample_value("llmgw_quota_usage_ratio",
+                                                 {"org": "org1", "quota": "daily_requests"})
+    assert share_after(5000) == 0.5
+    assert share_after(5001) == 0.5  # moved less than QUOTA_GAUGE_STEP: not rewritten
+    moved = 5000 + int(QUOTA_GAUGE_STEP * 1.5 * 10_000)
+    assert share_after(moved) == pytest.approx(moved / 10_000)
+
+
+def test_a_call_that_finished_as_its_caller_left_is_freed():
+    freed = []
+
+    async def discard(result):
+        freed.append(result)
+
+    async def main():
+        async def opened():
+            return "stream"
+
+        async def failed():
+            raise ConnectionError("down")
+        done, broken = asyncio.create_task(opened()), asyncio.create_task(failed())
+        slow = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.wait((done, broken), timeout=1)
+        slow.cancel()
+        await asyncio.wait((slow,))
+        for task in (done, broken, slow):
+            await free_if_finished(task, discard)
+    asyncio.run(main())
+    assert freed == ["stream"]
 
 
 def _ticket() -> Ticket:

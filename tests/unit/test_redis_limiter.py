@@ -89,3 +89,24 @@ def test_every_key_admission_and_settlement_write_expires_and_outlives_its_windo
         if ":q:" in key and ":d:" in key:
             assert 2 * 86400_000 < ms <= 3 * 86400_000, (key, ms)
     assert ttls[GLOBAL_CONCURRENCY] >= 60_000 and ttls[f"llmgw:conc:{{{org}}}"] >= 60_000  # 2 leases
+
+
+def test_a_hit_billing_no_tokens_passes_exhausted_token_limits_but_not_request_limits(redis_port):
+    org = "org_free_hit"
+
+    async def scenario(limiter, redis):
+        scopes = scopes_for(org, Limits(**{**WIDE, "daily_token_limit": 1000, "tpm_limit": 1000,
+                                           "monthly_token_limit": 1000, "rpm_limit": 3}), "k", Limits())
+        first = await limiter.admit("r1", scopes, 1000, 0)  # takes every token limit whole
+        again = await limiter.admit("r2", scopes, 10, 0)
+        final = (usage_prefix(org), {"k|m|chat|requests": 1})
+        hit = await limiter.admit("hit1", scopes, 0, 0, final)
+        billed_hit = await limiter.admit("hit2", scopes, 10, 0, final)
+        third = await limiter.admit("hit3", scopes, 0, 0, final)
+        over_rpm = await limiter.admit("hit4", scopes, 0, 0, final)
+        return first, again, hit, billed_hit, third.admitted and over_rpm
+    first, again, hit, billed_hit, over_rpm = _run(redis_port, scenario)
+    assert first.admitted and (again.admitted, again.code) == (False, "limit_tpm")
+    assert hit.admitted and hit.tpm[1] == 0  # remaining tokens never below zero
+    assert (billed_hit.admitted, billed_hit.code) == (False, "limit_tpm")  # CACHE_HIT_BILLING=tokens
+    assert (over_rpm.admitted, over_rpm.code) == (False, "limit_rpm")  # hits count as requests

@@ -32,7 +32,7 @@ ROOM_MIN = 64
 ROOM_SHARE = 8
 ROOM_FRESH_SECS = 1.0
 ROOM_KEYS_MAX = 10_000  # keys tracked per worker; past that the table starts again, empty
-QUOTA_GAUGE_SECS = 1.0  # an organisation's quota gauges are set at most this often per worker
+QUOTA_GAUGE_STEP = 0.002  # a quota gauge is rewritten once its share has moved this much
 
 
 @dataclass
@@ -67,7 +67,7 @@ class AdmissionGate:
         self._metrics = metrics
         self._running: dict[str, Reservation] = {}
         self._room: dict[str, tuple[float, int]] = {}  # key id -> (verdict time, calls left)
-        self._quota_noted: dict[str, float] = {}  # org id -> when its quota gauges were set
+        self._quota_noted: dict[str, tuple] = {}  # org id -> the quota shares last written
         self.degraded = False  # Redis unreachable at the last attempt
 
     async def admit(self, principal: Principal, reserve: int, request_id: str,
@@ -89,9 +89,11 @@ class AdmissionGate:
             return ticket
         self._came_back()
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
-        self._note_room(principal.key_id, verdict.room if verdict.admitted else 0)
         if not verdict.admitted:
+            self._note_room(principal.key_id, 0)
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
+        if final is None:  # a final admission skips the concurrency checks: no room for a call
+            self._note_room(principal.key_id, verdict.room)
         self._note_quota(principal, verdict.quota_used)
         if final is not None:
             return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, None,
@@ -130,21 +132,24 @@ class AdmissionGate:
         return ratelimit_headers((rpm, rpm - requests, req_reset), (tpm, tpm - tokens, tok_reset))
 
     def _note_quota(self, principal: Principal, used: tuple[int, int, int]) -> None:
-        # Three multiprocess gauge writes per request, for a figure Prometheus reads every
-        # 15 s: once a second per organisation is plenty.
-        now, last = self._clock(), self._quota_noted.get(principal.org_id)
-        if last is not None and now - last < QUOTA_GAUGE_SECS:
+        # Three multiprocess gauge writes per request, for a figure Prometheus reads every 15 s:
+        # they are written only once a share has moved by QUOTA_GAUGE_STEP since the last write,
+        # so the gauge is never further than that from the truth.
+        limits = principal.org_limits
+        shares = tuple(value / limit if limit else None for value, limit in (
+            (used[0], limits.daily_token_limit), (used[1], limits.daily_request_limit),
+            (used[2], limits.monthly_token_limit)))
+        last = self._quota_noted.get(principal.org_id)
+        if last is not None and all(a is None and b is None or a is not None and b is not None
+                                    and abs(a - b) < QUOTA_GAUGE_STEP for a, b in zip(shares, last)):
             return
         if len(self._quota_noted) >= ROOM_KEYS_MAX:
             self._quota_noted.clear()
-        self._quota_noted[principal.org_id] = now
-        limits = principal.org_limits
+        self._quota_noted[principal.org_id] = shares
         org = self._metrics.org(principal.org_id)
-        for quota, value, limit in (("daily_tokens", used[0], limits.daily_token_limit),
-                                    ("daily_requests", used[1], limits.daily_request_limit),
-                                    ("monthly_tokens", used[2], limits.monthly_token_limit)):
-            if limit:
-                self._metrics.quota_ratio.labels(*org, quota).set(value / limit)
+        for quota, share in zip(("daily_tokens", "daily_requests", "monthly_tokens"), shares):
+            if share is not None:
+                self._metrics.quota_ratio.labels(*org, quota).set(share)
 
     async def check(self) -> bool:
         """Ask Redis now, for readiness probes: each worker otherwise learns of an outage

@@ -38,9 +38,18 @@ async def admit_beside(admit: Awaitable[Ticket], call: Callable[[], Awaitable[T]
 
 
 async def _abandon(task: asyncio.Task, discard: Callable[[T], Awaitable[None]] | None) -> None:
-    """Wait for a cancelled call to unwind; free what it returned if it had finished."""
-    await asyncio.wait((task,))
-    if task.cancelled() or task.exception() is not None:
-        return  # its failure is moot: the request was refused (retrieved, so never logged)
-    if discard is not None:
-        await discard(task.result())
+    """Wait for a cancelled call to unwind; free what it returned if it had finished. Its
+    failure is moot (the request was refused) and is retrieved, so never logged."""
+    try:
+        await asyncio.wait((task,))
+    finally:
+        if discard is not None:
+            await free_if_finished(task, discard)
+
+
+async def free_if_finished(pending: Awaitable[T], discard: Callable[[T], Awaitable[None]]) -> None:
+    """For a caller leaving on an exception: a call task that had already finished holds a
+    result nobody will use (a cancellation can land just after the task completed)."""
+    if isinstance(pending, asyncio.Task) and pending.done() and not pending.cancelled() \
+            and pending.exception() is None:
+        await discard(pending.result())

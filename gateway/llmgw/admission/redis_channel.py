@@ -64,8 +64,8 @@ class RedisChannel:
             # The first call of a loop turn leaves at once: alone, it waits for nothing (at low
             # load, the common case). The rest of the turn's calls then share one write.
             self._holding = True
+            asyncio.get_running_loop().call_soon(self._release)  # first: a failed write cannot stall the rest
             self._flush()
-            asyncio.get_running_loop().call_soon(self._release)
         elif len(self._queued) >= MAX_BATCH:
             self._flush()
 

@@ -131,8 +131,8 @@ for s = 0, nscopes - 1 do
 
   if tpm > 0 then
     local sum = purge_tpm(KEYS[k + 3], KEYS[k + 4])
-    if s == 0 then info[4], info[5], info[6] = tpm, tpm - sum - reserve, sum > 0 and oldest_plus_window(KEYS[k + 3]) or 0 end
-    if sum + reserve > tpm then
+    if s == 0 then info[4], info[5], info[6] = tpm, math.max(0, tpm - sum - reserve), sum > 0 and oldest_plus_window(KEYS[k + 3]) or 0 end
+    if reserve > 0 and sum + reserve > tpm then  -- a hit billing no tokens is not held back
       if s == 0 then info[5] = math.max(0, tpm - sum) end
       return refuse('limit_tpm', tpm_wait(KEYS[k + 3], KEYS[k + 4], sum + reserve - tpm), info)
     end
@@ -156,7 +156,7 @@ for s = 0, nscopes - 1 do
     if dreq > 0 and req_used + 1 > dreq then
       return refuse('quota_daily_requests', next_day_ms, info)
     end
-    if dtok > 0 and tok_used + reserve > dtok then
+    if dtok > 0 and reserve > 0 and tok_used + reserve > dtok then
       return refuse('quota_daily_tokens', next_day_ms, info)
     end
     fits(dreq, req_used, 1)
@@ -164,7 +164,7 @@ for s = 0, nscopes - 1 do
   end
   if mtok > 0 then
     local tok_used = tonumber(redis.call('HGET', qm, 'tok')) or 0
-    if tok_used + reserve > mtok then
+    if reserve > 0 and tok_used + reserve > mtok then
       return refuse('quota_monthly_tokens', next_month_ms(), info)
     end
     fits(mtok, tok_used, reserve)
