@@ -1,6 +1,6 @@
 """The response cache and gzip through real gunicorn gateways in front of simulators:
 per-organisation isolation, TTL, no-store / no-cache, collapse of identical misses, stream
-replay and fill, hits billed as requests with their leases released, the Redis tier shared
+replay and fill, hits billed as requests and holding no lease, the Redis tier shared
 by replicas, gzip on large JSON and never on SSE."""
 
 from __future__ import annotations
@@ -208,12 +208,12 @@ def _usage(stack, org_id: str) -> dict:
     return next(r for r in rows if r["org_id"] == org_id)
 
 
-def test_hits_count_as_requests_bill_no_tokens_and_release_their_lease(cache_stack):
+def test_hits_count_as_requests_bill_no_tokens_and_hold_no_lease(cache_stack):
     org = cache_stack.create_org(**{**OPEN, "max_concurrent": 1})
     auth, body = {"Authorization": f"Bearer {org['api_key']}"}, _body()
     first = _post(cache_stack, auth, body).json()
     for _ in range(5):
-        # A lease that was never released would refuse every later request for 30 s.
+        # With max_concurrent 1, a lease left behind would refuse every later request for 30 s.
         resp = _until(lambda: (r := httpx.post(cache_stack.base_url + CHAT_PATH, json=body,
                                                headers=auth, timeout=30)).status_code == 200 and r,
                       timeout=10)
