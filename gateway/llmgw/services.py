@@ -130,7 +130,8 @@ def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
     share = settings.gateway_workers * settings.gateway_replicas
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",
-                         lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics)
+                         lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics,
+                         max_request_secs=settings.max_request_secs)
 
 
 @contextmanager

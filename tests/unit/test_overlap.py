@@ -230,3 +230,34 @@ def test_a_refusal_frees_what_a_finished_call_opened_and_ignores_a_failed_one():
                 await admit_beside(refuse(), call, early=True, discard=discard)
     asyncio.run(main())
     assert freed == ["stream"]
+
+
+def test_a_reservation_that_outlives_the_request_cap_is_no_longer_renewed():
+    """A ticket whose settlement never comes (a stream answer built but never sent) must not
+    hold its concurrency lease for the worker's lifetime."""
+    clock = Clock()
+    limiter = Limiter()
+    renewed: list[list[str]] = []
+
+    async def renew(reservations, lease_ms=None):
+        renewed.append(sorted(r.request_id for r in reservations))
+    limiter.renew = renew
+    gate = AdmissionGate(limiter, LocalLimiter(1, clock), fail_open=False, lease_secs=0.03,
+                         clock=clock, metrics=Metrics(tenant_labels=False), max_request_secs=60)
+
+    async def main():
+        for rid in ("forgotten", "settled"):
+            limiter.verdicts.append(_verdict(True, 0))
+            ticket = await gate.admit(_principal(), 10, rid)
+        renewer = asyncio.create_task(gate.renew_forever())
+        await asyncio.sleep(0.05)
+        gate._limiter.settle = lambda *a: asyncio.sleep(0)
+        await gate.settle(ticket, 10)  # "settled" ends normally
+        clock.now += 30  # "forgotten" is still within the cap
+        await asyncio.sleep(0.05)
+        clock.now += 31  # past MAX_REQUEST_SECS and a lease
+        await asyncio.sleep(0.05)
+        renewer.cancel()
+    asyncio.run(main())
+    assert renewed[0] == ["forgotten", "settled"]
+    assert ["forgotten"] in renewed and renewed[-1] == []

@@ -58,11 +58,13 @@ def _tz_offset(name: str) -> int:
 
 class AdmissionGate:
     def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
-                 lease_secs: float, clock: Callable[[], float], metrics: Metrics) -> None:
+                 lease_secs: float, clock: Callable[[], float], metrics: Metrics,
+                 max_request_secs: float = float("inf")) -> None:
         self._limiter = limiter
         self._local = local
         self._fail_open = fail_open
         self._lease_secs = lease_secs
+        self._max_request_secs = max_request_secs
         self._clock = clock
         self._metrics = metrics
         self._running: dict[str, Reservation] = {}
@@ -99,7 +101,7 @@ class AdmissionGate:
             return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, None,
                           done=True)
         res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
-                          verdict.month, usage_prefix(principal.org_id))
+                          verdict.month, usage_prefix(principal.org_id), admitted_at=self._clock())
         self._running[request_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
 
@@ -207,6 +209,19 @@ class AdmissionGate:
         while True:
             await anyio.sleep(self._lease_secs / 3)
             try:
-                await self._limiter.renew(list(self._running.values()))
+                await self._limiter.renew(self._still_running())
             except REDIS_DOWN:
                 self._went_down("renew")
+
+    def _still_running(self) -> list[Reservation]:
+        """The reservations to renew. One older than MAX_REQUEST_SECS belongs to no request
+        (every request is cut there): one whose settlement never came, say a stream answer
+        built but never sent. It is dropped, and its leases expire by themselves."""
+        oldest = self._clock() - self._max_request_secs - self._lease_secs
+        stale = [rid for rid, res in self._running.items() if res.admitted_at < oldest]
+        for rid in stale:
+            del self._running[rid]
+        if stale:
+            log.warning("%d reservations outlived MAX_REQUEST_SECS unsettled; their leases "
+                        "will expire", len(stale))
+        return list(self._running.values())

@@ -78,6 +78,7 @@ class Reservation:
     month: int
     usage_prefix: str
     settled: bool = field(default=False)
+    admitted_at: float = 0.0  # the gate's clock: no request outlives MAX_REQUEST_SECS
 
 
 class RedisLimiter:
