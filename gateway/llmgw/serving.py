@@ -50,7 +50,7 @@ async def serve(request: Request, services: Services, principal: Principal,
     cached = services.cache.plan(principal.org_id, endpoint, model.name, body,
                                  request.headers.get("cache-control"))
     try:
-        hit = await cached.find(trace)
+        hit = await cached.find()
         admission = _Admission(services, principal, cost.reserve, request_id,
                                f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
         if hit is not None:
@@ -87,6 +87,7 @@ class _Admission:
     def _label(self, ticket: Ticket) -> Ticket:
         ticket.trace, ticket.meter_key = self.trace, self.meter_key
         ticket.headers.update(self._cached.headers)
+        self._cached.count(self.trace)
         return ticket
 
 

@@ -238,6 +238,18 @@ def test_hits_count_against_the_request_limit(cache_stack):
     assert answers[3].json()["error"]["code"] == "limit_rpm"
     assert answers[2].headers["x-ratelimit-remaining-requests"] == "0"
 
+    def access_line(request_id: str) -> dict | None:
+        for line in (cache_stack.logs / "gateway.log").read_text().splitlines():
+            if line.startswith("{") and request_id in line:
+                entry = orjson.loads(line)
+                if entry.get("event") == "request":
+                    return entry
+        return None
+    refused = _until(lambda: access_line(answers[3].headers["x-request-id"]))
+    hit = _until(lambda: access_line(answers[2].headers["x-request-id"]))
+    assert (refused["status"], refused["cache"]) == (429, None)  # refused: neither hit nor miss
+    assert (hit["status"], hit["cache"]) == (200, "HIT")
+
 
 def test_cache_metrics_and_access_log(cache_stack):
     auth, body = _key(cache_stack), _body()

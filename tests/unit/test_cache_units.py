@@ -196,7 +196,9 @@ def test_identical_concurrent_misses_make_one_call():
     async def request(results):
         lookup = cache.plan("org1", Endpoint.CHAT, "Qwen", dict(CHAT), None)
         trace = _trace()
-        hit = await lookup.find(trace)
+        hit = await lookup.find()
+        assert trace.cache is None  # counted only once admitted
+        lookup.count(trace)
         if hit is None:
             try:
                 calls.append(1)
@@ -223,18 +225,18 @@ def test_no_store_and_no_cache_and_non_deterministic_requests():
 
     async def main():
         no_store = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-store")
-        assert await no_store.find(_trace()) is None
+        assert await no_store.find() is None
         no_store.fill(b"{}")
         no_store.close()
         miss = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
-        assert await miss.find(_trace()) is None  # no-store kept nothing
+        assert await miss.find() is None  # no-store kept nothing
         miss.close()  # a miss that leads must land its flight (serving does it in a finally)
         filler = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
-        await filler.find(_trace())
+        await filler.find()
         filler.fill(b"{}")
         filler.close()
-        assert await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-cache").find(_trace()) is None
-        assert (await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None).find(_trace())).body == b"{}"
+        assert await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-cache").find() is None
+        assert (await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None).find()).body == b"{}"
     anyio.run(main)
 
 

@@ -36,8 +36,11 @@ class Bypass:
 
     headers: Mapping[str, str] = MappingProxyType({})  # what a backend's answer carries
 
-    async def find(self, trace: Trace) -> CachedAnswer | None:
+    async def find(self) -> CachedAnswer | None:
         return None
+
+    def count(self, trace: Trace) -> None:
+        pass
 
     def collector(self) -> StreamCollector | None:
         return None
@@ -68,8 +71,9 @@ class Lookup(Bypass):
         self._flight: Flight | None = None
         self._filled: CachedAnswer | None = None
         self._collector: StreamCollector | None = None
+        self._result = "miss"
 
-    async def find(self, trace: Trace) -> CachedAnswer | None:
+    async def find(self) -> CachedAnswer | None:
         """The cached (or collapsed) answer, or None: then this request calls the backend,
         and its answers carry `X-Cache: MISS`. Looked up before admission, which a hit
         still goes through (it counts as a request)."""
@@ -80,12 +84,15 @@ class Lookup(Bypass):
                 hit = await flight.wait()  # None: the leader failed, call the backend ourselves
         if hit is None and self.write and not self.stream:
             self._flight = cache.flights.lead(self.key)
-        result = "hit" if hit is not None else "miss"
-        trace.cache = result.upper()
-        cache.metrics.cache.labels(trace.route, result).inc()
+        self._result = "hit" if hit is not None else "miss"
         if hit is None:
             self.headers = MISS
         return hit
+
+    def count(self, trace: Trace) -> None:
+        """Once admitted: a request refused by admission is neither a hit nor a miss."""
+        trace.cache = self._result.upper()
+        self._cache.metrics.cache.labels(trace.route, self._result).inc()
 
     def collector(self) -> StreamCollector | None:
         if self.write:
