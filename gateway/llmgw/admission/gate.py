@@ -31,7 +31,8 @@ REDIS_DOWN = (RedisError, OSError, TimeoutError)
 ROOM_MIN = 64
 ROOM_SHARE = 8
 ROOM_FRESH_SECS = 1.0
-ROOM_KEYS_MAX = 10_000  # keys tracked per worker; past that the table starts again, empty
+TRACKED_MAX = 10_000  # keys (room) or organisations (quota gauges) remembered per worker;
+                      # past that a table starts again, empty: that only costs a write or a wait
 QUOTA_GAUGE_STEP = 0.002  # a quota gauge is rewritten once its share has moved this much
 
 
@@ -54,6 +55,13 @@ def _tz_offset(name: str) -> int:
     if name == "UTC":
         return 0
     return int(datetime.now(zoneinfo.ZoneInfo(name)).utcoffset().total_seconds())
+
+
+def _moved(share: float | None, last: float | None) -> bool:
+    """A quota share worth rewriting: set, unset, or QUOTA_GAUGE_STEP away from the last."""
+    if share is None or last is None:
+        return (share is None) != (last is None)
+    return abs(share - last) >= QUOTA_GAUGE_STEP
 
 
 class AdmissionGate:
@@ -118,8 +126,8 @@ class AdmissionGate:
         return True
 
     def _note_room(self, key_id: str, room: int) -> None:
-        if len(self._room) >= ROOM_KEYS_MAX and key_id not in self._room:
-            self._room.clear()  # stale entries of idle keys: dropping them only delays overlap
+        if len(self._room) >= TRACKED_MAX and key_id not in self._room:
+            self._room.clear()
         self._room[key_id] = (self._clock(), room // ROOM_SHARE if room >= ROOM_MIN else 0)
 
     async def peek_headers(self, principal: Principal) -> dict[str, str]:
@@ -142,10 +150,9 @@ class AdmissionGate:
             (used[0], limits.daily_token_limit), (used[1], limits.daily_request_limit),
             (used[2], limits.monthly_token_limit)))
         last = self._quota_noted.get(principal.org_id)
-        if last is not None and all(a is None and b is None or a is not None and b is not None
-                                    and abs(a - b) < QUOTA_GAUGE_STEP for a, b in zip(shares, last)):
+        if last is not None and not any(map(_moved, shares, last)):
             return
-        if len(self._quota_noted) >= ROOM_KEYS_MAX:
+        if len(self._quota_noted) >= TRACKED_MAX:
             self._quota_noted.clear()
         self._quota_noted[principal.org_id] = shares
         org = self._metrics.org(principal.org_id)
