@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 import signal
 import threading
 import time
@@ -16,9 +17,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
-from .admission.gate import AdmissionGate
+from .admission.gate import AdmissionGate, admission_ids
 from .admission.local_limiter import LocalLimiter
 from .admission.redis_channel import RedisChannel
+from .admission.redis_clock import RedisClock
 from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
@@ -126,11 +128,13 @@ def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
     lease_ms = int(settings.concurrency_lease_secs * 1000)
     limiter = RedisLimiter(redis, channel, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
-                           usage_retention_secs=settings.usage_retention_days * 86400)
+                           usage_retention_secs=settings.usage_retention_days * 86400,
+                           clock=RedisClock(clock))
     share = settings.gateway_workers * settings.gateway_replicas
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",
                          lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics,
+                         new_id=admission_ids(secrets.token_hex(6)),
                          max_request_secs=settings.max_request_secs)
 
 

@@ -48,6 +48,26 @@ def test_max_tokens_over_the_cap_is_bad_input():
     assert err.value.param == "max_tokens" and err.value.status == 400
 
 
+@pytest.mark.parametrize("endpoint,body,field,budget", [
+    # /v1/completions obeys only max_tokens: max_completion_tokens must not set the budget
+    (Endpoint.COMPLETIONS, {"max_completion_tokens": 1, "max_tokens": 50}, "max_tokens", 50),
+    (Endpoint.COMPLETIONS, {"max_completion_tokens": 1}, "max_tokens", 16),  # vLLM's default
+    # chat obeys max_completion_tokens over max_tokens
+    (Endpoint.CHAT, {"max_completion_tokens": 5, "max_tokens": 90}, "max_completion_tokens", 5),
+    (Endpoint.CHAT, {"max_tokens": 90}, "max_tokens", 90),
+])
+def test_the_budget_is_the_field_the_backend_obeys_and_only_it_is_sent(endpoint, body, field, budget):
+    assert output_budget(endpoint, body, Limits(max_output_tokens=100)) == (budget, 1)
+    assert body == {field: budget}
+
+
+def test_completions_max_tokens_over_the_cap_is_refused_whatever_max_completion_tokens_says():
+    with pytest.raises(BadInput) as err:
+        output_budget(Endpoint.COMPLETIONS, {"max_completion_tokens": 1, "max_tokens": 1000},
+                      Limits(max_output_tokens=64))
+    assert err.value.param == "max_tokens"
+
+
 def test_embeddings_reserve_no_output():
     assert output_budget(Endpoint.EMBEDDINGS, {}, Limits(max_output_tokens=100)) == (0, 0)
 

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from llmgw.admission.gate import (QUOTA_GAUGE_STEP, ROOM_FRESH_SECS, ROOM_MIN, ROOM_SHARE,
-                                  AdmissionGate, Ticket)
+                                  AdmissionGate, Ticket, admission_ids)
 from llmgw.admission.local_limiter import LocalLimiter
 from llmgw.admission.overlap import admit_beside, free_if_finished
 from llmgw.admission.redis_limiter import Verdict
@@ -46,7 +46,8 @@ def _principal(key_id: str = "k1") -> Principal:
 def _gate(clock: Clock, metrics: Metrics | None = None) -> tuple[AdmissionGate, Limiter]:
     limiter = Limiter()
     gate = AdmissionGate(limiter, LocalLimiter(1, clock), fail_open=False, lease_secs=30,
-                         clock=clock, metrics=metrics or Metrics(tenant_labels=False))
+                         clock=clock, metrics=metrics or Metrics(tenant_labels=False),
+                         new_id=admission_ids("t"))
     return gate, limiter
 
 
@@ -240,10 +241,11 @@ def test_a_reservation_that_outlives_the_request_cap_is_no_longer_renewed():
     renewed: list[list[str]] = []
 
     async def renew(reservations, lease_ms=None):
-        renewed.append(sorted(r.request_id for r in reservations))
+        renewed.append(sorted(r.admission_id for r in reservations))
     limiter.renew = renew
     gate = AdmissionGate(limiter, LocalLimiter(1, clock), fail_open=False, lease_secs=0.03,
-                         clock=clock, metrics=Metrics(tenant_labels=False), max_request_secs=60)
+                         clock=clock, metrics=Metrics(tenant_labels=False), max_request_secs=60,
+                         new_id=iter(["forgotten", "settled"]).__next__)
 
     async def main():
         for rid in ("forgotten", "settled"):

@@ -1,15 +1,19 @@
 """admit.lua and settle.lua against a real redis-server: the room admission reports, final
 admissions (cache hits) that take no lease, bill exactly what they reserve and count their
-usage at once, and keys that always expire but outlive their windows."""
+usage at once, and keys that always expire but outlive their windows; scripts past their
+deadline, and the offset to Redis's clock."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from llmgw.admission.redis_channel import RedisChannel
+from llmgw.admission.redis_clock import SAMPLE_MAX_AGE_SECS, RedisClock
 from llmgw.admission.redis_limiter import (GLOBAL_CONCURRENCY, RedisLimiter, Reservation, scopes_for,
                                           usage_prefix)
 from llmgw.tenancy.limits import Limits
@@ -110,3 +114,75 @@ def test_a_hit_billing_no_tokens_passes_exhausted_token_limits_but_not_request_l
     assert hit.admitted and hit.tpm[1] == 0  # remaining tokens never below zero
     assert (billed_hit.admitted, billed_hit.code) == (False, "limit_tpm")  # CACHE_HIT_BILLING=tokens
     assert (over_rpm.admitted, over_rpm.code) == (False, "limit_rpm")  # hits count as requests
+
+
+class _SkewedWall:
+    """A wall clock `skew` seconds away from Redis's (another host's clock)."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+
+def _clocked(port: int, clock: RedisClock, scenario):
+    async def main():
+        redis = Redis(port=port, decode_responses=True)
+        channel = RedisChannel(f"redis://127.0.0.1:{port}/0", 2.0)
+        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
+                               usage_retention_secs=3600, clock=clock)
+        try:
+            return await scenario(limiter, redis)
+        finally:
+            await channel.aclose()
+            await redis.aclose()
+    return asyncio.run(main())
+
+
+def test_a_script_past_its_deadline_takes_nothing(redis_port):
+    """A script that reaches Redis after its caller gave up (a stall, a resend) must not take a
+    lease nobody settles, nor count a request its caller served some other way."""
+    org = "org_late"
+    scopes = scopes_for(org, Limits(**WIDE), "k", Limits())
+
+    async def scenario(limiter, redis):
+        late = RedisLimiter(redis, limiter._channel, lease_ms=30_000, global_max_concurrent=1000,
+                            usage_retention_secs=3600)
+        args = ["late1", 30_000, 300, 0, 1, 1, *scopes[0].limits, 1000]  # deadline: 1 ms
+        keys = [*scopes[0].admit_keys(), GLOBAL_CONCURRENCY]
+        reply = await late._scripts.call(late._admit, keys, [orjson.dumps(args)])
+        written = await redis.keys("*{" + org + "}*")
+        if await redis.zscore(GLOBAL_CONCURRENCY, "late1") is not None:
+            written.append(GLOBAL_CONCURRENCY)
+        return reply, written
+    reply, written = _run(redis_port, scenario)
+    assert (reply[0], reply[1]) == (0, b"expired") and reply[15] > 1
+    assert written == []
+
+
+def test_the_offset_to_redis_time_is_learnt_from_replies(redis_port):
+    """A worker whose clock is 30 s ahead of Redis's (or behind) still admits: the first reply
+    teaches it the offset, and its deadlines are then in Redis's time."""
+    for skew in (30.0, -30.0):
+        clock = RedisClock(_SkewedWall(skew))
+        scopes = scopes_for(f"org_skew_{skew:+.0f}", Limits(**WIDE), "k", Limits())
+
+        async def scenario(limiter, redis):
+            first = await limiter.admit("s1", scopes, 10, 0)
+            second = await limiter.admit("s2", scopes, 10, 0)
+            return first, second, await redis.zcard(scopes[0].leases)
+        first, second, leases = _clocked(redis_port, clock, scenario)
+        assert first.admitted and second.admitted and leases == 2
+        assert abs(clock.now_ms() - time.time() * 1000) < 1000  # Redis's clock, not the skewed one
+
+
+def test_the_clock_keeps_the_sample_with_the_shortest_round_trip():
+    wall = [1000.0]
+    clock = RedisClock(lambda: wall[0])
+    clock.sample(999.99, 5_000_000, 1000.0)          # 10 ms round trip: offset about 4,000 s
+    clock.sample(999.0, 9_000_000, 1000.0)           # a stalled reply (1 s): ignored
+    assert abs(clock.now_ms() - 5_000_005) <= 1
+    wall[0] += SAMPLE_MAX_AGE_SECS + 1                # the best sample is too old: the next wins
+    clock.sample(wall[0] - 0.5, 7_000_000, wall[0])
+    assert abs(clock.now_ms() - 7_000_250) <= 1

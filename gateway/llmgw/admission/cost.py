@@ -21,6 +21,8 @@ from ..tenancy.limits import Limits
 PER_MESSAGE = 8        # role markers and separators of a chat template
 PER_CONVERSATION = 64  # template preamble, default system prompt, generation prompt
 PER_TEXT = 2           # [CLS]/[SEP] or BOS/EOS around one input
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/completions
+LENGTH_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 @dataclass
@@ -73,18 +75,33 @@ def estimate_prompt(endpoint: Endpoint, body: dict) -> tuple[int, int]:
                for d in docs), len(docs)
 
 
+def _length_field(endpoint: Endpoint, body: dict) -> tuple[str, int | None]:
+    """The output-length field this endpoint's backend obeys, and its default there. vLLM's chat
+    takes max_completion_tokens over max_tokens; its completions know only max_tokens (16 when
+    absent, as OpenAI's). Reserving on any other field would let a request bill 1 token and
+    generate thousands."""
+    if endpoint is Endpoint.COMPLETIONS:
+        return "max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS
+    if body.get("max_completion_tokens") is not None:
+        return "max_completion_tokens", None
+    return "max_tokens", None
+
+
 def output_budget(endpoint: Endpoint, body: dict, limits: Limits) -> tuple[int, int]:
-    """(max_tokens per sequence, sequences); fills in max_tokens the backend must respect."""
+    """(max_tokens per sequence, sequences). The body leaves with exactly one length field, the
+    one the backend obeys, set to what was reserved: the backend cannot generate more."""
     if endpoint in (Endpoint.EMBEDDINGS, Endpoint.RERANK):
         return 0, 0
     cap = limits.max_output_tokens
-    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    field, default = _length_field(endpoint, body)
+    asked = body.get(field)
     if asked is None:
-        asked = cap
-        body["max_tokens"] = cap  # sent on, so the backend cannot generate more than was reserved
+        asked = cap if default is None else min(default, cap or default)
     elif cap is not None and asked > cap:
-        raise BadInput(f"max_tokens {asked} exceeds this key's max_output_tokens ({cap})",
-                       param="max_tokens")
+        raise BadInput(f"{field} {asked} exceeds this key's max_output_tokens ({cap})", param=field)
+    for name in LENGTH_FIELDS:
+        body.pop(name, None)
+    body[field] = asked
     return asked, body.get("n") or 1
 
 

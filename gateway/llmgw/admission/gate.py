@@ -3,6 +3,7 @@ happens when Redis is away (the LIMITER_FAILURE_POLICY)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import zoneinfo
 from collections.abc import Callable
@@ -36,10 +37,19 @@ TRACKED_MAX = 10_000  # keys (room) or organisations (quota gauges) remembered p
 QUOTA_GAUGE_STEP = 0.002  # a quota gauge is rewritten once its share has moved this much
 
 
+def admission_ids(prefix: str) -> Callable[[], str]:
+    """Names for admissions: the members of leases and window logs. Made here, never taken
+    from a client: a client's X-Request-ID, sent on every request, made all its requests one
+    member, so each overwrote the last and no limit counted more than one. `prefix` (random,
+    one per worker) keeps workers and replicas apart; a counter keeps requests apart."""
+    counter = itertools.count()
+    return lambda: f"{prefix}{next(counter):x}"
+
+
 @dataclass
 class Ticket:
     """An admitted request: what to settle, and the headers its answer carries."""
-    request_id: str
+    request_id: str  # the client-facing correlation id, for logs only
     org_id: str
     key_id: str
     reserved: int
@@ -67,8 +77,9 @@ def _moved(share: float | None, last: float | None) -> bool:
 class AdmissionGate:
     def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
                  lease_secs: float, clock: Callable[[], float], metrics: Metrics,
-                 max_request_secs: float = float("inf")) -> None:
+                 new_id: Callable[[], str], max_request_secs: float = float("inf")) -> None:
         self._limiter = limiter
+        self._new_id = new_id
         self._local = local
         self._fail_open = fail_open
         self._lease_secs = lease_secs
@@ -89,7 +100,8 @@ class AdmissionGate:
                             principal.key_limits)
         final = None if final_usage is None else (usage_prefix(principal.org_id), final_usage)
         try:
-            verdict = await self._limiter.admit(request_id, scopes, reserve,
+            admission_id = self._new_id()
+            verdict = await self._limiter.admit(admission_id, scopes, reserve,
                                                 _tz_offset(principal.timezone), final)
         except REDIS_DOWN:
             self._went_down("admit")
@@ -108,9 +120,9 @@ class AdmissionGate:
         if final is not None:
             return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, None,
                           done=True)
-        res = Reservation(request_id, principal.org_id, scopes, reserve, verdict.day,
+        res = Reservation(admission_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, usage_prefix(principal.org_id), admitted_at=self._clock())
-        self._running[request_id] = res
+        self._running[admission_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
 
     def may_start_early(self, principal: Principal) -> bool:
@@ -202,7 +214,7 @@ class AdmissionGate:
         if ticket.reservation is None:
             self._local.release(ticket.org_id)
             return
-        self._running.pop(ticket.request_id, None)
+        self._running.pop(ticket.reservation.admission_id, None)
         try:
             with anyio.CancelScope(shield=True):
                 await self._limiter.settle(ticket.reservation, used, ticket.usage)

@@ -46,6 +46,11 @@ class RedisChannel:
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Task | None = None
 
+    @property
+    def timeout(self) -> float:
+        """How long a caller waits for its reply before it gives up."""
+        return self._timeout
+
     def send(self, command: tuple) -> asyncio.Future:
         """Queue one command; its future gets the reply (or the error)."""
         future = asyncio.get_running_loop().create_future()

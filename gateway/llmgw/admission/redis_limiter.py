@@ -6,18 +6,25 @@ Redis Cluster slot; only the platform-wide concurrency set stands apart.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from ..tenancy.limits import Limits
+from .redis_clock import RedisClock
 from .script_calls import ScriptCalls
 from .redis_channel import RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
+# An admission script does nothing once this share of the Redis time limit has passed since
+# it was sent: the rest covers its reply's way back, so a verdict either reaches a caller
+# still waiting for it or was never taken.
+DEADLINE_SHARE = 0.8
 _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "daily_token_limit",
                  "daily_request_limit", "monthly_token_limit")
 
@@ -70,7 +77,7 @@ class Verdict:
 @dataclass
 class Reservation:
     """What admission took, so settlement can give back exactly that."""
-    request_id: str
+    admission_id: str  # the member of leases and window logs: the gateway's, never a client's
     org_id: str
     scopes: list[Scope]
     reserved: int
@@ -83,7 +90,8 @@ class Reservation:
 
 class RedisLimiter:
     def __init__(self, redis: Redis, channel: RedisChannel, *, lease_ms: int,
-                 global_max_concurrent: int, usage_retention_secs: int) -> None:
+                 global_max_concurrent: int, usage_retention_secs: int,
+                 clock: RedisClock | None = None) -> None:
         self._r = redis  # renewals and peeks; admit, settle and pings take the channel
         self._channel = channel
         usage = (SCRIPTS / "usage.lua").read_text()  # a function both scripts call
@@ -94,27 +102,43 @@ class RedisLimiter:
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
+        self._clock = clock or RedisClock(time.time)
+        self._within = channel.timeout * DEADLINE_SHARE
 
-    async def admit(self, request_id: str, scopes: list[Scope], reserve: int,
+    async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
                     tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None) -> Verdict:
         """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
         hit): no lease, `reserve` is what it bills, and its usage is counted at once."""
         keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
-        args = [request_id, self._lease_ms, reserve, tz_offset_secs, len(scopes),
+        args = [admission_id, self._lease_ms, reserve, tz_offset_secs, len(scopes), 0,
                 *(v for s in scopes for v in s.limits), self._global_max]
         if final is not None:
             keys.append(final[0])
             args.append(self._retention)
             for name, n in final[1].items():
                 args += [name, n]
-        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
+        r = await self._call_admit(keys, args)
+        if r[1] in (b"expired", "expired"):
+            # Answered in time, yet past its deadline by Redis's clock: the offset estimate
+            # was off (its first reply, a stepped clock). That reply corrected it: once more.
+            r = await self._call_admit(keys, args)
+            if r[1] in (b"expired", "expired"):
+                raise RedisTimeout("admission reached Redis after its deadline")
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
 
+    async def _call_admit(self, keys: list[str], args: list) -> list:
+        clock = self._clock
+        args[5] = clock.deadline_ms(self._within)
+        sent = clock.local()
+        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
+        clock.sample(sent, int(r[15]), clock.local())
+        return r
+
     async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
         keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]
-        args = [res.request_id, res.reserved, used, res.day, res.month, len(res.scopes),
+        args = [res.admission_id, res.reserved, used, res.day, res.month, len(res.scopes),
                 self._retention]
         for name, n in usage.items():
             args += [name, n]
@@ -141,9 +165,9 @@ class RedisLimiter:
         async with self._r.pipeline(transaction=False) as pipe:
             for res in reservations:
                 for scope in res.scopes:
-                    pipe.zadd(scope.leases, {res.request_id: expiry}, xx=True)
+                    pipe.zadd(scope.leases, {res.admission_id: expiry}, xx=True)
                     keys.add(scope.leases)
-                pipe.zadd(GLOBAL_CONCURRENCY, {res.request_id: expiry}, xx=True)
+                pipe.zadd(GLOBAL_CONCURRENCY, {res.admission_id: expiry}, xx=True)
             # The lease sets themselves outlive their newest lease: without this, a set that
             # only long requests kept using expired 2 leases after the last admission, and
             # those requests stopped counting against max_concurrent.

@@ -5,7 +5,8 @@
 --   quota prefix (not a key itself: "<prefix>d:<day>" and "<prefix>m:<month>" are built here,
 --   sharing the scope's hash tag, so they live in the same cluster slot);
 --   then the global concurrency leases; then, for a final admission, the usage prefix.
--- Arguments: request id, lease ms, tokens to reserve, time-zone offset secs, number of scopes,
+-- Arguments: admission id (made by the gateway, unique: never a client's value), lease ms,
+--   tokens to reserve, time-zone offset secs, number of scopes, deadline (ms, Redis time),
 --   then per scope 8 limits (0 = not limited here): rps, burst, rpm, tpm, max_concurrent,
 --   daily_tokens, daily_requests, monthly_tokens; then the global max concurrent (0 = none);
 --   then, only for a final admission: usage retention secs and usage field/increment pairs.
@@ -15,7 +16,8 @@
 -- Returns {admitted 1|0, code, retry_ms, rpm_limit, rpm_remaining, rpm_reset_ms,
 --          tpm_limit, tpm_remaining, tpm_reset_ms, day, month,
 --          the organisation's daily tokens, daily requests and monthly tokens used (if admitted),
---          room: how many more requests of this size every limit would still let in (if admitted)}
+--          room: how many more requests of this size every limit would still let in (if admitted),
+--          Redis's time in ms (the gateway learns the clocks' offset from it)}
 
 -- The arguments arrive as one JSON array (ARGV[1]): one argument to encode instead of
 -- dozens, which is most of a Python Redis client's cost per call.
@@ -24,8 +26,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rid, lease_ms, reserve = A[1], tonumber(A[2]), tonumber(A[3])
 local tz, nscopes = tonumber(A[4]), tonumber(A[5])
-local final = A[7 + nscopes * 8] ~= nil
+local final = A[8 + nscopes * 8] ~= nil
 local WINDOW = 60000
+
+-- Past its deadline, the caller has given up (a stalled Redis, a command resent on a new
+-- connection) and answered without this verdict, perhaps admitted by its local limiter: taking
+-- anything now would hold a lease nobody settles and count the request twice.
+if now > tonumber(A[6]) then
+  return {0, 'expired', 0, 0, -1, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, now}
+end
 
 -- Civil date from days since 1970-01-01 (Howard Hinnant's algorithm): the month key.
 local function year_month(days)
@@ -58,7 +67,7 @@ local function keep(key, ms)
 end
 
 local function refuse(code, retry, info)
-  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0, 0}
+  return {0, code, math.max(1, math.ceil(retry)), info[1], info[2], info[3], info[4], info[5], info[6], day, month, 0, 0, 0, 0, now}
 end
 
 -- Drop tpm entries older than the window, keeping the running sum exact.
@@ -101,7 +110,7 @@ local function fits(limit, used, each)
 end
 
 for s = 0, nscopes - 1 do
-  local k, a = s * 6, 6 + s * 8
+  local k, a = s * 6, 7 + s * 8
   local rps, burst, rpm, tpm = tonumber(A[a]), tonumber(A[a + 1]), tonumber(A[a + 2]), tonumber(A[a + 3])
   local conc, dtok, dreq, mtok = tonumber(A[a + 4]), tonumber(A[a + 5]), tonumber(A[a + 6]), tonumber(A[a + 7])
   local st = {}
@@ -172,7 +181,7 @@ for s = 0, nscopes - 1 do
   st.qd, st.qm, st.rps, st.burst, st.rpm, st.tpm, st.conc = qd, qm, rps, burst, rpm, tpm, conc
 end
 
-local gkey, gmax = KEYS[nscopes * 6 + 1], tonumber(A[6 + nscopes * 8])
+local gkey, gmax = KEYS[nscopes * 6 + 1], tonumber(A[7 + nscopes * 8])
 if gmax > 0 and not final then
   redis.call('ZREMRANGEBYSCORE', gkey, '-inf', now)
   local running = redis.call('ZCARD', gkey)
@@ -218,7 +227,7 @@ if gmax > 0 and not final then
   keep(gkey, lease_ms * 2)
 end
 if final then
-  count_usage(KEYS[nscopes * 6 + 2], math.floor(now / 1000), tonumber(A[7 + nscopes * 8]), A, 8 + nscopes * 8)
+  count_usage(KEYS[nscopes * 6 + 2], math.floor(now / 1000), tonumber(A[8 + nscopes * 8]), A, 9 + nscopes * 8)
 end
 return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
-        math.max(0, room)}
+        math.max(0, room), now}
