@@ -198,3 +198,15 @@ def test_starts_again_after_being_killed(tmp_path):
     finally:
         stop_edge(second)
     assert not re.search(r"\[(emerg|alert)\]", (tmp_path / "nginx.log").read_text())
+
+
+def test_a_repeated_request_id_through_nginx_does_not_bend_rpm(gateway_edge, sim_stack):
+    """nginx passes the client's X-Request-ID on: the gateway must not name what admission
+    takes by it (the same id on every request once admitted 1000 of 1000 against rpm 100)."""
+    key = sim_stack.create_org(rpm_limit=20, max_output_tokens=8)["api_key"]
+    headers = {"Authorization": f"Bearer {key}", "X-Request-ID": "same-every-time"}
+    body = {"model": "qwen", "messages": MESSAGES, "max_tokens": 1}
+    with gateway_edge.client() as client:
+        statuses = [client.post("/v1/chat/completions", json=body, headers=headers).status_code
+                    for _ in range(40)]
+    assert statuses.count(200) == 20 and statuses.count(429) == 20, statuses
