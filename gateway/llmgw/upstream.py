@@ -1,7 +1,7 @@
-"""Talking to backends: one pooled HTTP client, backend choice, and transport errors made user-safe.
+"""Talking to backends: one pooled HTTP client, backend choice and retries.
 
-Every failure leaves this module as a GatewayError whose text names no URL, host or key:
-the client learns what went wrong, never where the GPUs live.
+Every failure leaves this module as a GatewayError whose text names no URL, host or key
+(backend_errors.py): the client learns what went wrong, never where the GPUs live.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, ConnectTimeout,
-                           ReadTimeout, Response)
-from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
+from .backend_errors import relayed_error, transport_error
+from .backend_http import BackendHTTP, BackendHTTPError, ConnectError, ReadTimeout, Response
+from .errors import BadGateway, GatewayError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
 from .resilience.breakers import Breakers
@@ -27,18 +27,9 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
 
 
-def _transport_error(exc: BaseException, backend: Backend) -> GatewayError:
-    if isinstance(exc, ReadTimeout):
-        return UpstreamTimeout(f"backend {backend.name} did not answer in time")
-    if isinstance(exc, (ConnectError, ConnectTimeout)):
-        return BackendUnavailable(f"backend {backend.name} is unreachable",
-                                  headers={"Retry-After": "1"})
-    return BadGateway(f"backend {backend.name} broke the connection")
-
-
 def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -> Exception:
     """What a transport error before the response means: breaker outcome and retry reason."""
-    error = _transport_error(exc, backend)
+    error = transport_error(exc, backend)
     breakers.failure(backend.name)
     if isinstance(exc, ConnectError):
         breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
@@ -50,34 +41,12 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
 
 
 def _status_failure(status: int, content: bytes, backend: Backend, breakers: Breakers) -> Exception:
-    error = _relayed_error(status, content, backend)
+    error = relayed_error(status, content, backend)
     if status < 500:
         breakers.success(backend.name)  # a client's 4xx: the backend is fine
         return error
     breakers.failure(backend.name)
     return RetryableFailure(error, "status") if status in RETRY_STATUSES else error
-
-
-def _relayed_error(status: int, content: bytes, backend: Backend) -> GatewayError:
-    """A backend's error answer, keeping only the whitelisted OpenAI fields."""
-    if status == 401 or status == 403:
-        # Our credentials were refused: the client's key is not at fault, the deployment is.
-        return BadGateway(f"backend {backend.name} refused the gateway's credentials")
-    if status == 503:
-        return BackendUnavailable(f"backend {backend.name} is not ready", headers={"Retry-After": "5"})
-    if status >= 500:
-        return BadGateway(f"backend {backend.name} failed with status {status}")
-    try:
-        err = orjson.loads(content).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        err = None
-    if not isinstance(err, dict):
-        err = {}
-    message = err.get("message") if isinstance(err.get("message"), str) else f"backend rejected the request ({status})"
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    param = err.get("param") if isinstance(err.get("param"), str) else None
-    type_ = err.get("type") if isinstance(err.get("type"), str) else "invalid_request_error"
-    return UpstreamError(status, message[:2000], type_=type_, param=param, code=code)
 
 
 class Upstream:
@@ -234,7 +203,7 @@ class OpenStream:
     def failure(self, exc: BaseException) -> GatewayError:
         """A transport error mid-stream: the backend failed (counted), the client is told."""
         self._selector.breakers.failure(self.backend.name)
-        return _transport_error(exc, self.backend)
+        return transport_error(exc, self.backend)
 
     def overrun(self) -> GatewayError:
         return UpstreamTimeout(f"the request exceeded the gateway's limit of {self.max_secs:g} s")
