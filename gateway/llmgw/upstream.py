@@ -23,7 +23,6 @@ from .resilience.selector import BackendSelector
 from .routing import Backend, Model
 from .settings import Settings
 
-RETRY_STATUSES = frozenset({502, 503, 504})
 TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
 
 
@@ -46,7 +45,9 @@ def _status_failure(status: int, content: bytes, backend: Backend, breakers: Bre
         breakers.success(backend.name)  # a client's 4xx: the backend is fine
         return error
     breakers.failure(backend.name)
-    return RetryableFailure(error, "status") if status in RETRY_STATUSES else error
+    # Any 5xx, as Envoy's `5xx` retry policy has it: nothing reached the client yet, and
+    # another replica may well answer (one replica's engine error is not the request's fault).
+    return RetryableFailure(error, "status")
 
 
 class Upstream:

@@ -3,6 +3,7 @@ backend's own client errors relayed faithfully. Real gunicorn, Redis and simulat
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import httpx
@@ -29,6 +30,10 @@ def _faults(stack, name, **fields):
     httpx.post(stack.backend_url(name) + "/sim/faults", json=fields).raise_for_status()
 
 
+def _injected(stack, name) -> int:
+    return httpx.get(stack.backend_url(name) + "/sim/stats").json()["injected_errors"]
+
+
 def _breaker(stack, backend) -> float:
     """The breaker state's max over the live workers: 0 only once every worker's is closed."""
     text = httpx.get(stack.base_url + "/metrics",
@@ -51,6 +56,30 @@ def _chat(stack, body) -> tuple[int, str]:
     resp = httpx.post(stack.base_url + "/v1/chat/completions", json=body, headers=stack.auth,
                       timeout=30)
     return resp.status_code, resp.text
+
+
+def _many(stack, body, n) -> list[tuple[int, str]]:
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda _: _chat(stack, body), range(n)))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_500_from_one_replica_is_served_by_the_other(ustack, stream):
+    _all_breakers_closed(ustack)
+    # Steady traffic first, as in production: the retry budget (20% of the last 10 s of
+    # requests, at least 3) has room for the retries a dying replica needs.
+    _many(ustack, CHAT, 100)
+    before = _injected(ustack, "chat0")
+    _faults(ustack, "chat0", error_rate=1.0, error_status=500)
+    try:
+        results = _many(ustack, {**CHAT, "stream": stream}, 50)
+    finally:
+        _faults(ustack, "chat0", reset=True)
+    failed = [r for r in results if r[0] != 200]
+    assert _injected(ustack, "chat0") > before  # chat0 really was asked, and failed
+    assert not failed, f"{len(failed)} of 50 failed: {failed[:2]}"
+    if stream:
+        assert all(text.endswith("data: [DONE]\n\n") for _, text in results)
 
 
 # The simulator, like vLLM, counts more tokens than the model's 4,096 context; the gateway's

@@ -15,7 +15,7 @@ from ..errors import GatewayError
 class RetryableFailure(Exception):
     """An attempt that failed before anything reached the client, in a way another try may fix.
 
-    `reason` is the metric label: connect, timeout or status (a 502/503/504 from the backend).
+    `reason` is the metric label: connect, timeout or status (a 5xx from the backend).
     """
 
     def __init__(self, error: GatewayError, reason: str) -> None:
