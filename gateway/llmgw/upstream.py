@@ -1,4 +1,4 @@
-"""Talking to backends: one pooled HTTP client, backend choice and retries.
+"""Talking to backends: one pooled HTTP client, backend choice, retries and their deadline.
 
 Every failure leaves this module as a GatewayError whose text names no URL, host or key
 (backend_errors.py): the client learns what went wrong, never where the GPUs live.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 
@@ -52,7 +52,12 @@ def _status_failure(status: int, content: bytes, backend: Backend, breakers: Bre
 
 class Upstream:
     """Forwards validated requests to the least busy backend of a model's pool, retrying
-    another backend while nothing has reached the client yet."""
+    another backend while nothing has reached the client yet.
+
+    A request's attempts share one deadline, UPSTREAM_TIMEOUT_SECONDS from the first: for the
+    whole answer of a non-streaming call, for the response head of a stream. A retry gets
+    only what is left, so a hung backend costs a request that long once, not once per try.
+    """
 
     def __init__(self, http: BackendHTTP, selector: BackendSelector,
                  retry: RetryPolicy, settings: Settings, metrics: Metrics | None = None) -> None:
@@ -63,8 +68,9 @@ class Upstream:
         self._retry = retry
         self._metrics = metrics
         self._max_secs = settings.max_request_secs
-        # The longest silence from a backend: a whole answer, or the pause between two events.
+        # How long a request's attempts together may wait for an answer (a stream: its head).
         self._answer_timeout = settings.upstream_timeout_seconds
+        # The longest silence of a stream, its head included.
         self._stream_timeout = settings.stream_idle_timeout_secs
         self._headers = b"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
         if settings.backend_api_key is not None:  # the settings refuse a key with CR or LF
@@ -72,14 +78,28 @@ class Upstream:
             self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
 
     async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
-                    read_timeout: float) -> Response:
+                    read_timeout: float, head_timeout: float) -> Response:
         # The request id is ours or passed our check (request_id.py): no CR or LF in it.
         headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
         return await self._http.request(backend.origin, b"POST", path.encode(), headers,
-                                        orjson.dumps(body), read_timeout=read_timeout)
+                                        orjson.dumps(body), read_timeout=read_timeout,
+                                        head_timeout=head_timeout)
 
-    async def _attempts(self, model: Model, trace: Trace | None, once) -> object:
-        """Run `once(backend)` with retries on other backends, all within MAX_REQUEST_SECS."""
+    def _time_left(self) -> Callable[[], float]:
+        """What is left of a request's answer deadline, which starts now."""
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + self._answer_timeout
+        return lambda: answer_by - loop.time()
+
+    def _spent(self, left: float) -> None:
+        """A retry that reached a backend with no time left (the queue or backoff took it)."""
+        if left <= 0:
+            raise UpstreamTimeout(f"no backend answered within {self._answer_timeout:g} s")
+
+    async def _attempts(self, model: Model, trace: Trace | None, once,
+                        time_left: Callable[[], float]) -> object:
+        """Run `once(backend)` with retries on other backends while `time_left()`, all within
+        MAX_REQUEST_SECS."""
         tried: set[str] = set()
 
         async def attempt(_n: int):
@@ -97,7 +117,7 @@ class Upstream:
         try:
             # asyncio's own timeout: anyio's cancel scope costs several times more per request.
             async with asyncio.timeout(self._max_secs):
-                return await self._retry.run(attempt, on_retry)
+                return await self._retry.run(attempt, on_retry, time_left)
         except TimeoutError:
             raise UpstreamTimeout(f"the request exceeded the gateway's limit of "
                                   f"{self._max_secs:g} s") from None
@@ -105,15 +125,18 @@ class Upstream:
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
                       trace: Trace | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it)."""
+        time_left = self._time_left()
+
         async def once(backend: Backend) -> dict:
-            return await self._forward_once(backend, path, body, request_id, trace)
-        return await self._attempts(model, trace, once)
+            return await self._forward_once(backend, path, body, request_id, trace, time_left())
+        return await self._attempts(model, trace, once, time_left)
 
     async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                            trace: Trace | None) -> dict:
+                            trace: Trace | None, left: float) -> dict:
         started = time.perf_counter()
         try:
-            resp = await self._post(backend, path, body, request_id, self._answer_timeout)
+            self._spent(left)
+            resp = await self._post(backend, path, body, request_id, left, left)
             try:
                 status, content = resp.status, await resp.read()
             finally:
@@ -140,16 +163,19 @@ class Upstream:
                           trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         deadline = asyncio.get_running_loop().time() + self._max_secs
+        time_left = self._time_left()
 
         async def once(backend: Backend) -> OpenStream:
-            return await self._open_once(backend, path, body, request_id, trace, deadline)
-        return await self._attempts(model, trace, once)
+            return await self._open_once(backend, path, body, request_id, trace, deadline,
+                                         time_left())
+        return await self._attempts(model, trace, once, time_left)
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                         trace: Trace | None, deadline: float) -> "OpenStream":
+                         trace: Trace | None, deadline: float, left: float) -> "OpenStream":
         started = time.perf_counter()
         try:
-            resp = await self._post(backend, path, body, request_id, self._stream_timeout)
+            self._spent(left)
+            resp = await self._post(backend, path, body, request_id, self._stream_timeout, left)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
             self._selector.release(backend)

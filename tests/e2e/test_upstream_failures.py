@@ -82,6 +82,27 @@ def test_a_500_from_one_replica_is_served_by_the_other(ustack, stream):
         assert all(text.endswith("data: [DONE]\n\n") for _, text in results)
 
 
+def _timed_chat(stack, body) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    resp = httpx.post(stack.base_url + "/v1/chat/completions", json=body, headers=stack.auth,
+                      timeout=60)
+    return resp.status_code, resp.json(), time.monotonic() - started
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_hung_backend_costs_one_deadline_not_one_per_retry(ustack, stream):
+    # text2sql is a pool of one: every retry goes back to the same hung backend.
+    body = {**CHAT, "model": "text2sql", "stream": stream}
+    _faults(ustack, "text2sql", hang=True)
+    try:
+        status, answer, secs = _timed_chat(ustack, body)
+    finally:
+        _faults(ustack, "text2sql", reset=True)
+    assert status == 504 and answer["error"]["code"] == "upstream_timeout"
+    # One deadline of 2 s for every attempt together (3 attempts took 6 s and more).
+    assert TIMEOUT * 0.9 < secs < TIMEOUT * 2, secs
+
+
 # The simulator, like vLLM, counts more tokens than the model's 4,096 context; the gateway's
 # own limit (8,192 by default) lets it through, so the backend itself refuses it.
 LONG = {**CHAT, "messages": [{"role": "user", "content": "word " * 6000}]}
