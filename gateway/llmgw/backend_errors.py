@@ -37,7 +37,8 @@ def transport_error(exc: BaseException, backend: Backend) -> GatewayError:
 def relayed_error(status: int, content: bytes, backend: Backend) -> GatewayError:
     """A backend's error answer (any status but 200) as the client sees it."""
     if status == 503:
-        return BackendUnavailable(f"backend {backend.name} is not ready", headers={"Retry-After": "5"})
+        return BackendUnavailable(f"backend {backend.name} is not ready",
+                                  headers={"Retry-After": "5"})
     if status >= 500:
         return BadGateway(f"backend {backend.name} failed with status {status}")
     if status == 401 or status == 403:
@@ -65,6 +66,6 @@ def _client_error(status: int, content: bytes) -> UpstreamError:
     code = err.get("code")
     if not (isinstance(code, str) and _SANE_CODE.fullmatch(code)):
         code = CLIENT_ERROR_CODES[status]
-    return UpstreamError(status, text("message", 2000) or f"the backend rejected the request ({status})",
-                         type_=text("type", 64) or "invalid_request_error",
+    message = text("message", 2000) or f"the backend rejected the request ({status})"
+    return UpstreamError(status, message, type_=text("type", 64) or "invalid_request_error",
                          param=text("param", 200), code=code)

@@ -53,7 +53,8 @@ class BackendHTTP:
         self._closed = False
 
     async def request(self, origin: Origin, method: bytes, path: bytes, headers: bytes,
-                      body: bytes, *, read_timeout: float, head_timeout: float = math.inf) -> Response:
+                      body: bytes, *, read_timeout: float,
+                      head_timeout: float = math.inf) -> Response:
         """Send a request; return once the response's head has arrived. `headers` are whole
         header lines (CRLF-terminated); Host and Content-Length are added here. A silence of
         `read_timeout`, or no head within `head_timeout`, raises ReadTimeout."""
