@@ -7,7 +7,7 @@ GatewayError
 ├── UnsupportedMediaType    415
 ├── ModelNotFound           404 model_not_found
 ├── RouteNotFound           404 / 405 for unknown paths and methods
-├── UpstreamError           a backend answered with an error (status relayed, text sanitised)
+├── UpstreamError           a backend's 4xx about the request (status, message, type, param relayed)
 ├── InvalidApiKey           401 invalid_api_key (missing, malformed, unknown, expired, revoked)
 ├── PermissionDenied        403 insufficient_scope, org_suspended
 ├── AdminUnauthorized       401 unauthorized (admin token missing or wrong)
@@ -93,13 +93,15 @@ class RouteNotFound(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """A backend's own error answer, relayed with its status but only whitelisted fields."""
+    """A backend's own client error (a 4xx about the request), relayed with its status but
+    only whitelisted fields (backend_errors.py)."""
 
     def __init__(self, status: int, message: str, *, type_: str, param: str | None,
                  code: str | None) -> None:
-        super().__init__(message, param=param, code=code)
+        super().__init__(message, param=param)
         self.status = status
         self.type = type_
+        self.code = code  # None stays null: a client's error is never "internal_error"
 
 
 class InvalidApiKey(GatewayError):

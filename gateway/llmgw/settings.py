@@ -38,8 +38,11 @@ class Settings(BaseSettings):
     http_max_connections: PositiveInt = 3000
     http_max_keepalive: PositiveInt = 800
     upstream_connect_timeout_secs: PositiveFloat = 5.0
-    # Longest wait for a backend's first byte on a non-streaming call (seed 000's name).
+    # Longest wait for a backend's answer (a non-streaming call's whole answer, a stream's
+    # response head), one deadline for all of a request's attempts: a retry gets what is left
+    # (seed 000's name).
     upstream_timeout_seconds: PositiveFloat = 300.0
+    # Longest silence of a stream, its response head included.
     stream_idle_timeout_secs: PositiveFloat = 180.0
     max_request_secs: PositiveFloat = 5400.0
     health_check_interval_secs: PositiveFloat = 10.0

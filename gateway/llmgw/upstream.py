@@ -1,20 +1,20 @@
-"""Talking to backends: one pooled HTTP client, backend choice, and transport errors made user-safe.
+"""Talking to backends: one pooled HTTP client, backend choice, retries and their deadline.
 
-Every failure leaves this module as a GatewayError whose text names no URL, host or key:
-the client learns what went wrong, never where the GPUs live.
+Every failure leaves this module as a GatewayError whose text names no URL, host or key
+(backend_errors.py): the client learns what went wrong, never where the GPUs live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 
-from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, ConnectTimeout,
-                           ReadTimeout, Response)
-from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
+from .backend_errors import relayed_error, transport_error
+from .backend_http import BackendHTTP, BackendHTTPError, ConnectError, ReadTimeout, Response
+from .errors import BadGateway, GatewayError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
 from .resilience.breakers import Breakers
@@ -23,22 +23,12 @@ from .resilience.selector import BackendSelector
 from .routing import Backend, Model
 from .settings import Settings
 
-RETRY_STATUSES = frozenset({502, 503, 504})
 TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
-
-
-def _transport_error(exc: BaseException, backend: Backend) -> GatewayError:
-    if isinstance(exc, ReadTimeout):
-        return UpstreamTimeout(f"backend {backend.name} did not answer in time")
-    if isinstance(exc, (ConnectError, ConnectTimeout)):
-        return BackendUnavailable(f"backend {backend.name} is unreachable",
-                                  headers={"Retry-After": "1"})
-    return BadGateway(f"backend {backend.name} broke the connection")
 
 
 def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -> Exception:
     """What a transport error before the response means: breaker outcome and retry reason."""
-    error = _transport_error(exc, backend)
+    error = transport_error(exc, backend)
     breakers.failure(backend.name)
     if isinstance(exc, ConnectError):
         breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
@@ -50,39 +40,24 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
 
 
 def _status_failure(status: int, content: bytes, backend: Backend, breakers: Breakers) -> Exception:
-    error = _relayed_error(status, content, backend)
+    error = relayed_error(status, content, backend)
     if status < 500:
         breakers.success(backend.name)  # a client's 4xx: the backend is fine
         return error
     breakers.failure(backend.name)
-    return RetryableFailure(error, "status") if status in RETRY_STATUSES else error
-
-
-def _relayed_error(status: int, content: bytes, backend: Backend) -> GatewayError:
-    """A backend's error answer, keeping only the whitelisted OpenAI fields."""
-    if status == 401 or status == 403:
-        # Our credentials were refused: the client's key is not at fault, the deployment is.
-        return BadGateway(f"backend {backend.name} refused the gateway's credentials")
-    if status == 503:
-        return BackendUnavailable(f"backend {backend.name} is not ready", headers={"Retry-After": "5"})
-    if status >= 500:
-        return BadGateway(f"backend {backend.name} failed with status {status}")
-    try:
-        err = orjson.loads(content).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        err = None
-    if not isinstance(err, dict):
-        err = {}
-    message = err.get("message") if isinstance(err.get("message"), str) else f"backend rejected the request ({status})"
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    param = err.get("param") if isinstance(err.get("param"), str) else None
-    type_ = err.get("type") if isinstance(err.get("type"), str) else "invalid_request_error"
-    return UpstreamError(status, message[:2000], type_=type_, param=param, code=code)
+    # Any 5xx, as Envoy's `5xx` retry policy has it: nothing reached the client yet, and
+    # another replica may well answer (one replica's engine error is not the request's fault).
+    return RetryableFailure(error, "status")
 
 
 class Upstream:
     """Forwards validated requests to the least busy backend of a model's pool, retrying
-    another backend while nothing has reached the client yet."""
+    another backend while nothing has reached the client yet.
+
+    A request's attempts share one deadline, UPSTREAM_TIMEOUT_SECONDS from the first: for the
+    whole answer of a non-streaming call, for the response head of a stream. A retry gets
+    only what is left, so a hung backend costs a request that long once, not once per try.
+    """
 
     def __init__(self, http: BackendHTTP, selector: BackendSelector,
                  retry: RetryPolicy, settings: Settings, metrics: Metrics | None = None) -> None:
@@ -93,8 +68,9 @@ class Upstream:
         self._retry = retry
         self._metrics = metrics
         self._max_secs = settings.max_request_secs
-        # The longest silence from a backend: a whole answer, or the pause between two events.
+        # How long a request's attempts together may wait for an answer (a stream: its head).
         self._answer_timeout = settings.upstream_timeout_seconds
+        # The longest silence of a stream, its head included.
         self._stream_timeout = settings.stream_idle_timeout_secs
         self._headers = b"Content-Type: application/json\r\nAccept-Encoding: identity\r\n"
         if settings.backend_api_key is not None:  # the settings refuse a key with CR or LF
@@ -102,14 +78,28 @@ class Upstream:
             self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
 
     async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
-                    read_timeout: float) -> Response:
+                    read_timeout: float, head_timeout: float) -> Response:
         # The request id is ours or passed our check (request_id.py): no CR or LF in it.
         headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
         return await self._http.request(backend.origin, b"POST", path.encode(), headers,
-                                        orjson.dumps(body), read_timeout=read_timeout)
+                                        orjson.dumps(body), read_timeout=read_timeout,
+                                        head_timeout=head_timeout)
 
-    async def _attempts(self, model: Model, trace: Trace | None, once) -> object:
-        """Run `once(backend)` with retries on other backends, all within MAX_REQUEST_SECS."""
+    def _time_left(self) -> Callable[[], float]:
+        """What is left of a request's answer deadline, which starts now."""
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + self._answer_timeout
+        return lambda: answer_by - loop.time()
+
+    def _spent(self, left: float) -> None:
+        """A retry that reached a backend with no time left (the queue or backoff took it)."""
+        if left <= 0:
+            raise UpstreamTimeout(f"no backend answered within {self._answer_timeout:g} s")
+
+    async def _attempts(self, model: Model, trace: Trace | None, once,
+                        time_left: Callable[[], float]) -> object:
+        """Run `once(backend)` with retries on other backends while `time_left()`, all within
+        MAX_REQUEST_SECS."""
         tried: set[str] = set()
 
         async def attempt(_n: int):
@@ -127,7 +117,7 @@ class Upstream:
         try:
             # asyncio's own timeout: anyio's cancel scope costs several times more per request.
             async with asyncio.timeout(self._max_secs):
-                return await self._retry.run(attempt, on_retry)
+                return await self._retry.run(attempt, on_retry, time_left)
         except TimeoutError:
             raise UpstreamTimeout(f"the request exceeded the gateway's limit of "
                                   f"{self._max_secs:g} s") from None
@@ -135,15 +125,18 @@ class Upstream:
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
                       trace: Trace | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it)."""
+        time_left = self._time_left()
+
         async def once(backend: Backend) -> dict:
-            return await self._forward_once(backend, path, body, request_id, trace)
-        return await self._attempts(model, trace, once)
+            return await self._forward_once(backend, path, body, request_id, trace, time_left())
+        return await self._attempts(model, trace, once, time_left)
 
     async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                            trace: Trace | None) -> dict:
+                            trace: Trace | None, left: float) -> dict:
         started = time.perf_counter()
         try:
-            resp = await self._post(backend, path, body, request_id, self._answer_timeout)
+            self._spent(left)
+            resp = await self._post(backend, path, body, request_id, left, left)
             try:
                 status, content = resp.status, await resp.read()
             finally:
@@ -170,16 +163,19 @@ class Upstream:
                           trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         deadline = asyncio.get_running_loop().time() + self._max_secs
+        time_left = self._time_left()
 
         async def once(backend: Backend) -> OpenStream:
-            return await self._open_once(backend, path, body, request_id, trace, deadline)
-        return await self._attempts(model, trace, once)
+            return await self._open_once(backend, path, body, request_id, trace, deadline,
+                                         time_left())
+        return await self._attempts(model, trace, once, time_left)
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                         trace: Trace | None, deadline: float) -> "OpenStream":
+                         trace: Trace | None, deadline: float, left: float) -> "OpenStream":
         started = time.perf_counter()
         try:
-            resp = await self._post(backend, path, body, request_id, self._stream_timeout)
+            self._spent(left)
+            resp = await self._post(backend, path, body, request_id, self._stream_timeout, left)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
             self._selector.release(backend)
@@ -234,7 +230,7 @@ class OpenStream:
     def failure(self, exc: BaseException) -> GatewayError:
         """A transport error mid-stream: the backend failed (counted), the client is told."""
         self._selector.breakers.failure(self.backend.name)
-        return _transport_error(exc, self.backend)
+        return transport_error(exc, self.backend)
 
     def overrun(self) -> GatewayError:
         return UpstreamTimeout(f"the request exceeded the gateway's limit of {self.max_secs:g} s")

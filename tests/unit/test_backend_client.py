@@ -153,6 +153,23 @@ def test_silence_is_a_read_timeout_but_a_slow_trickle_is_not():
     _run(scenario)
 
 
+def test_a_head_timeout_cuts_a_missing_head_but_not_a_slow_body():
+    async def scenario(server, origin):
+        http = _client()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ReadTimeout):  # the silence limit alone would wait 5 s
+            await http.request(origin, b"POST", b"/silent", b"", b"{}", read_timeout=5,
+                               head_timeout=0.2)
+        assert loop.time() - started < 2
+        # The head comes at once; the body's 0.5 s are the silence limit's business only.
+        resp = await http.request(origin, b"POST", b"/trickle", b"", b"{}", read_timeout=0.3,
+                                  head_timeout=0.2)
+        assert await resp.read() == b"0001020304"
+        await http.aclose()
+    _run(scenario)
+
+
 def test_a_dropped_connection_and_a_non_http_answer_are_their_own_errors():
     async def scenario(server, origin):
         http = _client()

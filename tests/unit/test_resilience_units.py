@@ -6,7 +6,7 @@ import random
 import pytest
 
 from llmgw.balancer import LeastInFlightBalancer
-from llmgw.errors import BackendUnavailable, BadGateway, NoCapacity
+from llmgw.errors import BackendUnavailable, BadGateway, NoCapacity, UpstreamTimeout
 from llmgw.resilience.breakers import Breakers
 from llmgw.resilience.queue import FairQueue
 from llmgw.resilience.retry import Backoff, RetryableFailure, RetryBudget, RetryPolicy
@@ -118,6 +118,19 @@ def test_retry_policy_does_not_retry_other_errors_or_beyond_the_budget():
     with pytest.raises(BadGateway):
         asyncio.run(_policy(ratio=0.0).run(retryable, lambda r: None))
     assert calls == [0]
+
+
+def test_retry_policy_starts_no_retry_once_the_shared_deadline_is_spent():
+    calls, left = [], [1.0]
+
+    async def slow(n):
+        calls.append(n)
+        left[0] -= 0.6  # each attempt takes 0.6 of the 1.0 the attempts share
+        raise RetryableFailure(UpstreamTimeout(f"try {n}"), "timeout")
+
+    with pytest.raises(UpstreamTimeout, match="try 1"):
+        asyncio.run(_policy(max_retries=5).run(slow, lambda r: None, lambda: left[0]))
+    assert calls == [0, 1]
 
 
 def test_backoff_is_exponential_with_jitter_and_capped():

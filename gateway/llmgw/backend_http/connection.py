@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 from collections.abc import AsyncIterator, Callable
 
 import httptools
@@ -111,6 +112,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._read_timeout = 0.0
         self._last_data = 0.0
+        self._head_by = math.inf  # event-loop time by which the response head must be in
         self._paused = False
         self.closed = False
         self.idle_since = 0.0
@@ -118,12 +120,14 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self._transport = transport
 
-    def send(self, data: bytes, read_timeout: float) -> Response:
-        """Write a whole request; the response arrives on the returned object."""
+    def send(self, data: bytes, read_timeout: float, head_timeout: float = math.inf) -> Response:
+        """Write a whole request; the response arrives on the returned object. A silence of
+        `read_timeout`, or no response head within `head_timeout`, fails it with ReadTimeout."""
         self._response = response = Response(self)
         self._read_timeout = read_timeout
         self._last_data = self._loop.time()
-        self._timer = self._loop.call_at(self._last_data + read_timeout, self._check_silence)
+        self._head_by = self._last_data + head_timeout
+        self._timer = self._loop.call_at(self._time_limit(), self._check_silence)
         self._transport.write(data)
         return response
 
@@ -148,6 +152,7 @@ class Connection(asyncio.Protocol):
         if self._response is None:
             raise httptools.HttpParserError("a response nobody asked for")
         self._response.status = self._parser.get_status_code()
+        self._head_by = math.inf
         self._response._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -172,13 +177,16 @@ class Connection(asyncio.Protocol):
             self._response._fail(ConnectionDropped(f"the backend closed the connection: {exc}"))
         self._on_lost(self)
 
+    def _time_limit(self) -> float:
+        return min(self._last_data + self._read_timeout, self._head_by)
+
     def _check_silence(self) -> None:
-        silent_until = self._last_data + self._read_timeout
-        if self._loop.time() < silent_until:  # data came meanwhile: wait for the rest
-            self._timer = self._loop.call_at(silent_until, self._check_silence)
+        limit = self._time_limit()
+        if self._loop.time() < limit:  # data came meanwhile: wait for the rest
+            self._timer = self._loop.call_at(limit, self._check_silence)
             return
         self._timer = None
-        self._fail(ReadTimeout(f"no data from the backend for {self._read_timeout:g} s"))
+        self._fail(ReadTimeout("the backend did not answer in time"))
 
     def _fail(self, error: Exception) -> None:
         if self._response is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -52,13 +53,15 @@ class BackendHTTP:
         self._closed = False
 
     async def request(self, origin: Origin, method: bytes, path: bytes, headers: bytes,
-                      body: bytes, *, read_timeout: float) -> Response:
+                      body: bytes, *, read_timeout: float,
+                      head_timeout: float = math.inf) -> Response:
         """Send a request; return once the response's head has arrived. `headers` are whole
-        header lines (CRLF-terminated); Host and Content-Length are added here."""
+        header lines (CRLF-terminated); Host and Content-Length are added here. A silence of
+        `read_timeout`, or no head within `head_timeout`, raises ReadTimeout."""
         conn = await self._acquire(origin)
         head = b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             method, origin.base_path, path, origin.host_header, len(body), headers)
-        response = conn.send(head + body, read_timeout)
+        response = conn.send(head + body, read_timeout, head_timeout)
         try:
             await response.head()
         except BaseException:

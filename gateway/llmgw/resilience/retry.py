@@ -15,7 +15,7 @@ from ..errors import GatewayError
 class RetryableFailure(Exception):
     """An attempt that failed before anything reached the client, in a way another try may fix.
 
-    `reason` is the metric label: connect, timeout or status (a 502/503/504 from the backend).
+    `reason` is the metric label: connect, timeout or status (a 5xx from the backend).
     """
 
     def __init__(self, error: GatewayError, reason: str) -> None:
@@ -75,13 +75,19 @@ class RetryPolicy:
         self.max_retries, self.budget, self._backoff = max_retries, budget, backoff
         self._sleep = sleep
 
-    def _should_retry(self, state: tenacity.RetryCallState) -> bool:
+    def _should_retry(self, state: tenacity.RetryCallState, time_left: Callable[[], float]) -> bool:
         exc = state.outcome.exception() if state.outcome else None
+        # The budget is asked last: taking from it is the one side effect.
         return (isinstance(exc, RetryableFailure) and state.attempt_number <= self.max_retries
-                and self.budget.try_spend())
+                and time_left() > 0 and self.budget.try_spend())
 
-    async def run(self, attempt: Callable[[int], Awaitable], on_retry: Callable[[str], None]):
-        """`attempt(n)` for n = 0, 1, ...; the last failure's GatewayError is raised."""
+    async def run(self, attempt: Callable[[int], Awaitable], on_retry: Callable[[str], None],
+                  time_left: Callable[[], float] = lambda: float("inf")):
+        """`attempt(n)` for n = 0, 1, ...; the last failure's GatewayError is raised.
+
+        `time_left()` is what remains of the deadline the attempts share: no retry starts
+        once it is spent, and no backoff sleeps past it.
+        """
         self.budget.record_request()
         try:
             # The first attempt runs bare: tenacity's machinery costs about a tenth of a
@@ -91,7 +97,8 @@ class RetryPolicy:
             failure = first
         kwargs = {"sleep": self._sleep} if self._sleep is not None else {}
         retrying = tenacity.AsyncRetrying(
-            retry=self._should_retry, wait=self._backoff, reraise=True,
+            retry=lambda state: self._should_retry(state, time_left),
+            wait=lambda state: min(self._backoff(state), max(0.0, time_left())), reraise=True,
             before_sleep=lambda s: on_retry(s.outcome.exception().reason), **kwargs)
         try:
             async for try_ in retrying:
