@@ -48,6 +48,8 @@ async def _redis_error(request: Request, _exc: RedisError) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its trace for operators; the client gets no detail at all.
     log.exception("unhandled error", exc_info=exc)
+    # On the framework path Starlette answers this outside every middleware, so the request-id
+    # middleware never sees it; on the lane it does, and replaces this copy rather than adding one.
     request_id = getattr(request.state, "request_id", None)
     headers = {"x-request-id": request_id} if request_id else None
     return Response(INTERNAL_ERROR_BODY, status_code=500, media_type="application/json",
