@@ -1,4 +1,4 @@
-"""What a client may send to the gateway's port, and how slowly: header size and count, header and body deadlines.
+"""What a client may send to the gateway's port, and how slowly: header size and count, deadlines.
 
 uvicorn's httptools protocol bounds none of these: it took 100,000 header fields or a 60 MB
 header (httptools gathers a field by concatenation, so that one also cost quadratic CPU), and
