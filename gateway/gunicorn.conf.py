@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 
+from llmgw.client_limits import ClientLimits
 from llmgw.settings import load_settings
 
 _settings = load_settings()
@@ -47,6 +48,7 @@ proc_name = "llmgw"
 
 def post_fork(_server, worker) -> None:
     worker.config.timeout_graceful_shutdown = max(1.0, _settings.graceful_timeout_secs - 5)
+    worker.with_client_limits(ClientLimits.from_settings(_settings))
 
 
 def child_exit(_server, worker) -> None:

@@ -7,12 +7,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from redis.exceptions import RedisError
 
-from .errors import (INTERNAL_ERROR_BODY, GatewayError, InvalidRequest, RouteNotFound,
-                     StateUnavailable)
+from .errors import (INTERNAL_ERROR_BODY, ClientClosedRequest, GatewayError, InvalidRequest,
+                     RouteNotFound, StateUnavailable)
 
 log = logging.getLogger("llmgw.errors")
 
@@ -45,9 +46,17 @@ async def _redis_error(request: Request, _exc: RedisError) -> Response:
     return error_response(StateUnavailable(), request)
 
 
+async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
+    # The connection closed while the body was read: the client left, or the HTTP protocol
+    # answered 408 itself (client_limits.py). Nothing to tell anyone, no trace to log.
+    return error_response(ClientClosedRequest("the client closed the connection"), request)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its trace for operators; the client gets no detail at all.
     log.exception("unhandled error", exc_info=exc)
+    # On the framework path Starlette answers this outside every middleware, so the request-id
+    # middleware never sees it; on the lane it does, and replaces this copy rather than adding one.
     request_id = getattr(request.state, "request_id", None)
     headers = {"x-request-id": request_id} if request_id else None
     return Response(INTERNAL_ERROR_BODY, status_code=500, media_type="application/json",
@@ -59,4 +68,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -4,6 +4,9 @@ GatewayError
 ├── InvalidRequest          400 invalid_request_error (bad JSON, schema violations)
 │   └── ModelNotSupported   400 model used on an endpoint it does not serve
 ├── BodyTooLarge            413
+├── HeadersTooLarge         431 headers_too_large (answered by the HTTP protocol, not the app)
+├── RequestTimeout          408 request_timeout: the request arrived too slowly (likewise)
+├── ClientClosedRequest     499 the client left before its body arrived (never sent; logged)
 ├── UnsupportedMediaType    415
 ├── ModelNotFound           404 model_not_found
 ├── RouteNotFound           404 / 405 for unknown paths and methods
@@ -67,6 +70,25 @@ class BodyTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeadersTooLarge(GatewayError):
+    status = 431
+    type = "invalid_request_error"
+    code = "headers_too_large"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class ClientClosedRequest(GatewayError):
+    """nginx's 499: what the access line and metrics record; the client is not there to read it."""
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
 
 
 class UnsupportedMediaType(GatewayError):

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol, with the writes of one event-loop turn sent as one.
+"""The gateway's HTTP protocol: uvicorn's, bounded (client_limits.py), writing one loop turn at once.
 
 uvicorn writes a response's head the moment the app sends `http.response.start`, and its
 body on the next message: two system calls, two TCP segments and two wake-ups of the client
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from .client_limits import BoundedHttpToolsProtocol
 
 
 class CoalescingWriter:
@@ -47,6 +47,8 @@ class CoalescingWriter:
         return getattr(self._transport, name)
 
 
-class GatewayHttpProtocol(HttpToolsProtocol):
+class GatewayHttpProtocol(BoundedHttpToolsProtocol):
+    """Built with `limits=ClientLimits(...)` (gunicorn.conf.py hands it to each worker)."""
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingWriter(transport, self.loop))

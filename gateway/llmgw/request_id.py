@@ -40,7 +40,11 @@ class RequestIdMiddleware:
 
         async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                # Set, never appended: an error handler may have set it already (it must, for
+                # the errors Starlette answers outside every middleware), and two copies are
+                # one header too many for clients and proxies that read a single value.
+                message["headers"] = [*(h for h in message.get("headers", ())
+                                        if h[0].lower() != b"x-request-id"), header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
 
     backend_api_key: SecretStr | None = None
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1_048_576
+    # What a client may send to the gateway's own port (nginx is not always in front); the
+    # defaults are nginx's: large_client_header_buffers 4 32k, client_header/body_timeout 60s.
+    # Request line and header fields together; a 10 KB Authorization header must get through.
+    client_max_header_bytes: Annotated[int, Field(ge=16 * 1024, le=16 * 1024 * 1024)] = 131_072
+    client_max_header_fields: Annotated[int, Field(ge=16, le=10_000)] = 100
+    # From the connection's first byte (or its opening, for the first request) to the end of
+    # the headers; then from there to the end of the body. Whole deadlines, not idle gaps, so
+    # a byte now and then cannot hold a connection.
+    client_header_timeout_secs: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    client_body_timeout_secs: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     # Upstream connection pool (seed 002: 3000 connections, 800 kept alive).
     http_max_connections: PositiveInt = 3000

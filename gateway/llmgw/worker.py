@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 
@@ -10,6 +11,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from .client_limits import ClientLimits
 from .http_protocol import GatewayHttpProtocol
 
 logger = logging.getLogger("uvicorn.error")
@@ -55,9 +57,12 @@ class GatewayWorker(UvicornWorker):
     # The gateway writes its own structured access line; uvicorn's would double the log volume.
     # No X-Forwarded-* rewriting: nothing in the gateway reads the client's address (limits
     # are per organisation and key), and the middleware costs every request.
-    # The protocol is uvicorn's httptools one, writing a response's head and body together.
-    CONFIG_KWARGS = {"loop": "uvloop", "http": GatewayHttpProtocol, "access_log": False,
-                     "proxy_headers": False}
+    # The protocol is uvicorn's httptools one, bounded and writing a response's head and body
+    # together; its limits come from the validated settings (with_client_limits, post_fork).
+    CONFIG_KWARGS = {"loop": "uvloop", "access_log": False, "proxy_headers": False}
+
+    def with_client_limits(self, limits: ClientLimits) -> None:
+        self.config.http = functools.partial(GatewayHttpProtocol, limits=limits)
 
     async def _serve(self) -> None:
         """UvicornWorker._serve, with the draining server."""

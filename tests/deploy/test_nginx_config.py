@@ -141,3 +141,15 @@ def test_nginx_argv_runs_in_the_foreground_without_var_paths(tmp_path):
     argv = edge.nginx_argv(tmp_path / "nginx.conf")
     assert Path(argv[0]).name == "nginx" and shutil.which(argv[0])
     assert argv[-2:] == ["-g", "daemon off;"] and ["-e", "stderr"] == argv[5:7]
+
+
+def test_the_gateways_own_client_limits_default_to_nginxs():
+    """What nginx lets through, the gateway's port takes too, and with the same patience."""
+    from llmgw.settings import Settings
+    text = (ROOT / "nginx" / "templates" / "nginx.conf.template").read_text()
+    count, kib = re.search(r"large_client_header_buffers (\d+) (\d+)k;", text).groups()
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    assert defaults["client_max_header_bytes"] == int(count) * int(kib) * 1024
+    for directive in ("client_header_timeout", "client_body_timeout"):
+        found = re.search(rf"{directive} (\d+)s;", text)
+        assert defaults[f"{directive}_secs"] == (int(found.group(1)) if found else 60)  # nginx's default

@@ -20,6 +20,10 @@ def test_defaults_follow_the_seeds(monkeypatch):
     ("ROUTING_FILE", "/nonexistent/routing.yaml", "routing file not found"),
     ("LOG_LEVEL", "loud", "LOG_LEVEL"),
     ("HTTP_MAX_KEEPALIVE", "5000", "cannot exceed"),
+    ("CLIENT_MAX_HEADER_BYTES", "1024", "CLIENT_MAX_HEADER_BYTES"),
+    ("CLIENT_MAX_HEADER_FIELDS", "0", "CLIENT_MAX_HEADER_FIELDS"),
+    ("CLIENT_HEADER_TIMEOUT_SECS", "0", "CLIENT_HEADER_TIMEOUT_SECS"),
+    ("CLIENT_BODY_TIMEOUT_SECS", "soon", "CLIENT_BODY_TIMEOUT_SECS"),
 ])
 def test_bad_settings_exit_with_the_setting_named(monkeypatch, var, value, expected):
     monkeypatch.setenv(var, value)

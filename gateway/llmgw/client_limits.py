@@ -1,0 +1,184 @@
+"""What a client may send to the gateway's port, and how slowly: header size and count, deadlines.
+
+uvicorn's httptools protocol bounds none of these: it took 100,000 header fields or a 60 MB
+header (httptools gathers a field by concatenation, so that one also cost quadratic CPU), and
+held a connection open for as long as its client sent a byte now and then, or nothing at all.
+nginx bounds them in production, but the local stack and anything reaching the gateway's port
+directly meet uvicorn alone. Refusals are answered here, before any request reaches the app, in
+OpenAI's error shape, with `Connection: close`: 431 for headers too large or too many, 408 for a
+request too slow; a connection that never started a request is closed without a word (as nginx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .errors import GatewayError, HeadersTooLarge, InvalidRequest, RequestTimeout
+from .request_id import new_request_id
+from .settings import Settings
+
+log = logging.getLogger("llmgw.edge")
+Phase = Literal["idle", "head", "body"]  # between requests, reading headers, reading a body
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    max_header_bytes: int
+    max_header_fields: int
+    header_timeout_secs: float
+    body_timeout_secs: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ClientLimits":
+        return cls(settings.client_max_header_bytes, settings.client_max_header_fields,
+                   settings.client_header_timeout_secs, settings.client_body_timeout_secs)
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop httptools; uvicorn then calls send_400_response."""
+
+
+def refusal_bytes(error: GatewayError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole answer for a request the app never saw: its own id, and the connection closes."""
+    body = error.body_bytes()
+    head = [STATUS_LINE[error.status]]
+    head += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"
+                b"x-request-id: %s\r\n\r\n" % (len(body), new_request_id().encode()))
+    return b"".join(head) + body
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above.
+
+    One deadline runs at a time: the headers' (from the opening of the connection, or the first
+    byte of a later request: keep-alive idleness stays uvicorn's timer) or the body's (from the
+    end of the headers). Time spent while uvicorn itself stopped reading (a pipelined request
+    waiting its turn, a body the app is slow to take) is never counted against the client.
+    """
+
+    def __init__(self, *args, limits: ClientLimits, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._phase: Phase = "idle"
+        self._head_bytes = 0  # bytes of the current head seen so far (see data_received)
+        self._header_fields = 0
+        self._completed_in_feed = False
+        self._refusal: GatewayError | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_phase: Phase = "idle"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch("head")  # the first request's headers are due from the opening, as in nginx
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._watch("idle")
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The whole chunk is head bytes only if no body was being read when it came and no
+        # request ended within it (pipelining); otherwise it is not counted here, and
+        # on_headers_complete still measures the finished head exactly.
+        whole_chunk_is_head = self._phase != "body"
+        self._completed_in_feed = False
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if whole_chunk_is_head and self._phase == "head" and not self._completed_in_feed:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse(self._too_large())
+                return
+        if self._completed_in_feed:
+            self._watch("idle")  # a request that began in this chunk gets a deadline of its own
+        self._watch(self._phase)
+
+    # --- parser callbacks ---
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase, self._header_fields = "head", 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_fields += 1
+        if self._header_fields > self.limits.max_header_fields:
+            self._stop(HeadersTooLarge(f"more than {self.limits.max_header_fields} header fields"))
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        # Request line and fields as sent, give or take the method and version (a few bytes).
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._stop(self._too_large())
+        self._phase = "body"
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase, self._head_bytes, self._completed_in_feed = "idle", 0, True
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request httptools could not parse (or that a callback stopped)."""
+        refusal, self._refusal = self._refusal, None
+        self._refuse(refusal or InvalidRequest(msg))
+
+    # --- refusals and deadlines ---
+
+    def _too_large(self) -> HeadersTooLarge:
+        return HeadersTooLarge(f"request headers exceed {self.limits.max_header_bytes} bytes")
+
+    def _stop(self, refusal: GatewayError) -> None:
+        self._refusal = refusal
+        raise _Refused
+
+    def _refuse(self, refusal: GatewayError) -> None:
+        log.warning("request refused at the edge: %s", refusal.code)
+        self._watch("idle")
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # the app, if it has the request, must not answer too
+        self.transport.write(refusal_bytes(refusal, self.server_state.default_headers))
+        self.transport.close()
+
+    def _watch(self, phase: Phase) -> None:
+        """Run the deadline of `phase` ("idle": none); one that already runs keeps running."""
+        if phase == self._deadline_phase:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_phase = phase
+        if phase != "idle":
+            secs = self.limits.header_timeout_secs if phase == "head" else self.limits.body_timeout_secs
+            self._deadline = self.loop.call_later(secs, self._expired)
+
+    def _expired(self) -> None:
+        phase, self._deadline, self._deadline_phase = self._deadline_phase, None, "idle"
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # uvicorn stopped reading, not the client: start again
+            self._watch(phase)
+        elif self._phase == "idle" or self._answering():
+            # Never started a request (nothing to answer, as nginx), or an answer is already on
+            # the wire (say, a 401 before the body was read): no second one, just stop reading.
+            self.transport.close()
+        else:
+            what = "headers" if phase == "head" else "body"
+            self._refuse(RequestTimeout(f"the request's {what} took longer than "
+                                        f"{self._timeout(phase):g} s to arrive"))
+
+    def _answering(self) -> bool:
+        """Whether an answer has begun that a refusal would garble: while a head is read, the
+        previous request's (pipelined); while a body is read, this request's own."""
+        cycle = self.cycle
+        if cycle is None:
+            return False
+        return not cycle.response_complete if self._phase == "head" else cycle.response_started
+
+    def _timeout(self, phase: Phase) -> float:
+        return self.limits.header_timeout_secs if phase == "head" else self.limits.body_timeout_secs

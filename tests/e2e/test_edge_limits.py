@@ -1,0 +1,213 @@
+"""What a client may send to the gateway's own port, and how slowly: raw sockets against real
+gunicorn with no nginx in front (as the local stack exposes it)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import orjson
+import pytest
+
+from stacks import TestStack
+
+# Short deadlines so a refused connection shows within seconds; every bound asserted below
+# leaves a wide margin over them for a loaded two-core machine.
+DEADLINE_SECS = 2
+ENV = {"CLIENT_HEADER_TIMEOUT_SECS": str(DEADLINE_SECS), "CLIENT_BODY_TIMEOUT_SECS": str(DEADLINE_SECS)}
+BOUND_SECS = DEADLINE_SECS + 13
+CHAT = b'{"model":"qwen","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}'
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    stack = TestStack("sim", tmp_path_factory.mktemp("edge"), workers=1, env=ENV,
+                      sim_args=("--ttft-ms", "5", "--itl-ms", "2")).start()
+    yield stack
+    stack.stop()
+
+
+def _connect(stack: TestStack) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", stack.cfg.gateway_port), timeout=BOUND_SECS)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took; fails past the bound."""
+    start, data = time.monotonic(), b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        except TimeoutError:
+            pytest.fail(f"the gateway held the connection open for {BOUND_SECS} s; got {data[:200]!r}")
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
+
+
+def _send_in_background(sock: socket.socket, pieces) -> threading.Thread:
+    """Writes until the server stops reading (it may close before everything is sent)."""
+    def run():
+        try:
+            for piece in pieces:
+                sock.sendall(piece)
+        except OSError:
+            pass
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _status(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(answer[9:12])
+
+
+def _openai_error(answer: bytes, status: int, code: str) -> None:
+    assert _status(answer) == status, answer[:300]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower()
+    assert head.lower().count(b"\r\nx-request-id: ") == 1
+    error = orjson.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+
+
+def test_too_many_header_fields_get_431(edge):
+    with _connect(edge) as sock:
+        def pieces():
+            yield b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+            for chunk in range(100):
+                yield b"".join(b"X-F%d: v\r\n" % (chunk * 1000 + i) for i in range(1000))
+            yield b"\r\n"
+        _send_in_background(sock, pieces())
+        answer, _ = _read_until_closed(sock)
+    _openai_error(answer, 431, "headers_too_large")
+
+
+@pytest.mark.parametrize("one_field", [True, False], ids=["one-huge-field", "many-lines"])
+def test_a_60_mb_header_gets_431_long_before_it_is_sent(edge, one_field):
+    sent = []
+    with _connect(edge) as sock:
+        def pieces():
+            yield b"GET /livez HTTP/1.1\r\nHost: x\r\n" + (b"X-Big: " if one_field else b"")
+            for _ in range(60 * 16):  # 60 MiB in 64 KiB writes
+                sent.append(1)
+                yield b"a" * 65536 if one_field else b"X-Line: " + b"a" * 65526 + b"\r\n"
+            yield b"\r\n\r\n"
+        _send_in_background(sock, pieces())
+        answer, _ = _read_until_closed(sock)
+    _openai_error(answer, 431, "headers_too_large")
+    assert len(sent) < 60 * 16 // 4, "the gateway read most of the header before refusing it"
+
+
+def test_headers_sent_slowly_get_408(edge):
+    with _connect(edge) as sock:
+        def pieces():
+            yield b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+            for i in range(4 * BOUND_SECS):  # a header line every 0.25 s: never idle, never done
+                time.sleep(0.25)
+                yield b"X-Slow-%d: v\r\n" % i
+        _send_in_background(sock, pieces())
+        answer, took = _read_until_closed(sock)
+    _openai_error(answer, 408, "request_timeout")
+    assert took >= DEADLINE_SECS * 0.9
+
+
+def test_a_connection_that_sends_nothing_is_closed(edge):
+    with _connect(edge) as sock:
+        answer, took = _read_until_closed(sock)
+    assert answer == b"" and took >= DEADLINE_SECS * 0.9
+
+
+def test_a_body_sent_slowly_gets_408(edge):
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(CHAT))
+    with _connect(edge) as sock:
+        def pieces():
+            yield head
+            for i in range(len(CHAT)):  # a byte every 0.25 s: never idle, done after ~20 s
+                yield CHAT[i:i + 1]
+                time.sleep(0.25)
+        _send_in_background(sock, pieces())
+        answer, took = _read_until_closed(sock)
+    _openai_error(answer, 408, "request_timeout")
+    assert took >= DEADLINE_SECS * 0.9
+
+
+def test_a_refused_requests_slow_body_is_cut_off_too(edge):
+    """Answered (401) before its body was read; the rest of the body may not trickle forever."""
+    with _connect(edge) as sock:
+        def pieces():
+            yield (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 1000\r\n\r\n{")
+            for _ in range(999):
+                time.sleep(0.25)
+                yield b" "
+        _send_in_background(sock, pieces())
+        answer, _ = _read_until_closed(sock)
+    assert _status(answer) == 401
+
+
+def test_a_huge_declared_body_is_413_at_once(edge):
+    with _connect(edge) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
+                     b"Content-Length: 62914560\r\n\r\n{")
+        answer, _ = _read_until_closed(sock)  # the 413, then the body deadline closes
+    assert _status(answer) == 413 and b'"request_too_large"' in answer
+
+
+def test_normal_traffic_is_untouched(edge):
+    """Keep-alive across idle gaps longer than the deadlines, a stream outlasting them, a large
+    but legal header, and a body that arrives in pieces within its deadline."""
+    with httpx.Client(base_url=edge.base_url, timeout=30, headers=edge.auth,
+                      limits=httpx.Limits(max_connections=1)) as client:
+        first = client.post("/v1/chat/completions", content=CHAT,
+                            headers={"content-type": "application/json", "x-pad": "p" * 20_000})
+        assert first.status_code == 200, first.text
+        time.sleep(DEADLINE_SECS + 1)  # idle on the same connection: keep-alive, not a header wait
+        with client.stream("POST", "/v1/chat/completions", json={
+                "model": "qwen", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                "max_tokens": 40}) as resp:
+            events = [line for line in resp.iter_lines() if line.startswith("data: ")]
+        assert resp.status_code == 200 and events[-1] == "data: [DONE]"
+        assert len(events) > 10
+
+        def slow_pieces():
+            for i in range(0, len(CHAT), 20):
+                time.sleep(0.1)
+                yield CHAT[i:i + 20]
+        again = client.post("/v1/chat/completions", content=slow_pieces(),
+                            headers={"content-type": "application/json"})
+        assert again.status_code == 200, again.text
+    with _connect(edge) as sock:  # raw keep-alive: requests one by one, then two pipelined
+        for _ in range(2):
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _status(sock.recv(65536)) == 200
+        pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 8000) for i in range(12))  # ~96 KB, legal
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n" + pad + b"\r\n"
+                     b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers, _ = _read_until_closed(sock)
+    assert answers.count(b"HTTP/1.1 200 OK") == 2, answers[:300]
+
+
+def test_a_stream_longer_than_the_deadlines_completes(edge):
+    for name in ("chat0", "chat1"):
+        httpx.post(edge.backend_url(name) + "/sim/faults", json={"itl_ms": 150}).raise_for_status()
+    try:
+        start = time.monotonic()
+        with httpx.stream("POST", edge.base_url + "/v1/chat/completions", timeout=30, headers=edge.auth,
+                          json={"model": "qwen", "messages": [{"role": "user", "content": "hi"}],
+                                "stream": True, "max_tokens": 20}) as resp:
+            events = [line for line in resp.iter_lines() if line.startswith("data: ")]
+        assert resp.status_code == 200 and events[-1] == "data: [DONE]"
+        assert time.monotonic() - start > DEADLINE_SECS  # it did outlast them
+    finally:
+        for name in ("chat0", "chat1"):
+            httpx.post(edge.backend_url(name) + "/sim/faults", json={"reset": True}).raise_for_status()
