@@ -66,6 +66,7 @@ class Authenticator:
         # Bumped by every invalidation and resubscription: an answer fetched across one may
         # predate it, so it is returned but not remembered.
         self._generation = 0
+        self._subscriptions = 0  # counts (re)subscriptions: a revalidation pass ends with its own
         self.caching = False  # on only while the invalidation listener is subscribed
         self._pending: dict[str, asyncio.Future] = {}
 
@@ -75,6 +76,7 @@ class Authenticator:
         use meanwhile (no revocation can be written while Redis itself is down, and dropping
         them made every known key fail in the next outage)."""
         self._drop_cache()
+        self._subscriptions += 1
         self.caching = True
         return self._last_known.digests()
 
@@ -94,22 +96,26 @@ class Authenticator:
         if self._cache is not None:
             self._cache.clear()
 
-    async def revalidate(self, digests: list[str]) -> int:
-        """Ask Redis again about these keys and remember its answers; returns how many were
-        answered. Stops at the first Redis error: the rest keep their last answer."""
-        done = 0
-        for i in range(0, len(digests), self.REVALIDATE_BATCH):
+    async def revalidate(self, digests: list[str], *, retry_secs: float = 1.0) -> None:
+        """Ask Redis again about these keys and remember its answers. While Redis cannot
+        answer (still loading its data after a restart, say) the last answers stand and the
+        pass retries, for as long as this subscription lasts; the next one starts afresh."""
+        subscription, i = self._subscriptions, 0
+        while i < len(digests) and self.caching and subscription == self._subscriptions:
             batch = digests[i:i + self.REVALIDATE_BATCH]
             generation = self._generation
             try:
                 found = await self._store.lookup_many(batch)
             except (RedisError, OSError, TimeoutError):
-                return done
-            if generation == self._generation:
-                for key_digest, record in zip(batch, found):
-                    self._remember(key_digest, self._answer(key_digest, record))
-            done += len(batch)
-        return done
+                await asyncio.sleep(retry_secs)
+                continue
+            except ValueError:  # a record that no longer parses: not ours to judge here
+                found = None
+            if found is not None and generation != self._generation:
+                continue  # an invalidation arrived meanwhile: these answers may predate it
+            for key_digest, record in zip(batch, found or ()):
+                self._remember(key_digest, self._answer(key_digest, record))
+            i += self.REVALIDATE_BATCH
 
     def _remember(self, key_digest: str, entry: _Entry | None) -> None:
         if entry is None:

@@ -27,7 +27,11 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *,
                     revalidations.start_soon(auth.revalidate, auth.subscribed())
                     hook = _Reconnected(auth, revalidations)  # held here: redis-py keeps a weak ref
                     pubsub.connection.register_connect_callback(hook.on_connect)
-                    await _pump(pubsub, auth, revalidations)
+                    try:
+                        await _pump(pubsub, auth, revalidations)
+                    finally:  # the connection goes back to the pool: the hook must not follow it
+                        if pubsub.connection is not None:
+                            pubsub.connection.deregister_connect_callback(hook.on_connect)
             except (RedisError, OSError, TimeoutError):
                 pass
             finally:
