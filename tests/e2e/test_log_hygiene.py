@@ -57,3 +57,53 @@ def test_default_logs_hold_no_request_text(sim_stack):
     time.sleep(0.3)
     log = (sim_stack.logs / "gateway.log").read_text()
     assert "the-secret-recipe" not in log and key not in log and sim_stack.admin_token not in log
+
+
+def test_secrets_sent_as_request_id_or_in_the_path_are_masked(sim_stack):
+    """Secret-shaped values reach log fields that are identifiers by construction (the
+    request id, the path): each is masked there too, and the line is still written."""
+    stack, key = sim_stack, sim_stack.api_key
+    bearer = "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo"
+    secrets = [key, stack.admin_token, stack.backend_key]
+    url = stack.base_url
+    for n, secret in enumerate(secrets):
+        httpx.post(url + "/v1/chat/completions", headers={**stack.auth, "X-Request-ID": secret},
+                   json={"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        httpx.get(url + f"/v1/models/{secret}", headers={**stack.auth, "X-Request-ID": f"path-{n}"})
+        httpx.get(url + f"/admin/keys/x{secret}", headers={"X-Request-ID": f"admin-{n}"})
+    httpx.get(url + "/v1/" + bearer.replace(" ", "%20"), headers={"X-Request-ID": "bearer-path"})
+    time.sleep(0.5)
+    log = "".join(p.read_text(errors="replace") for p in stack.logs.iterdir() if p.is_file())
+    for secret in [*secrets, bearer.split()[1]]:
+        assert secret not in log, f"{secret[:12]}... reached the log"
+    lines = [line for line in _lines(stack) if line.get("event") == "request"]
+    masked_ids = [line["request_id"] for line in lines if line["path"] == "/v1/chat/completions"
+                  and line["request_id"].startswith("[REDACTED")]
+    assert len(masked_ids) == 3, masked_ids  # the three requests are still logged
+    access = {line["request_id"]: line for line in lines}
+    for marker in ["path-0", "path-1", "path-2", "admin-0", "admin-1", "admin-2", "bearer-path"]:
+        assert "[REDACTED" in access[marker]["path"], access[marker]
+
+
+def test_stdlib_log_lines_mask_secrets_too(tmp_path):
+    """Not only access lines: the admission's warning when a settlement fails (Redis gone
+    mid-stream) names the request id, and a key sent as that id is masked there as well."""
+    stack = TestStack("sim", tmp_path, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "100"),
+                      env={"REDIS_TIMEOUT_SECS": "0.2"}).start()
+    try:
+        key = stack.api_key
+        body = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 15,
+                "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", stack.base_url + "/v1/chat/completions", json=body, timeout=30,
+                          headers={**stack.auth, "X-Request-ID": key}) as resp:
+            lines = resp.iter_lines()
+            assert next(lines).startswith("data: ")
+            stack.redis.popen.terminate()
+            stack.redis.popen.wait()
+            assert [line for line in lines if line][-1] == "data: [DONE]"
+        time.sleep(1)
+        log = "".join(p.read_text(errors="replace") for p in stack.logs.iterdir() if p.is_file())
+        assert "settlement of [REDACTED_KEY] failed" in log
+        assert key not in log
+    finally:
+        stack.stop()

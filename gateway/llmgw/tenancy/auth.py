@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from ..errors import InvalidApiKey, PermissionDenied, StateUnavailable
 from .apikeys import bearer_token, digest, same_digest, well_formed
+from .last_known import LastKnown
 from .limits import Limits
 from .records import ApiKeyRecord, Org, Scope
 from .store import TenancyStore
@@ -44,10 +45,14 @@ class _Entry:
 class Authenticator:
     """Turns an Authorization header into a Principal or the right 401/403.
 
-    Lookups are cached per worker, and the cache is dropped whenever any worker or replica
-    publishes an invalidation (revocation, rotation, suspension) and whenever the
-    subscription is down, so a revoked key stops working everywhere within a second.
+    Lookups are cached per worker while the invalidation subscription is up, and the cache is
+    dropped whenever any worker or replica publishes an invalidation (revocation, rotation,
+    suspension), so a revoked key stops working everywhere within a second.
     """
+
+    # Digests asked per pipelined round trip when revalidating: small enough to stay well
+    # inside REDIS_TIMEOUT_SECS, which is set for single lookups.
+    REVALIDATE_BATCH = 50
 
     def __init__(self, store: TenancyStore, defaults: Limits, *, clock: Callable[[], float],
                  cache_ttl: float, cache_size: int = 10_000) -> None:
@@ -55,20 +60,73 @@ class Authenticator:
         self._defaults = defaults
         self._clock = clock
         self._cache: TTLCache | None = TTLCache(cache_size, cache_ttl, timer=clock) if cache_ttl else None
-        # Last answer per key, used only when Redis cannot be asked (stale-if-error), so the
-        # fail-open limiter policy can keep serving known keys through a Redis outage. Any
-        # invalidation message empties it too: what was revoked before the outage stays revoked.
-        self._last_known: LRUCache = LRUCache(cache_size)
-        self.caching = False  # enabled by the invalidation listener once it is subscribed
+        # Used only when Redis cannot be asked (stale-if-error), so the fail-open limiter
+        # policy keeps serving known keys through a Redis outage.
+        self._last_known: LastKnown[_Entry] = LastKnown(cache_size)
+        # Bumped by every invalidation and resubscription: an answer fetched across one may
+        # predate it, so it is returned but not remembered.
+        self._generation = 0
+        self._subscriptions = 0  # counts (re)subscriptions: a revalidation pass ends with its own
+        self.caching = False  # on only while the invalidation listener is subscribed
         self._pending: dict[str, asyncio.Future] = {}
 
-    def clear(self, *, keep_last_known: bool = False) -> None:
+    def subscribed(self) -> list[str]:
+        """The listener is (again) subscribed. Invalidations may have been missed while it was
+        not, so the digests known so far are returned to be revalidated once; they stay in
+        use meanwhile (no revocation can be written while Redis itself is down, and dropping
+        them made every known key fail in the next outage)."""
+        self._drop_cache()
+        self._subscriptions += 1
+        self.caching = True
+        return self._last_known.digests()
+
+    def unsubscribed(self) -> None:
+        """No invalidation can reach this worker: stop caching until subscribed again."""
+        self.caching = False
+        self._drop_cache()
+
+    def invalidated(self, org_id: str) -> list[str]:
+        """Something of this organisation changed: its last answers go at once (a revoked key
+        must not be served from them in a later outage); returns their digests to refetch."""
+        self._drop_cache()
+        return self._last_known.forget_org(org_id)
+
+    def _drop_cache(self) -> None:
+        self._generation += 1
         if self._cache is not None:
             self._cache.clear()
-        if not keep_last_known:
-            self._last_known.clear()
 
-    def _entry(self, key: ApiKeyRecord, org: Org) -> _Entry:
+    async def revalidate(self, digests: list[str], *, retry_secs: float = 1.0) -> None:
+        """Ask Redis again about these keys and remember its answers. While Redis cannot
+        answer (still loading its data after a restart, say) the last answers stand and the
+        pass retries, for as long as this subscription lasts; the next one starts afresh."""
+        subscription, i = self._subscriptions, 0
+        while i < len(digests) and self.caching and subscription == self._subscriptions:
+            batch = digests[i:i + self.REVALIDATE_BATCH]
+            generation = self._generation
+            try:
+                found = await self._store.lookup_many(batch)
+            except (RedisError, OSError, TimeoutError):
+                await asyncio.sleep(retry_secs)
+                continue
+            except ValueError:  # a record that no longer parses: not ours to judge here
+                found = None
+            if found is not None and generation != self._generation:
+                continue  # an invalidation arrived meanwhile: these answers may predate it
+            for key_digest, record in zip(batch, found or ()):
+                self._remember(key_digest, self._answer(key_digest, record))
+            i += self.REVALIDATE_BATCH
+
+    def _remember(self, key_digest: str, entry: _Entry | None) -> None:
+        if entry is None:
+            self._last_known.forget(key_digest)
+        else:
+            self._last_known.put(key_digest, entry.principal.org_id, entry)
+
+    def _answer(self, key_digest: str, found: tuple[ApiKeyRecord, Org] | None) -> _Entry | None:
+        if found is None or not same_digest(found[0].digest, key_digest):
+            return None
+        key, org = found
         org_limits = org.limits.over(self._defaults)
         principal = Principal(org.id, org.name, key.key_id, frozenset(key.scopes),
                               key.limits.narrowed_by(org_limits), org_limits, key.limits,
@@ -88,6 +146,7 @@ class Authenticator:
         return await asyncio.shield(pending)
 
     async def _fetch(self, key_digest: str, use_cache: bool) -> _Entry | None:
+        generation = self._generation
         try:
             found = await self._store.lookup(key_digest)
         except (RedisError, OSError, TimeoutError):
@@ -95,11 +154,11 @@ class Authenticator:
             if stale is None:
                 raise StateUnavailable() from None
             return stale
-        if found is None or not same_digest(found[0].digest, key_digest):
-            return None
-        entry = self._entry(*found)
-        self._last_known[key_digest] = entry
-        if use_cache:
+        entry = self._answer(key_digest, found)
+        if generation != self._generation:  # an invalidation arrived meanwhile: answer, keep nothing
+            return entry
+        self._remember(key_digest, entry)
+        if use_cache and entry is not None:
             self._cache[key_digest] = entry
         return entry
 
