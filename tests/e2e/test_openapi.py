@@ -55,7 +55,10 @@ def _failures(operation, mode: GenerationMode, headers: dict[str, str]) -> list[
                          phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
     def run(case) -> None:
         try:
-            case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+            # One connection per request: on a reused keep-alive connection one embeddings
+            # request here hangs until the client's timeout (a transport defect, reported
+            # separately); this test is about the document, not connection reuse.
+            case.call_and_validate(headers={**headers, "Connection": "close"}, checks=CHECKS, timeout=30)
         except (Failure, FailureGroup) as exc:
             for failure in getattr(exc, "exceptions", (exc,)):
                 detail = (failure.message.strip().splitlines() or [""])[0][:300]
@@ -120,5 +123,7 @@ def test_what_the_document_forbids_is_refused_and_what_is_refused_is_documented(
         for method, op in methods.items():
             assert "422" not in op["responses"], f"{method} {path}: errors are 400, never 422"
             if path.startswith("/v1/"):
-                assert {"401", "429", "503"} <= set(op["responses"]), f"{method} {path}"
+                assert {"401", "403", "503"} <= set(op["responses"]), f"{method} {path}"
                 assert op.get("security"), f"{method} {path} documents no authentication"
+            if method == "post" and path.startswith("/v1/"):  # admitted: rate limits apply
+                assert "429" in op["responses"], f"{method} {path}"
