@@ -11,11 +11,9 @@ from fastapi.responses import ORJSONResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, inference, metrics, models, system
+from .api import admin, docs, inference, metrics, models, system
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
-from .protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest,
-                       Text2SQLRequest)
 from .observability import logs
 from .observability.access import AccessMiddleware
 from .request_id import RequestIdMiddleware
@@ -50,15 +48,17 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             yield
 
     app = GatewayApp(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, default_response_class=ORJSONResponse)
+                  lifespan=lifespan, default_response_class=ORJSONResponse,
+                  docs_url=None, redoc_url=None)  # api/docs.py serves both pages offline
     app.include_router(inference.router)
     app.include_router(models.router)
     app.include_router(system.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
+    docs.install(app)
     error_handlers.install(app)
-    openapi.install(app, [ChatCompletionRequest, CompletionRequest, Text2SQLRequest,
-                          EmbeddingRequest, RerankRequest, OrgCreate, OrgPatch, KeyCreate, KeyRotate])
+    openapi.install(app, [*inference.REQUEST_MODELS, OrgCreate, OrgPatch, KeyCreate, KeyRotate],
+                    openapi.served_models(routing, inference.REQUEST_MODELS))
     if settings.gzip_min_bytes:
         # Innermost: it sees the answer as the route made it. It never touches text/event-stream
         # (its default exclusions), so streams are neither buffered nor compressed.

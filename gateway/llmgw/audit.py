@@ -27,6 +27,8 @@ class AuditLog:
 
     async def read(self, limit: int, before: str | None) -> tuple[list[dict], str | None]:
         """Up to `limit` entries older than the cursor `before`, and the next cursor."""
+        if before is not None and not any(map(int, before.split("-"))):
+            return [], None  # nothing is older than 0-0 (and Redis refuses the exclusive "(0-0")
         upper = f"({before}" if before else "+"
         rows = await self._r.xrevrange(AUDIT_STREAM, max=upper, min="-", count=limit)
         data = [{"id": entry_id, "ts": float(f["ts"]), "actor": f["actor"], "action": f["action"],

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from . import admin_token
+from .openapi import error_responses
 from .services import Services
 from .tenancy.auth import Principal
 from .tenancy.records import Scope
@@ -39,5 +40,6 @@ async def require_monitor(request: Request, services: ServicesDep) -> None:
     principal.require(Scope.MONITOR)
 
 
-MONITOR_ERRORS = {401: {"description": "No admin token or monitor key"},
-                  403: {"description": "The key lacks the monitor scope"}}
+# 401 without the admin token or a valid key, 403 for a key without the monitor scope, 503 when
+# Redis cannot check the key.
+MONITOR_ERRORS = error_responses(401, 403, 503)

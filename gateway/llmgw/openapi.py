@@ -1,4 +1,9 @@
-"""OpenAPI: declaring request bodies that routes read raw (for speed) so /docs still shows them."""
+"""OpenAPI: the document of what the API accepts and answers, exactly, for /openapi.json and /docs.
+
+Routes read their bodies raw (for speed), so their request schemas are declared here; the
+document is then brought in line with what the gateway enforces: `model` lists the names each
+endpoint serves, errors are 400 (never FastAPI's 422), and each operation names its credentials.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,25 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from .protocol import ErrorResponse
+from .routing import Endpoint, RoutingTable
 
 _REF = "#/components/schemas/{model}"
 
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "http", "scheme": "bearer", "description": "An organisation's API key (sk-...)."},
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN."},
+    "adminTokenHeader": {"type": "apiKey", "in": "header", "name": "X-Admin-Token",
+                         "description": "ADMIN_TOKEN, in seed 000's header."},
+}
+API_KEY = [{"apiKey": []}]
+ADMIN = [{"adminToken": []}, {"adminTokenHeader": []}]
+MONITOR = ADMIN + API_KEY  # the admin token, or a key with the monitor scope
+_SECURITY_BY_TAG = {"inference": API_KEY, "models": API_KEY, "admin": ADMIN, "monitoring": MONITOR}
 
-def json_body(model: type[BaseModel]) -> dict:
+
+def json_body(model: type[BaseModel], *, required: bool = True) -> dict:
     """`openapi_extra` for a route whose JSON body follows `model`."""
-    return {"requestBody": {"required": True, "content": {
+    return {"requestBody": {"required": required, "content": {
         "application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}}}}
 
 
@@ -23,33 +40,73 @@ def error_responses(*statuses: int) -> dict:
 
 
 _ERRORS = {
+    400: "Invalid request: bad JSON, a schema violation (names the param), a model used on the wrong "
+         "endpoint, or a request over the key's own bounds (`bad_input`).",
     401: "Missing, malformed, unknown, expired or revoked key (`invalid_api_key`), or a wrong admin token (`unauthorized`).",
     403: "The key lacks the route's scope (`insufficient_scope`) or its organisation is suspended.",
+    404: "Not found: the model (`model_not_found`), or an admin route's id.",
     409: "Conflict: an organisation with this name exists.",
-    400: "Invalid request: bad JSON, a schema violation (names the param), or a model used on the wrong endpoint.",
-    404: "The model does not exist (`model_not_found`).",
     413: "The body is larger than MAX_BODY_BYTES.",
     415: "The body is not application/json.",
+    429: "A rate limit or quota is reached (`limit_*`, `quota_*`); see Retry-After.",
     502: "A backend failed or broke the connection.",
-    503: "No backend can serve the request now; see Retry-After.",
+    503: "Unavailable now: no backend can serve, Redis is not answering, or the admin API is disabled; "
+         "see Retry-After.",
     504: "A backend did not answer in time.",
 }
-INFERENCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 502, 503, 504)
+INFERENCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
 
 
-def install(app: FastAPI, request_models: list[type[BaseModel]]) -> None:
-    """Generate the schema once, adding the request models that routes reference by $ref."""
+def served_models(routing: RoutingTable, endpoints: dict[type[BaseModel], Endpoint]
+                  ) -> dict[str, tuple[list[str], bool]]:
+    """Per request model: the names (and aliases) its endpoint serves, and whether `model` is
+    required (everywhere but text2sql with a default model)."""
+    return {schema.__name__: ([n for m in routing.models if endpoint in m.endpoints for n in (m.name, *m.aliases)],
+                              not (endpoint is Endpoint.TEXT2SQL and routing.text2sql_default))
+            for schema, endpoint in endpoints.items()}
+
+
+def install(app: FastAPI, request_models: list[type[BaseModel]],
+            served: dict[str, tuple[list[str], bool]]) -> None:
+    """Generate the document once. `served` maps a request model's name to the model names its
+    endpoint accepts and whether `model` is required there."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in request_models:
-                model_schema = model.model_json_schema(ref_template=_REF)
-                components.update(model_schema.pop("$defs", {}))
-                components[model.__name__] = model_schema
+            components = schema.setdefault("components", {})
+            _add_request_models(components.setdefault("schemas", {}), request_models, served)
+            components["securitySchemes"] = SECURITY_SCHEMES
+            _conform_operations(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _add_request_models(schemas: dict, models: list[type[BaseModel]],
+                        served: dict[str, tuple[list[str], bool]]) -> None:
+    for model in models:
+        model_schema = model.model_json_schema(ref_template=_REF)
+        schemas.update(model_schema.pop("$defs", {}))
+        if model.__name__ in served:
+            names, required = served[model.__name__]
+            model_schema["properties"]["model"] = {
+                "type": "string", "enum": names,
+                "description": "Public model name or alias (see GET /v1/models); any other is 404."}
+            if required:
+                model_schema["required"] = sorted({*model_schema.get("required", ()), "model"})
+        schemas[model.__name__] = model_schema
+
+
+def _conform_operations(schema: dict) -> None:
+    """422 out (the error handler answers every validation error with 400), credentials in."""
+    for methods in schema.get("paths", {}).values():
+        for op in methods.values():
+            op["responses"].pop("422", None)
+            tags = op.get("tags") or [""]
+            if "security" not in op and tags[0] in _SECURITY_BY_TAG:
+                op["security"] = _SECURITY_BY_TAG[tags[0]]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(unused, None)

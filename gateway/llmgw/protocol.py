@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      ValidationError)
 
 from .errors import InvalidRequest
 
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
+# Strict: a lax float takes "0.5" and true, which the document (type: number) forbids.
+Number = StrictFloat
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
@@ -35,10 +38,10 @@ class _Sampling(_Open):
     model: StrictStr | None = Field(None, description="Public model name or alias (see GET /v1/models).")
     max_tokens: PositiveInt | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] = 1
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Number, Field(gt=0, le=1)] | None = None
+    presence_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
     seed: StrictInt | None = None
     stop: StrictStr | list[StrictStr] | None = None
     stream: StrictBool = False

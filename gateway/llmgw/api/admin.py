@@ -30,10 +30,14 @@ async def require_admin(request: Request, services: ServicesDep) -> None:
 
 
 ADMIN_ERRORS = error_responses(400, 401, 404, 409, 503)
+BODY_ERRORS = error_responses(413, 415)  # reading a body: too large, or not JSON
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=ADMIN_ERRORS)
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded: Redis refuses ranges past 64 bits, and a client's typo is a 400, not a 503.
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+# An audit stream id (ms-seq); 19 digits stay within Redis' 64-bit ids.
+AuditCursor = Annotated[str | None, Query(pattern=r"^\d{1,19}-\d{1,19}$")]
 
 
 async def _body(request: Request, services: Services, schema, *, optional: bool = False):
@@ -46,7 +50,7 @@ def _rid(request: Request) -> str:
     return request.state.request_id
 
 
-@router.post("/orgs", status_code=201, openapi_extra=json_body(OrgCreate),
+@router.post("/orgs", status_code=201, openapi_extra=json_body(OrgCreate), responses=BODY_ERRORS,
              summary="Create an organisation and its first API key (shown once)")
 async def create_org(request: Request, services: ServicesDep) -> JSONResponse:
     admin = services.tenancy_admin
@@ -67,7 +71,7 @@ async def get_org(org_id: str, services: ServicesDep) -> dict:
     return {"org": admin.view(await admin.org(org_id))}
 
 
-@router.patch("/orgs/{org_id}", openapi_extra=json_body(OrgPatch),
+@router.patch("/orgs/{org_id}", openapi_extra=json_body(OrgPatch), responses=BODY_ERRORS,
               summary="Change limits (profile plus overrides), status or time zone")
 async def patch_org(org_id: str, request: Request, services: ServicesDep) -> dict:
     admin = services.tenancy_admin
@@ -82,6 +86,7 @@ async def delete_org(org_id: str, request: Request, services: ServicesDep) -> di
 
 
 @router.post("/orgs/{org_id}/keys", status_code=201, openapi_extra=json_body(KeyCreate),
+             responses=BODY_ERRORS,
              summary="Create an API key (shown once)")
 async def create_key(org_id: str, request: Request, services: ServicesDep) -> JSONResponse:
     admin = services.tenancy_admin
@@ -96,7 +101,8 @@ async def list_keys(org_id: str, services: ServicesDep) -> dict:
     return {"data": [k.public() for k in await services.tenancy_store.list_keys(org.id)]}
 
 
-@router.post("/keys/{key_id}/rotate", openapi_extra=json_body(KeyRotate),
+@router.post("/keys/{key_id}/rotate", openapi_extra=json_body(KeyRotate, required=False),
+             responses=BODY_ERRORS,
              summary="Issue a new key; the old one stays valid for grace_secs")
 async def rotate_key(key_id: str, request: Request, services: ServicesDep) -> dict:
     body = await _body(request, services, KeyRotate, optional=True)
@@ -131,6 +137,6 @@ async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -
 
 @router.get("/audit", summary="The audit trail of admin changes, newest first")
 async def audit(services: ServicesDep, limit: Limit = 50,
-                before: Annotated[str | None, Query(pattern=r"^\d+-\d+$")] = None) -> dict:
+                before: AuditCursor = None) -> dict:
     data, cursor = await services.audit.read(limit, before)
     return {"data": data, "next_before": cursor}

@@ -22,9 +22,14 @@ from ..serving import serve
 
 router = APIRouter(tags=["inference"], route_class=DirectRoute)
 
-STREAM_DOC = {"text/event-stream": {"schema": {"type": "string", "description":
-              "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`. A backend failure "
-              "mid-stream arrives as a `data: {\"error\": {...}}` event and ends the stream."}}}
+REQUEST_MODELS = {ChatCompletionRequest: Endpoint.CHAT, CompletionRequest: Endpoint.COMPLETIONS,
+                  Text2SQLRequest: Endpoint.TEXT2SQL, EmbeddingRequest: Endpoint.EMBEDDINGS,
+                  RerankRequest: Endpoint.RERANK}
+# Before OpenAPI 3.2, an event stream's `schema` describes one event, as {data, event, id, retry}.
+STREAM_DOC = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}},
+    "description": "With `stream: true`: `data: {chunk}` events, then `data: [DONE]`. A backend "
+                   "failure mid-stream arrives as a `data: {\"error\": {...}}` event and ends the stream."}}}
 
 
 def _ok(model: type[BaseModel], streams: bool = False) -> dict:

@@ -12,6 +12,9 @@ router = APIRouter(tags=["monitoring"])
 
 
 @router.get("/metrics", summary="Prometheus metrics (admin token or a `monitor`-scoped key)",
-            responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)])
+            response_class=Response, dependencies=[Depends(require_monitor)],
+            responses={200: {"description": "The Prometheus text exposition format.",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}},
+                       **MONITOR_ERRORS})
 async def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

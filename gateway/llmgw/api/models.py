@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..deps import PrincipalDep, ServicesDep
+from ..openapi import error_responses
 from ..protocol import ModelCard, ModelList
 from ..tenancy.records import ENDPOINT_SCOPE
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models", response_model=ModelList,
+@router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 403, 503),
             summary="List the models this API key may use")
 async def list_models(services: ServicesDep, principal: PrincipalDep, response: Response) -> ModelList:
     started = services.routing_loaded_at

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 
 from .. import __version__
 from ..deps import MONITOR_ERRORS, ServicesDep, require_monitor
+from ..openapi import MONITOR
 from ..services import Services
 
 router = APIRouter(tags=["system"])
@@ -19,7 +20,8 @@ async def livez() -> dict:
 
 
 @router.get("/healthz", summary="Ready to serve: not draining and at least one backend healthy",
-            responses={503: {"description": "Not ready"}})
+            responses={503: {"description": "Not ready: the same body, status `not_ready`",
+                             "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def healthz(services: ServicesDep) -> JSONResponse:
     pools = services.health.summary(services.routing)
     serving = any(p["healthy"] for p in pools.values())
@@ -36,7 +38,8 @@ def _serving(services: Services) -> bool:
 
 
 @router.get("/health", summary="Public and minimal: can the gateway serve?",
-            responses={503: {"description": "Unavailable"}})
+            responses={503: {"description": "Unavailable: the same body, status `unavailable`",
+                             "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def health(services: ServicesDep) -> JSONResponse:
     ok = _serving(services)
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
@@ -44,7 +47,8 @@ async def health(services: ServicesDep) -> JSONResponse:
 
 @router.get("/health/detailed", summary="Every backend's health, breaker, load and queue, and Redis "
             "(admin token or a `monitor`-scoped key)",
-            responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)])
+            responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)],
+            openapi_extra={"security": MONITOR})
 async def health_detailed(services: ServicesDep) -> JSONResponse:
     breakers, balancer = services.breakers.snapshot(), services.upstream.balancer
     pools = {name: {"queued": services.queue.depth(name),
