@@ -10,9 +10,12 @@ import pytest
 
 from llmgw.backend_http import (BackendHTTP, ConnectError, ConnectionDropped, Origin,
                                 ProtocolError, ReadTimeout)
+from llmgw.backend_http.connection import HIGH_WATER
 from stacks import free_port
 
 BIG = b"x" * (1024 * 1024)  # well above the client's read buffer high-water mark
+# Just above the high-water mark: its last read both crosses the mark and ends the response.
+OVER = b"y" * (HIGH_WATER + 40_000)
 
 
 class Server:
@@ -64,7 +67,7 @@ class Server:
             await writer.drain()
             return False
         else:
-            body = BIG if path == b"/big" else b'{"ok": true}'
+            body = {b"/big": BIG, b"/over": OVER}.get(path, b'{"ok": true}')
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
         return True
@@ -103,6 +106,22 @@ def test_connections_are_reused_and_bodies_read_whole_or_in_pieces():
         pieces = [chunk async for chunk in resp.chunks()]
         assert b"".join(pieces) == b"0001020304" and len(pieces) == 5  # as they arrived
         assert server.accepted == 1  # one keep-alive connection served all of them
+        await http.aclose()
+    _run(scenario)
+
+
+def test_a_connection_paused_by_an_unread_answer_reads_again_once_pooled():
+    """A caller that reads late (a stream waiting for its admission) let a whole answer pile
+    up past the high-water mark: reading paused, and the answer completed in that same read.
+    The connection went back to the pool still paused, and the next request on it waited for
+    an answer nobody read, until its time limit."""
+    async def scenario(server, origin):
+        http = _client()
+        resp = await http.request(origin, b"POST", b"/over", b"", b"", read_timeout=2)
+        await asyncio.sleep(0.3)  # the whole answer arrives meanwhile, unread
+        assert await resp.read() == OVER
+        assert await asyncio.wait_for(_get(http, origin, b"/json", timeout=5), 2) == b'{"ok": true}'
+        assert server.accepted == 1  # on the same connection
         await http.aclose()
     _run(scenario)
 

@@ -165,6 +165,12 @@ class Connection(asyncio.Protocol):
         response.complete = True
         response._wake()
         self._stop_timer()
+        if self._paused and not self.closed:
+            # The read that crossed the high-water mark also ended the answer: what it holds
+            # is the response's now, and the wire must be read again for the next request
+            # (a paused connection back in the pool left the next answer unread).
+            self._paused = False
+            self._transport.resume_reading()
         if self._parser.should_keep_alive() and not self.closed:
             self._on_free(self)
         else:
