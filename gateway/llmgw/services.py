@@ -129,7 +129,7 @@ def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
     limiter = RedisLimiter(redis, channel, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
                            usage_retention_secs=settings.usage_retention_days * 86400,
-                           clock=RedisClock(clock))
+                           clock=RedisClock(time.monotonic, clock))
     share = settings.gateway_workers * settings.gateway_replicas
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",

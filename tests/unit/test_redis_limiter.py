@@ -162,10 +162,11 @@ def test_a_script_past_its_deadline_takes_nothing(redis_port):
 
 
 def test_the_offset_to_redis_time_is_learnt_from_replies(redis_port):
-    """A worker whose clock is 30 s ahead of Redis's (or behind) still admits: the first reply
-    teaches it the offset, and its deadlines are then in Redis's time."""
+    """A worker whose wall clock is 30 s ahead of Redis's (or behind) still admits: its first
+    deadline looks past to Redis, that reply (back in time) teaches it the offset, and the
+    admission is sent once more; its deadlines are then in Redis's time."""
     for skew in (30.0, -30.0):
-        clock = RedisClock(_SkewedWall(skew))
+        clock = RedisClock(time.monotonic, _SkewedWall(skew))
         scopes = scopes_for(f"org_skew_{skew:+.0f}", Limits(**WIDE), "k", Limits())
 
         async def scenario(limiter, redis):
@@ -177,12 +178,44 @@ def test_the_offset_to_redis_time_is_learnt_from_replies(redis_port):
         assert abs(clock.now_ms() - time.time() * 1000) < 1000  # Redis's clock, not the skewed one
 
 
+class _Monotonic:
+    """A monotonic clock that a test can shift: the same as Redis's clock stepping."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.shift
+
+
+def test_a_step_of_redis_clock_after_sync_is_followed(redis_port):
+    """Synced, then Redis's clock steps 2 s ahead (seen here as this worker's clock falling
+    2 s behind): every deadline now looks past. The expired reply came back in time, so it
+    is taken whatever its round trip, and the admission goes through on its second try."""
+    mono = _Monotonic()
+    clock = RedisClock(mono, time.time)
+    scopes = scopes_for("org_step", Limits(**WIDE), "k", Limits())
+
+    async def scenario(limiter, redis):
+        before = await limiter.admit("t1", scopes, 10, 0)
+        mono.shift = -2.0
+        after = await limiter.admit("t2", scopes, 10, 0)
+        return before, after, await redis.zcard(scopes[0].leases)
+    before, after, leases = _clocked(redis_port, clock, scenario)
+    assert before.admitted and after.admitted and leases == 2
+    assert abs(clock.now_ms() - time.time() * 1000) < 100
+
+
 def test_the_clock_keeps_the_sample_with_the_shortest_round_trip():
-    wall = [1000.0]
-    clock = RedisClock(lambda: wall[0])
+    mono = [1000.0]
+    clock = RedisClock(lambda: mono[0], lambda: 0.0)
     clock.sample(999.99, 5_000_000, 1000.0)          # 10 ms round trip: offset about 4,000 s
     clock.sample(999.0, 9_000_000, 1000.0)           # a stalled reply (1 s): ignored
     assert abs(clock.now_ms() - 5_000_005) <= 1
-    wall[0] += SAMPLE_MAX_AGE_SECS + 1                # the best sample is too old: the next wins
-    clock.sample(wall[0] - 0.5, 7_000_000, wall[0])
-    assert abs(clock.now_ms() - 7_000_250) <= 1
+    mono[0] += SAMPLE_MAX_AGE_SECS + 1                # the best sample is old now, but a stalled
+    clock.sample(mono[0] - 0.5, 9_000_000, mono[0])  # reply still does not replace it
+    assert abs(clock.now_ms() - (5_000_005 + (SAMPLE_MAX_AGE_SECS + 1) * 1000)) <= 1
+    clock.sample(mono[0] - 0.03, 7_000_000, mono[0])  # one nearly as good does
+    assert abs(clock.now_ms() - 7_000_015) <= 1
+    clock.sample(mono[0] - 0.5, 6_000_000, mono[0], force=True)  # an expired reply: taken as is
+    assert abs(clock.now_ms() - 6_000_250) <= 1

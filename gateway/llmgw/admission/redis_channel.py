@@ -28,6 +28,10 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError, Time
 # A connection whose oldest command has waited this many timeouts is stuck, not slow: it is
 # closed, so every waiter learns at once and the next command gets a fresh one.
 STUCK_AFTER_TIMEOUTS = 20
+# An overdue caller fails only after one more look at the socket, this long after its time
+# limit: the event loop runs its timers before it polls, so after a long loop turn a reply
+# that was already there would be thrown away (for an admission: taken in Redis, unknown here).
+LAST_LOOK_SECS = 0.001
 MAX_BATCH = 256  # bounds one write: a burst is sent in pieces, not as one huge buffer
 
 
@@ -135,10 +139,11 @@ class RedisChannel:
 
 
 class _Call:
-    __slots__ = ("data", "future", "deadline", "resent")
+    __slots__ = ("data", "future", "deadline", "resent", "looked")
 
     def __init__(self, data: bytes, future: asyncio.Future) -> None:
         self.data, self.future, self.deadline, self.resent = data, future, 0.0, False
+        self.looked = False  # overdue, and the socket has been read once since
 
 
 class _Protocol(asyncio.Protocol):
@@ -195,18 +200,27 @@ class _Protocol(asyncio.Protocol):
                 future.set_result(reply)
 
     def _sweep(self) -> None:
-        """Fail the callers whose reply is overdue; close a connection that is stuck."""
+        """Fail the callers whose reply is overdue (after a last look at the socket); close a
+        connection that is stuck."""
         self._sweeper = None
         loop = asyncio.get_running_loop()
         now = loop.time()
+        when, look_again = None, False
         for call in self._waiting:
             if call.deadline > now:
-                self._sweeper = loop.call_at(call.deadline, self._sweep)
-                return
+                when = call.deadline
+                break
             if now - call.deadline > self._timeout * STUCK_AFTER_TIMEOUTS:
                 self.close(TimeoutError("Redis stopped answering"))
                 return
-            _fail(call.future, TimeoutError("Timeout reading from Redis"))
+            if not call.looked:
+                call.looked = look_again = True
+            else:
+                _fail(call.future, TimeoutError("Timeout reading from Redis"))
+        if look_again:
+            when = now + LAST_LOOK_SECS
+        if when is not None:
+            self._sweeper = loop.call_at(when, self._sweep)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop()

@@ -102,7 +102,7 @@ class RedisLimiter:
         self._lease_ms = lease_ms
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
-        self._clock = clock or RedisClock(time.time)
+        self._clock = clock or RedisClock(time.monotonic, time.time)
         self._within = channel.timeout * DEADLINE_SHARE
 
     async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
@@ -120,7 +120,8 @@ class RedisLimiter:
         r = await self._call_admit(keys, args)
         if r[1] in (b"expired", "expired"):
             # Answered in time, yet past its deadline by Redis's clock: the offset estimate
-            # was off (its first reply, a stepped clock). That reply corrected it: once more.
+            # was off (a stepped clock, a wait for a new connection). That reply corrected
+            # it: once more.
             r = await self._call_admit(keys, args)
             if r[1] in (b"expired", "expired"):
                 raise RedisTimeout("admission reached Redis after its deadline")
@@ -133,7 +134,7 @@ class RedisLimiter:
         args[5] = clock.deadline_ms(self._within)
         sent = clock.local()
         r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
-        clock.sample(sent, int(r[15]), clock.local())
+        clock.sample(sent, int(r[15]), clock.local(), force=r[1] in (b"expired", "expired"))
         return r
 
     async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
