@@ -54,7 +54,12 @@ _ERRORS = {
          "see Retry-After.",
     504: "A backend did not answer in time.",
 }
-INFERENCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
+# A backend's own 413 is relayed (backend_errors.py), so an inference route says so; its 422
+# is answered as a 400.
+INFERENCE_ERRORS = {**error_responses(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+                    413: {"model": ErrorResponse, "description": "The body is larger than "
+                          "MAX_BODY_BYTES, or the backend refused the request as too large "
+                          "(its message relayed)."}}
 
 
 def served_models(routing: RoutingTable, endpoints: dict[type[BaseModel], Endpoint]
