@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     health_probe_timeout_secs: PositiveFloat = 2.0
 
     # --- resilience ---
-    # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker.
+    # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker; a
+    # request's 5xx answers count once, however many backends it tried (resilience/tries.py).
     circuit_failure_threshold: PositiveInt = 5
     # Seconds an open breaker keeps its backend out before one trial request.
     circuit_recovery_timeout: PositiveFloat = 30.0

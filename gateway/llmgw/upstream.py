@@ -20,6 +20,7 @@ from .observability.trace import Trace
 from .resilience.breakers import Breakers
 from .resilience.retry import RetryableFailure, RetryPolicy
 from .resilience.selector import BackendSelector
+from .resilience.tries import Tries
 from .routing import Backend, Model
 from .settings import Settings
 
@@ -44,9 +45,9 @@ def _status_failure(status: int, content: bytes, backend: Backend, breakers: Bre
     if status < 500:
         breakers.success(backend.name)  # a client's 4xx: the backend is fine
         return error
-    breakers.failure(backend.name)
     # Any 5xx, as Envoy's `5xx` retry policy has it: nothing reached the client yet, and
-    # another replica may well answer (one replica's engine error is not the request's fault).
+    # another replica may well answer. Whether it may be retried and whether it counts
+    # against the breaker depend on the request's other tries (resilience/tries.py).
     return RetryableFailure(error, "status")
 
 
@@ -100,13 +101,16 @@ class Upstream:
                         time_left: Callable[[], float]) -> object:
         """Run `once(backend)` with retries on other backends while `time_left()`, all within
         MAX_REQUEST_SECS."""
-        tried: set[str] = set()
+        tries = Tries(self._selector, model, trace.org if trace else None)
 
         async def attempt(_n: int):
-            backend = await self._selector.acquire(model, trace.org if trace else None,
-                                                   frozenset(tried))
-            tried.add(backend.name)
-            return await once(backend)
+            backend = await tries.acquire()
+            try:
+                return await once(backend)
+            except RetryableFailure as failure:
+                if failure.reason != "status":
+                    raise
+                raise tries.status_failure(backend, failure) from None
 
         def on_retry(reason: str) -> None:
             if trace is not None:
