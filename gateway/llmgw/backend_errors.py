@@ -15,8 +15,9 @@ import re
 
 import orjson
 
-from .backend_http import ConnectError, ConnectTimeout, ReadTimeout
-from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
+from .backend_http import ConnectError, ConnectTimeout, PoolTimeout, ReadTimeout
+from .errors import (BackendUnavailable, BadGateway, GatewayError, NoCapacity, UpstreamError,
+                     UpstreamTimeout)
 from .routing import Backend
 
 # The backend statuses that are about the client's request, and the code each gets when the
@@ -30,6 +31,9 @@ def transport_error(exc: BaseException, backend: Backend) -> GatewayError:
     """A transport failure (no connection, silence, dropped, not HTTP) as the client sees it."""
     if isinstance(exc, ReadTimeout):
         return UpstreamTimeout(f"backend {backend.name} did not answer in time")
+    if isinstance(exc, PoolTimeout):
+        return NoCapacity("every backend connection of the gateway is in use; retry shortly",
+                          headers={"Retry-After": "1"})
     if isinstance(exc, (ConnectError, ConnectTimeout)):
         return BackendUnavailable(f"backend {backend.name} is unreachable",
                                   headers={"Retry-After": "1"})

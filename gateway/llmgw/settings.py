@@ -47,10 +47,13 @@ class Settings(BaseSettings):
     # Upstream connection pool (seed 002: 3000 connections, 800 kept alive).
     http_max_connections: PositiveInt = 3000
     http_max_keepalive: PositiveInt = 800
+    # Getting a connection: a free one under the cap, then the connect; within what is left of
+    # the upstream deadline too.
     upstream_connect_timeout_secs: PositiveFloat = 5.0
-    # Longest wait for a backend's answer (a non-streaming call's whole answer, a stream's
-    # response head), one deadline for all of a request's attempts: a retry gets what is left
-    # (seed 000's name).
+    # Longest wait for a backend's answer (a non-streaming call's last byte, a stream's
+    # response head), waits for capacity and connections included, one deadline for all of a
+    # request's attempts: a retry gets what is left (seed 000's name). /tokenize, called
+    # before the main call, has min(this, 5 s) of its own (upstream.TOKENIZE_SECS).
     upstream_timeout_seconds: PositiveFloat = 300.0
     # Longest silence of a stream, its response head included.
     stream_idle_timeout_secs: PositiveFloat = 180.0
