@@ -101,9 +101,12 @@ class Settings(BaseSettings):
     default_rpm_limit: PositiveInt = 120
     default_tpm_limit: PositiveInt = 120_000
     default_max_concurrent: PositiveInt = _also("default_max_concurrent", "max_inflight_per_ip", 4)
-    default_daily_token_limit: PositiveInt = _also("default_daily_token_limit", "org_daily_token_limit", 10_000_000)
-    default_daily_request_limit: PositiveInt = _also("default_daily_request_limit", "org_daily_request_limit", 100_000)
-    default_monthly_token_limit: PositiveInt = _also("default_monthly_token_limit", "org_monthly_token_limit", 300_000_000)
+    default_daily_token_limit: PositiveInt = _also("default_daily_token_limit",
+                                                   "org_daily_token_limit", 10_000_000)
+    default_daily_request_limit: PositiveInt = _also("default_daily_request_limit",
+                                                     "org_daily_request_limit", 100_000)
+    default_monthly_token_limit: PositiveInt = _also("default_monthly_token_limit",
+                                                     "org_monthly_token_limit", 300_000_000)
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
@@ -188,5 +191,6 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                 for e in exc.errors()]
         raise SystemExit("invalid gateway settings:\n" + "\n".join(lines)) from None

@@ -42,7 +42,8 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
         return error
     breakers.failure(backend.name)
     if isinstance(exc, ConnectError):
-        breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
+        # Nothing listens there: out of rotation until a health probe passes.
+        breakers.refused(backend.name)
     if isinstance(exc, ReadTimeout):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for

@@ -74,7 +74,8 @@ class Server:
 
 
 def _client(**caps) -> BackendHTTP:
-    options = {"max_connections": 100, "max_idle": 10, "keepalive_secs": 4.0, "connect_timeout": 1.0}
+    options = {"max_connections": 100, "max_idle": 10, "keepalive_secs": 4.0,
+               "connect_timeout": 1.0}
     return BackendHTTP(**{**options, **caps})
 
 
@@ -258,7 +259,8 @@ def test_refused_is_a_connect_error():
 
 
 def test_origins_parse_ports_paths_and_host_headers():
-    assert Origin.from_url("http://vllm-a:8000") == Origin("vllm-a", 8000, False, b"", b"vllm-a:8000")
+    assert Origin.from_url("http://vllm-a:8000") == Origin("vllm-a", 8000, False, b"",
+                                                           b"vllm-a:8000")
     assert Origin.from_url("https://gpu.example/v") == Origin("gpu.example", 443, True, b"/v",
                                                              b"gpu.example")
     assert Origin.from_url("http://[::1]:81/").host_header == b"[::1]:81"

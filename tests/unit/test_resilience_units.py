@@ -84,7 +84,8 @@ def test_retry_budget_floor_lets_a_quiet_worker_fail_over():
 def _policy(ratio=10.0, max_retries=2, floor=0):
     async def no_sleep(_s):
         return None
-    return RetryPolicy(max_retries=max_retries, budget=RetryBudget(ratio, min_retries=floor, clock=Clock()),
+    budget = RetryBudget(ratio, min_retries=floor, clock=Clock())
+    return RetryPolicy(max_retries=max_retries, budget=budget,
                        backoff=Backoff(0.05, 1.0, random.Random(1)), sleep=no_sleep)
 
 
