@@ -15,8 +15,9 @@ KEEPALIVE_SECS = 4.0
 
 @asynccontextmanager
 async def backend_http(settings: Settings) -> AsyncIterator[BackendHTTP]:
-    """One per worker; connections to every backend are pooled and reused. Waiting for a free
-    connection is not capped here: MAX_REQUEST_SECS bounds the whole request."""
+    """One per worker; connections to every backend are pooled and reused. Getting one (a
+    free slot, then the connect) takes at most the connect timeout, and each request's caller
+    bounds it by what is left of its deadline too."""
     http = BackendHTTP(max_connections=settings.http_max_connections,
                        max_idle=settings.http_max_keepalive, keepalive_secs=KEEPALIVE_SECS,
                        connect_timeout=settings.upstream_connect_timeout_secs)

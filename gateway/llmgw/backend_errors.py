@@ -1,7 +1,9 @@
 """What a backend's failure becomes for the client: its client errors relayed, the rest user-safe.
 
 A backend's 400 (a prompt over the model's context, a bad sampling parameter) is about the
-client's request: its status, message, type and param reach the client. Nothing else a
+client's request: its status, message, type and param reach the client; so does a 413. A 422
+becomes a 400 invalid_request_error with its message and param: the gateway's document
+(openapi.py) promises 400 for invalid requests, and OpenAI's clients expect it. Nothing else a
 backend says does: its 5xx text, and 4xx answers that mean the gateway addressed it wrongly
 (credentials, model name, path), become the gateway's own 502/503/504 with a fixed message
 that names the backend but never its address or key.
@@ -13,8 +15,9 @@ import re
 
 import orjson
 
-from .backend_http import ConnectError, ConnectTimeout, ReadTimeout
-from .errors import BackendUnavailable, BadGateway, GatewayError, UpstreamError, UpstreamTimeout
+from .backend_http import ConnectError, ConnectTimeout, PoolTimeout, ReadTimeout
+from .errors import (BackendUnavailable, BadGateway, GatewayError, NoCapacity, UpstreamError,
+                     UpstreamTimeout)
 from .routing import Backend
 
 # The backend statuses that are about the client's request, and the code each gets when the
@@ -28,6 +31,9 @@ def transport_error(exc: BaseException, backend: Backend) -> GatewayError:
     """A transport failure (no connection, silence, dropped, not HTTP) as the client sees it."""
     if isinstance(exc, ReadTimeout):
         return UpstreamTimeout(f"backend {backend.name} did not answer in time")
+    if isinstance(exc, PoolTimeout):
+        return NoCapacity("every backend connection of the gateway is in use; retry shortly",
+                          headers={"Retry-After": "1"})
     if isinstance(exc, (ConnectError, ConnectTimeout)):
         return BackendUnavailable(f"backend {backend.name} is unreachable",
                                   headers={"Retry-After": "1"})
@@ -67,5 +73,8 @@ def _client_error(status: int, content: bytes) -> UpstreamError:
     if not (isinstance(code, str) and _SANE_CODE.fullmatch(code)):
         code = CLIENT_ERROR_CODES[status]
     message = text("message", 2000) or f"the backend rejected the request ({status})"
+    if status == 422:  # FastAPI's status for a schema violation; ours is 400, typed as OpenAI's
+        return UpstreamError(400, message, type_="invalid_request_error",
+                             param=text("param", 200), code=code)
     return UpstreamError(status, message, type_=text("type", 64) or "invalid_request_error",
                          param=text("param", 200), code=code)

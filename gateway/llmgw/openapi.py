@@ -17,7 +17,8 @@ from .routing import Endpoint, RoutingTable
 _REF = "#/components/schemas/{model}"
 
 SECURITY_SCHEMES = {
-    "apiKey": {"type": "http", "scheme": "bearer", "description": "An organisation's API key (sk-...)."},
+    "apiKey": {"type": "http", "scheme": "bearer",
+               "description": "An organisation's API key (sk-...)."},
     "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN."},
     "adminTokenHeader": {"type": "apiKey", "in": "header", "name": "X-Admin-Token",
                          "description": "ADMIN_TOKEN, in seed 000's header."},
@@ -40,9 +41,10 @@ def error_responses(*statuses: int) -> dict:
 
 
 _ERRORS = {
-    400: "Invalid request: bad JSON, a schema violation (names the param), a model used on the wrong "
-         "endpoint, or a request over the key's own bounds (`bad_input`).",
-    401: "Missing, malformed, unknown, expired or revoked key (`invalid_api_key`), or a wrong admin token (`unauthorized`).",
+    400: "Invalid request: bad JSON, a schema violation (names the param), a model used on the "
+         "wrong endpoint, or a request over the key's own bounds (`bad_input`).",
+    401: "Missing, malformed, unknown, expired or revoked key (`invalid_api_key`), or a wrong "
+         "admin token (`unauthorized`).",
     403: "The key lacks the route's scope (`insufficient_scope`) or its organisation is suspended.",
     404: "Not found: the model (`model_not_found`), or an admin route's id.",
     409: "Conflict: an organisation with this name exists.",
@@ -50,18 +52,24 @@ _ERRORS = {
     415: "The body is not application/json.",
     429: "A rate limit or quota is reached (`limit_*`, `quota_*`); see Retry-After.",
     502: "A backend failed or broke the connection.",
-    503: "Unavailable now: no backend can serve, Redis is not answering, or the admin API is disabled; "
-         "see Retry-After.",
+    503: "Unavailable now: no backend can serve, Redis is not answering, or the admin API is "
+         "disabled; see Retry-After.",
     504: "A backend did not answer in time.",
 }
-INFERENCE_ERRORS = error_responses(400, 401, 403, 404, 413, 415, 429, 502, 503, 504)
+# A backend's own 413 is relayed (backend_errors.py), so an inference route says so; its 422
+# is answered as a 400.
+INFERENCE_ERRORS = {**error_responses(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+                    413: {"model": ErrorResponse, "description": "The body is larger than "
+                          "MAX_BODY_BYTES, or the backend refused the request as too large "
+                          "(its message relayed)."}}
 
 
 def served_models(routing: RoutingTable, endpoints: dict[type[BaseModel], Endpoint]
                   ) -> dict[str, tuple[list[str], bool]]:
     """Per request model: the names (and aliases) its endpoint serves, and whether `model` is
     required (everywhere but text2sql with a default model)."""
-    return {schema.__name__: ([n for m in routing.models if endpoint in m.endpoints for n in (m.name, *m.aliases)],
+    return {schema.__name__: ([n for m in routing.models if endpoint in m.endpoints
+                               for n in (m.name, *m.aliases)],
                               not (endpoint is Endpoint.TEXT2SQL and routing.text2sql_default))
             for schema, endpoint in endpoints.items()}
 

@@ -47,10 +47,13 @@ class Settings(BaseSettings):
     # Upstream connection pool (seed 002: 3000 connections, 800 kept alive).
     http_max_connections: PositiveInt = 3000
     http_max_keepalive: PositiveInt = 800
+    # Getting a connection: a free one under the cap, then the connect; within what is left of
+    # the upstream deadline too.
     upstream_connect_timeout_secs: PositiveFloat = 5.0
-    # Longest wait for a backend's answer (a non-streaming call's whole answer, a stream's
-    # response head), one deadline for all of a request's attempts: a retry gets what is left
-    # (seed 000's name).
+    # Longest wait for a backend's answer (a non-streaming call's last byte, a stream's
+    # response head), waits for capacity and connections included, one deadline for all of a
+    # request's attempts: a retry gets what is left (seed 000's name). /tokenize, called
+    # before the main call, has min(this, 5 s) of its own (upstream.TOKENIZE_SECS).
     upstream_timeout_seconds: PositiveFloat = 300.0
     # Longest silence of a stream, its response head included.
     stream_idle_timeout_secs: PositiveFloat = 180.0
@@ -59,7 +62,8 @@ class Settings(BaseSettings):
     health_probe_timeout_secs: PositiveFloat = 2.0
 
     # --- resilience ---
-    # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker.
+    # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker; a
+    # request's 5xx answers count once, however many backends it tried (resilience/tries.py).
     circuit_failure_threshold: PositiveInt = 5
     # Seconds an open breaker keeps its backend out before one trial request.
     circuit_recovery_timeout: PositiveFloat = 30.0
@@ -97,9 +101,12 @@ class Settings(BaseSettings):
     default_rpm_limit: PositiveInt = 120
     default_tpm_limit: PositiveInt = 120_000
     default_max_concurrent: PositiveInt = _also("default_max_concurrent", "max_inflight_per_ip", 4)
-    default_daily_token_limit: PositiveInt = _also("default_daily_token_limit", "org_daily_token_limit", 10_000_000)
-    default_daily_request_limit: PositiveInt = _also("default_daily_request_limit", "org_daily_request_limit", 100_000)
-    default_monthly_token_limit: PositiveInt = _also("default_monthly_token_limit", "org_monthly_token_limit", 300_000_000)
+    default_daily_token_limit: PositiveInt = _also("default_daily_token_limit",
+                                                   "org_daily_token_limit", 10_000_000)
+    default_daily_request_limit: PositiveInt = _also("default_daily_request_limit",
+                                                     "org_daily_request_limit", 100_000)
+    default_monthly_token_limit: PositiveInt = _also("default_monthly_token_limit",
+                                                     "org_monthly_token_limit", 300_000_000)
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
@@ -184,5 +191,6 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                 for e in exc.errors()]
         raise SystemExit("invalid gateway settings:\n" + "\n".join(lines)) from None

@@ -7,31 +7,43 @@ Every failure leaves this module as a GatewayError whose text names no URL, host
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 
 import orjson
 
 from .backend_errors import relayed_error, transport_error
-from .backend_http import BackendHTTP, BackendHTTPError, ConnectError, ReadTimeout, Response
+from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, PoolTimeout, ReadTimeout,
+                           Response)
 from .errors import BadGateway, GatewayError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
 from .resilience.breakers import Breakers
 from .resilience.retry import RetryableFailure, RetryPolicy
 from .resilience.selector import BackendSelector
+from .resilience.tries import Tries
 from .routing import Backend, Model
 from .settings import Settings
 
 TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
+# /tokenize only refines an estimate that would refuse the request, before the main call: it
+# gets a few seconds of its own (retries within them), not a second upstream deadline, and
+# when it fails the estimate stands.
+TOKENIZE_SECS = 5.0
 
 
 def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -> Exception:
     """What a transport error before the response means: breaker outcome and retry reason."""
     error = transport_error(exc, backend)
+    if isinstance(exc, PoolTimeout):
+        # The gateway's own connection cap, not the backend: not counted, and another backend
+        # shares the cap (and the deadline that bounded the wait).
+        return error
     breakers.failure(backend.name)
     if isinstance(exc, ConnectError):
-        breakers.refused(backend.name)  # nothing listens there: out of rotation until a probe passes
+        # Nothing listens there: out of rotation until a health probe passes.
+        breakers.refused(backend.name)
     if isinstance(exc, ReadTimeout):
         return RetryableFailure(error, "timeout")
     # Refused, or dropped before any response (a killed backend): nothing was generated for
@@ -44,9 +56,9 @@ def _status_failure(status: int, content: bytes, backend: Backend, breakers: Bre
     if status < 500:
         breakers.success(backend.name)  # a client's 4xx: the backend is fine
         return error
-    breakers.failure(backend.name)
     # Any 5xx, as Envoy's `5xx` retry policy has it: nothing reached the client yet, and
-    # another replica may well answer (one replica's engine error is not the request's fault).
+    # another replica may well answer. Whether it may be retried and whether it counts
+    # against the breaker depend on the request's other tries (resilience/tries.py).
     return RetryableFailure(error, "status")
 
 
@@ -55,8 +67,10 @@ class Upstream:
     another backend while nothing has reached the client yet.
 
     A request's attempts share one deadline, UPSTREAM_TIMEOUT_SECONDS from the first: for the
-    whole answer of a non-streaming call, for the response head of a stream. A retry gets
-    only what is left, so a hung backend costs a request that long once, not once per try.
+    whole answer of a non-streaming call, for the response head of a stream, waits for a
+    connection included. A retry gets only what is left, so a hung backend costs a request
+    that long once, not once per try. Waiting for admission to the pool (QUEUE_TIMEOUT_SECS)
+    counts against it too; a /tokenize call before the main one has its own TOKENIZE_SECS.
     """
 
     def __init__(self, http: BackendHTTP, selector: BackendSelector,
@@ -78,17 +92,21 @@ class Upstream:
             self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
 
     async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
-                    read_timeout: float, head_timeout: float) -> Response:
+                    left: float, *, stream: bool) -> Response:
+        """POST within `left`, what remains of the request's deadline: getting a connection
+        (also within the connect timeout) and the response head; for a non-streaming call the
+        whole answer, for a stream only its head (then the silence limit holds)."""
         # The request id is ours or passed our check (request_id.py): no CR or LF in it.
         headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
-        return await self._http.request(backend.origin, b"POST", path.encode(), headers,
-                                        orjson.dumps(body), read_timeout=read_timeout,
-                                        head_timeout=head_timeout)
+        return await self._http.request(
+            backend.origin, b"POST", path.encode(), headers, orjson.dumps(body),
+            read_timeout=self._stream_timeout if stream else left, head_timeout=left,
+            answer_timeout=math.inf if stream else left, connect_within=left)
 
-    def _time_left(self) -> Callable[[], float]:
-        """What is left of a request's answer deadline, which starts now."""
+    def _time_left(self, limit: float) -> Callable[[], float]:
+        """What is left of a request's answer deadline, `limit` from now."""
         loop = asyncio.get_running_loop()
-        answer_by = loop.time() + self._answer_timeout
+        answer_by = loop.time() + limit
         return lambda: answer_by - loop.time()
 
     def _spent(self, left: float) -> None:
@@ -100,13 +118,16 @@ class Upstream:
                         time_left: Callable[[], float]) -> object:
         """Run `once(backend)` with retries on other backends while `time_left()`, all within
         MAX_REQUEST_SECS."""
-        tried: set[str] = set()
+        tries = Tries(self._selector, model, trace.org if trace else None)
 
         async def attempt(_n: int):
-            backend = await self._selector.acquire(model, trace.org if trace else None,
-                                                   frozenset(tried))
-            tried.add(backend.name)
-            return await once(backend)
+            backend = await tries.acquire()
+            try:
+                return await once(backend)
+            except RetryableFailure as failure:
+                if failure.reason != "status":
+                    raise
+                raise tries.status_failure(backend, failure) from None
 
         def on_retry(reason: str) -> None:
             if trace is not None:
@@ -123,9 +144,10 @@ class Upstream:
                                   f"{self._max_secs:g} s") from None
 
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
-                      trace: Trace | None = None) -> dict:
-        """A non-streaming call: the parsed answer (the caller renames and meters it)."""
-        time_left = self._time_left()
+                      trace: Trace | None = None, limit: float | None = None) -> dict:
+        """A non-streaming call: the parsed answer (the caller renames and meters it), all of
+        it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given)."""
+        time_left = self._time_left(self._answer_timeout if limit is None else limit)
 
         async def once(backend: Backend) -> dict:
             return await self._forward_once(backend, path, body, request_id, trace, time_left())
@@ -136,7 +158,7 @@ class Upstream:
         started = time.perf_counter()
         try:
             self._spent(left)
-            resp = await self._post(backend, path, body, request_id, left, left)
+            resp = await self._post(backend, path, body, request_id, left, stream=False)
             try:
                 status, content = resp.status, await resp.read()
             finally:
@@ -163,7 +185,7 @@ class Upstream:
                           trace: Trace | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         deadline = asyncio.get_running_loop().time() + self._max_secs
-        time_left = self._time_left()
+        time_left = self._time_left(self._answer_timeout)
 
         async def once(backend: Backend) -> OpenStream:
             return await self._open_once(backend, path, body, request_id, trace, deadline,
@@ -175,7 +197,7 @@ class Upstream:
         started = time.perf_counter()
         try:
             self._spent(left)
-            resp = await self._post(backend, path, body, request_id, self._stream_timeout, left)
+            resp = await self._post(backend, path, body, request_id, left, stream=True)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
             self._selector.release(backend)
@@ -198,14 +220,15 @@ class Upstream:
         return OpenStream(resp, backend, self._selector, deadline, self._max_secs)
 
     async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
-        """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say."""
+        """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say
+        within TOKENIZE_SECS."""
         fields = {k: body[k] for k in ("messages", "prompt", "tools", "add_generation_prompt")
                   if k in body}
         if not isinstance(fields.get("prompt", ""), str):
             return None  # token ids are counted exactly already; lists of prompts are not supported
         try:
             answer = await self.forward(model, "/tokenize", {"model": model.served_name, **fields},
-                                        request_id)
+                                        request_id, limit=min(self._answer_timeout, TOKENIZE_SECS))
         except GatewayError:
             return None
         count = answer.get("count")

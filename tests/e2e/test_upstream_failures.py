@@ -82,6 +82,46 @@ def test_a_500_from_one_replica_is_served_by_the_other(ustack, stream):
         assert all(text.endswith("data: [DONE]\n\n") for _, text in results)
 
 
+POISON = 4  # requests a backend always fails: fewer than CIRCUIT_FAILURE_THRESHOLD (5)
+
+
+def _poison(stack, names, body) -> tuple[list[int], int]:
+    """Statuses of POISON requests while `names` answer every request with 500, and how many
+    attempts those backends failed."""
+    before = sum(_injected(stack, name) for name in names)
+    for name in names:
+        _faults(stack, name, error_rate=1.0, error_status=500)
+    try:
+        statuses = [_chat(stack, body)[0] for _ in range(POISON)]
+    finally:
+        for name in names:
+            _faults(stack, name, reset=True)
+    return statuses, sum(_injected(stack, name) for name in names) - before
+
+
+def test_poison_requests_to_a_pool_of_one_do_not_shut_its_model_out(ustack):
+    """A request that makes the backend fail every time counts once against its breaker:
+    when each of its retries on the same backend counted, two such requests opened it and
+    every tenant of the model got 503 for CIRCUIT_RECOVERY_TIMEOUT."""
+    body = {**CHAT, "model": "text2sql"}
+    statuses, attempts = _poison(ustack, ["text2sql"], body)
+    assert statuses == [502] * POISON
+    assert attempts == POISON  # no retry: no other backend to try
+    assert _breaker(ustack, "text2sql") == 0
+    healthy = _many(ustack, body, 20)
+    assert [status for status, _ in healthy] == [200] * 20, healthy[:2]
+
+
+def test_a_poison_request_tries_each_replica_once_and_counts_once(ustack):
+    _all_breakers_closed(ustack)
+    _many(ustack, CHAT, 100)  # room in the retry budget, as in production
+    statuses, attempts = _poison(ustack, ["chat0", "chat1"], CHAT)
+    assert statuses == [502] * POISON
+    assert attempts == 2 * POISON  # each replica once; a third try went back to one of them
+    assert _breaker(ustack, "chat0") == 0 and _breaker(ustack, "chat1") == 0
+    assert [status for status, _ in _many(ustack, CHAT, 20)] == [200] * 20
+
+
 def _timed_chat(stack, body) -> tuple[int, dict, float]:
     started = time.monotonic()
     resp = httpx.post(stack.base_url + "/v1/chat/completions", json=body, headers=stack.auth,

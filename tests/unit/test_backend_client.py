@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from llmgw.backend_http import (BackendHTTP, ConnectError, ConnectionDropped, Origin,
-                                ProtocolError, ReadTimeout)
+                                PoolTimeout, ProtocolError, ReadTimeout)
 from llmgw.backend_http.connection import HIGH_WATER
 from stacks import free_port
 
@@ -74,7 +74,8 @@ class Server:
 
 
 def _client(**caps) -> BackendHTTP:
-    options = {"max_connections": 100, "max_idle": 10, "keepalive_secs": 4.0, "connect_timeout": 1.0}
+    options = {"max_connections": 100, "max_idle": 10, "keepalive_secs": 4.0,
+               "connect_timeout": 1.0}
     return BackendHTTP(**{**options, **caps})
 
 
@@ -189,6 +190,38 @@ def test_a_head_timeout_cuts_a_missing_head_but_not_a_slow_body():
     _run(scenario)
 
 
+def test_an_answer_timeout_cuts_a_body_that_trickles_within_the_silence_limit():
+    async def scenario(server, origin):
+        http = _client()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        resp = await http.request(origin, b"POST", b"/trickle", b"", b"{}", read_timeout=0.3,
+                                  answer_timeout=0.25)
+        with pytest.raises(ReadTimeout):  # 0.5 s of body, never 0.3 s of silence
+            await resp.read()
+        assert 0.2 < loop.time() - started < 0.45
+        assert await _get(http, origin, b"/json") == b'{"ok": true}'  # the client still works
+        await http.aclose()
+    _run(scenario)
+
+
+def test_waiting_for_a_connection_under_the_cap_is_bounded():
+    async def scenario(server, origin):
+        http = _client(max_connections=1)
+        held = asyncio.create_task(_get(http, origin, b"/silent", timeout=5))
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(PoolTimeout):
+            await http.request(origin, b"POST", b"/json", b"", b"{}", read_timeout=2,
+                               connect_within=0.2)
+        assert 0.15 < loop.time() - started < 0.5
+        held.cancel()
+        assert await _get(http, origin, b"/json") == b'{"ok": true}'  # the slot came back
+        await http.aclose()
+    _run(scenario)
+
+
 def test_a_dropped_connection_and_a_non_http_answer_are_their_own_errors():
     async def scenario(server, origin):
         http = _client()
@@ -226,7 +259,8 @@ def test_refused_is_a_connect_error():
 
 
 def test_origins_parse_ports_paths_and_host_headers():
-    assert Origin.from_url("http://vllm-a:8000") == Origin("vllm-a", 8000, False, b"", b"vllm-a:8000")
+    assert Origin.from_url("http://vllm-a:8000") == Origin("vllm-a", 8000, False, b"",
+                                                           b"vllm-a:8000")
     assert Origin.from_url("https://gpu.example/v") == Origin("gpu.example", 443, True, b"/v",
                                                              b"gpu.example")
     assert Origin.from_url("http://[::1]:81/").host_header == b"[::1]:81"

@@ -59,3 +59,25 @@ def test_a_5xx_says_nothing_of_what_the_backend_wrote(status, kind):
     assert type(err) is kind and err.type == "server_error"
     text = err.body_bytes().decode()
     assert "CUDA" not in text and "10.0.0.7" not in text and "/srv" not in text
+
+
+def test_a_backends_422_is_a_400_invalid_request_with_its_message_and_param():
+    # FastAPI's status for a schema violation; the gateway's document promises 400, never 422.
+    err = relayed_error(422, b'{"error": {"message": "temperature: must be >= 0", '
+                             b'"type": "Unprocessable Entity", "param": "temperature", '
+                             b'"code": 422}}', BACKEND)
+    assert isinstance(err, UpstreamError) and err.status == 400
+    assert err.body()["error"] == {"message": "temperature: must be >= 0",
+                                   "type": "invalid_request_error", "param": "temperature",
+                                   "code": "invalid_request"}
+    bare = relayed_error(422, b'{"detail": [{"loc": ["body"]}]}', BACKEND)
+    assert bare.status == 400 and bare.body()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_backends_413_keeps_its_status_and_message():
+    err = relayed_error(413, b'{"error": {"message": "too many tokens in the batch", '
+                             b'"type": "BadRequestError", "param": null, "code": 413}}', BACKEND)
+    assert isinstance(err, UpstreamError) and err.status == 413
+    assert err.body()["error"] == {"message": "too many tokens in the batch",
+                                   "type": "BadRequestError", "param": None,
+                                   "code": "request_too_large"}

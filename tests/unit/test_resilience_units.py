@@ -11,6 +11,7 @@ from llmgw.resilience.breakers import Breakers
 from llmgw.resilience.queue import FairQueue
 from llmgw.resilience.retry import Backoff, RetryableFailure, RetryBudget, RetryPolicy
 from llmgw.resilience.selector import BackendSelector
+from llmgw.resilience.tries import Tries
 from llmgw.routing import Backend, Model, Pool
 
 
@@ -83,7 +84,8 @@ def test_retry_budget_floor_lets_a_quiet_worker_fail_over():
 def _policy(ratio=10.0, max_retries=2, floor=0):
     async def no_sleep(_s):
         return None
-    return RetryPolicy(max_retries=max_retries, budget=RetryBudget(ratio, min_retries=floor, clock=Clock()),
+    budget = RetryBudget(ratio, min_retries=floor, clock=Clock())
+    return RetryPolicy(max_retries=max_retries, budget=budget,
                        backoff=Backoff(0.05, 1.0, random.Random(1)), sleep=no_sleep)
 
 
@@ -226,5 +228,42 @@ def test_selector_prefers_an_untried_backend():
             backend = await sel.acquire(model, "a", frozenset({"b0"}))
             assert backend.name == "b1"
             sel.release(backend)
+
+    asyncio.run(scenario())
+
+
+def test_a_5xx_is_retried_only_on_an_untried_backend_and_counted_once_per_request():
+    async def scenario():
+        sel, model = _selector(seqs=4)
+        for _ in range(3):  # three "poison" requests, each failed by both backends
+            tries = Tries(sel, model, "a")
+            first = await tries.acquire()
+            failure = RetryableFailure(BadGateway("500"), "status")
+            assert tries.status_failure(first, failure) is failure  # the other may answer
+            sel.release(first)
+            second = await tries.acquire()
+            assert second is not first
+            final = tries.status_failure(second, RetryableFailure(BadGateway("500"), "status"))
+            assert isinstance(final, BadGateway)  # none left: the answer, not a retry
+            sel.release(second)
+        counts = [sel.breakers._cbs[name].fail_counter for name in ("b0", "b1")]
+        assert sum(counts) == 3  # one per request, not one per attempt
+
+    asyncio.run(scenario())
+
+
+def test_after_a_5xx_no_untried_backend_in_rotation_means_that_5xx_is_the_answer():
+    async def scenario():
+        sel, model = _selector(seqs=4)
+        tries = Tries(sel, model, "a")
+        first = await tries.acquire()
+        failure = RetryableFailure(BadGateway("500"), "status")
+        assert tries.status_failure(first, failure) is failure
+        sel.release(first)
+        other = next(b for b in model.pool.backends if b is not first)
+        for _ in range(5):
+            sel.breakers.failure(other.name)  # the other replica's breaker opened meanwhile
+        with pytest.raises(BadGateway):
+            await tries.acquire()
 
     asyncio.run(scenario())

@@ -10,8 +10,8 @@ spent about 400 µs of CPU per backend call where a bare protocol on the same so
 
 from .connection import Response
 from .errors import (BackendHTTPError, ConnectError, ConnectionDropped, ConnectTimeout,
-                     ProtocolError, ReadTimeout)
+                     PoolTimeout, ProtocolError, ReadTimeout)
 from .pool import BackendHTTP, Origin
 
 __all__ = ["BackendHTTP", "Origin", "Response", "BackendHTTPError", "ConnectError",
-           "ConnectTimeout", "ReadTimeout", "ConnectionDropped", "ProtocolError"]
+           "ConnectTimeout", "PoolTimeout", "ReadTimeout", "ConnectionDropped", "ProtocolError"]

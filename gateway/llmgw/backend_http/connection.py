@@ -113,6 +113,7 @@ class Connection(asyncio.Protocol):
         self._read_timeout = 0.0
         self._last_data = 0.0
         self._head_by = math.inf  # event-loop time by which the response head must be in
+        self._answer_by = math.inf  # and the whole response (a trickled body is no excuse)
         self._paused = False
         self.closed = False
         self.idle_since = 0.0
@@ -120,13 +121,16 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self._transport = transport
 
-    def send(self, data: bytes, read_timeout: float, head_timeout: float = math.inf) -> Response:
+    def send(self, data: bytes, read_timeout: float, head_timeout: float = math.inf,
+             answer_timeout: float = math.inf) -> Response:
         """Write a whole request; the response arrives on the returned object. A silence of
-        `read_timeout`, or no response head within `head_timeout`, fails it with ReadTimeout."""
+        `read_timeout`, no response head within `head_timeout`, or no complete response
+        within `answer_timeout` fails it with ReadTimeout."""
         self._response = response = Response(self)
         self._read_timeout = read_timeout
         self._last_data = self._loop.time()
         self._head_by = self._last_data + head_timeout
+        self._answer_by = self._last_data + answer_timeout
         self._timer = self._loop.call_at(self._time_limit(), self._check_silence)
         self._transport.write(data)
         return response
@@ -184,7 +188,7 @@ class Connection(asyncio.Protocol):
         self._on_lost(self)
 
     def _time_limit(self) -> float:
-        return min(self._last_data + self._read_timeout, self._head_by)
+        return min(self._last_data + self._read_timeout, self._head_by, self._answer_by)
 
     def _check_silence(self) -> None:
         limit = self._time_limit()

@@ -3,6 +3,7 @@
 BackendHTTPError
 ├── ConnectError        no connection: refused, unreachable, TLS handshake failed
 ├── ConnectTimeout      no connection within the connect timeout
+├── PoolTimeout         no free slot under the connection cap in time (the gateway's limit)
 ├── ReadTimeout         the backend fell silent for longer than the read timeout
 ├── ConnectionDropped   the connection closed before the response was complete
 └── ProtocolError       what came back is not HTTP/1.1
@@ -23,6 +24,10 @@ class ConnectError(BackendHTTPError):
 
 
 class ConnectTimeout(BackendHTTPError):
+    pass
+
+
+class PoolTimeout(BackendHTTPError):
     pass
 
 

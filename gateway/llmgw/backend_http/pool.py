@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .connection import Connection, Response
-from .errors import ConnectError, ConnectTimeout
+from .errors import ConnectError, ConnectTimeout, PoolTimeout
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,21 @@ class BackendHTTP:
         self._closed = False
 
     async def request(self, origin: Origin, method: bytes, path: bytes, headers: bytes,
-                      body: bytes, *, read_timeout: float,
-                      head_timeout: float = math.inf) -> Response:
+                      body: bytes, *, read_timeout: float, head_timeout: float = math.inf,
+                      answer_timeout: float = math.inf,
+                      connect_within: float = math.inf) -> Response:
         """Send a request; return once the response's head has arrived. `headers` are whole
-        header lines (CRLF-terminated); Host and Content-Length are added here. A silence of
-        `read_timeout`, or no head within `head_timeout`, raises ReadTimeout."""
-        conn = await self._acquire(origin)
+        header lines (CRLF-terminated); Host and Content-Length are added here.
+
+        Getting a connection (a free slot under the cap, then the connect) takes at most the
+        connect timeout and `connect_within`: PoolTimeout while waiting for a slot,
+        ConnectTimeout while connecting. Then a silence of `read_timeout`, no head within
+        `head_timeout`, or no complete response within `answer_timeout` (all counted from the
+        request's sending) raise ReadTimeout."""
+        conn = await self._acquire(origin, min(self._connect_timeout, connect_within))
         head = b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             method, origin.base_path, path, origin.host_header, len(body), headers)
-        response = conn.send(head + body, read_timeout, head_timeout)
+        response = conn.send(head + body, read_timeout, head_timeout, answer_timeout)
         try:
             await response.head()
         except BaseException:
@@ -85,13 +91,32 @@ class BackendHTTP:
     def open(self) -> int:
         return self._open
 
-    async def _acquire(self, origin: Origin) -> Connection:
+    async def _acquire(self, origin: Origin, wait: float) -> Connection:
+        """An idle connection to `origin`, else a new one within `wait` seconds."""
         idle = self._idle.get(origin)
         while idle:  # newest first: the one least likely to have been closed by the backend
             conn = idle.pop()
             self._idle_count -= 1
             if not conn.closed:
                 return conn
+        loop = asyncio.get_running_loop()
+        connect_by = loop.time() + wait
+        if self._open >= self._max_open:
+            try:
+                async with asyncio.timeout_at(connect_by):
+                    await self._slot()
+            except TimeoutError:
+                raise PoolTimeout(f"no free connection within {wait:g} s") from None
+        self._open += 1
+        try:
+            return await self._connect(origin, connect_by - loop.time())
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+
+    async def _slot(self) -> None:
+        """Wait until fewer than `max_connections` are open."""
         while self._open >= self._max_open:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -101,24 +126,17 @@ class BackendHTTP:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # woken, then cancelled: the slot goes to the next in line
                 raise
-        self._open += 1
-        try:
-            return await self._connect(origin)
-        except BaseException:
-            self._open -= 1
-            self._wake_one()
-            raise
 
-    async def _connect(self, origin: Origin) -> Connection:
+    async def _connect(self, origin: Origin, timeout: float) -> Connection:
         loop = asyncio.get_running_loop()
         context = self._tls_context() if origin.tls else None
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(max(0.0, timeout)):
                 _, conn = await loop.create_connection(
                     lambda: Connection(origin, self._free, self._lost), origin.host, origin.port,
                     ssl=context, server_hostname=origin.host if context else None)
         except TimeoutError:
-            raise ConnectTimeout(f"no connection within {self._connect_timeout:g} s") from None
+            raise ConnectTimeout(f"no connection within {timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(f"cannot connect: {exc}") from None
         return conn

@@ -22,19 +22,20 @@ class BackendSelector:
         self.balancer, self.breakers, self.queue = balancer, breakers, queue
         self._timeout, self._metrics, self._clock = queue_timeout, metrics, clock
 
-    def _pick(self, model: Model, exclude: frozenset[str]) -> Backend | None:
-        # Another backend than the ones already tried, if one can serve; else any.
-        return self.balancer.pick(model.pool, exclude) or (
-            self.balancer.pick(model.pool) if exclude else None)
+    def _pick(self, model: Model, exclude: frozenset[str], avoid: frozenset[str]) -> Backend | None:
+        # Another backend than the ones already tried, if one can serve; else any not avoided.
+        return self.balancer.pick(model.pool, exclude | avoid) or (
+            self.balancer.pick(model.pool, avoid) if exclude - avoid else None)
 
-    async def acquire(self, model: Model, org: str | None,
-                      exclude: frozenset[str] = frozenset()) -> Backend:
+    async def acquire(self, model: Model, org: str | None, exclude: frozenset[str] = frozenset(),
+                      avoid: frozenset[str] = frozenset()) -> Backend:
+        """A backend not in `avoid`, preferably not in `exclude` either; its slot taken."""
         pool = model.pool.name
         deadline = None
         woken = False
         while True:
             if woken or not self.queue.busy(pool):
-                backend = self._pick(model, exclude)
+                backend = self._pick(model, exclude, avoid)
                 if woken:
                     self.queue.taken(pool)
                     woken = False
@@ -42,7 +43,7 @@ class BackendSelector:
                     self.balancer.take(backend)
                     self.breakers.taken(backend.name)
                     return backend
-            if not self.balancer.available(model.pool):
+            if not self.balancer.available(model.pool, avoid):
                 # All down, loading or open: waiting would not help, say so at once.
                 raise BackendUnavailable(f"no backend available for model {model.name}",
                                          headers={"Retry-After": "5"})
