@@ -48,7 +48,7 @@ class CoalescingWriter:
 
 
 class GatewayHttpProtocol(BoundedHttpToolsProtocol):
-    """Built with `limits=ClientLimits(...)` (gunicorn.conf.py hands it to each worker)."""
+    """Built with `limits=ClientLimits(...)` (llmgw.worker.GatewayWorker does)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingWriter(transport, self.loop))
