@@ -1,4 +1,4 @@
-"""The gateway's HTTP protocol: uvicorn's, bounded (client_limits.py), writing one loop turn at once.
+"""The gateway's HTTP protocol: uvicorn's, bounded (client_limits.py), one write per loop turn.
 
 uvicorn writes a response's head the moment the app sends `http.response.start`, and its
 body on the next message: two system calls, two TCP segments and two wake-ups of the client

@@ -124,6 +124,18 @@ def test_the_worker_class_is_bounded_without_gunicorn_conf(edge, tmp_path):
     _openai_error(answer, 431, "headers_too_large")
 
 
+def test_a_refused_pipelined_request_never_answers_out_of_turn(edge):
+    """Two requests in one write, the second with too many fields: the first's answer is due
+    first, so a 431 now would be read as its answer. The connection just closes (as nginx)."""
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(101))
+    with _connect(edge) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /livez HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+        answer, _ = _read_until_closed(sock)
+    assert answer == b"" or (answer.startswith(b"HTTP/1.1 200 ")
+                             and answer.count(b"HTTP/1.1 ") == 1), answer[:300]
+
+
 @pytest.mark.parametrize("one_field", [True, False], ids=["one-huge-field", "many-lines"])
 def test_a_60_mb_header_gets_431_long_before_it_is_sent(edge, one_field):
     sent = []
