@@ -9,7 +9,6 @@ import os
 import shutil
 import tempfile
 
-from llmgw.client_limits import ClientLimits
 from llmgw.settings import load_settings
 
 _settings = load_settings()
@@ -18,7 +17,8 @@ _settings = load_settings()
 # The directory must exist, empty, before the workers import prometheus_client. A HUP reload
 # runs this file again in the same master: the directory is emptied only at the first start,
 # or the reload would wipe the live counters of the workers still draining.
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="llmgw-metrics-")
+_metrics_dir = (os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+                or tempfile.mkdtemp(prefix="llmgw-metrics-"))
 if os.environ.get("LLMGW_METRICS_DIR_MASTER") != str(os.getpid()):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir)
@@ -31,8 +31,8 @@ worker_class = "llmgw.worker.GatewayWorker"
 # Long streams are normal; gunicorn's worker timeout is only a heartbeat check for uvicorn workers.
 timeout = 60
 # On SIGTERM or a HUP reload, workers get this long to finish in-flight requests and streams
-# before gunicorn kills them; uvicorn's own drain limit (post_fork) ends a little earlier so
-# the worker closes what is left and exits cleanly instead of being killed. While draining,
+# before gunicorn kills them; uvicorn's own drain limit (llmgw.worker) ends a little earlier
+# so the worker closes what is left and exits cleanly instead of being killed. While draining,
 # a worker keeps its open connections (see llmgw.worker.DrainingServer) until the client
 # closes them or they idle past `keepalive`.
 graceful_timeout = int(_settings.graceful_timeout_secs)
@@ -44,11 +44,6 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "llmgw"
-
-
-def post_fork(_server, worker) -> None:
-    worker.config.timeout_graceful_shutdown = max(1.0, _settings.graceful_timeout_secs - 5)
-    worker.with_client_limits(ClientLimits.from_settings(_settings))
 
 
 def child_exit(_server, worker) -> None:

@@ -7,12 +7,12 @@ from starlette.requests import Request
 
 from .errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
-# OpenAI bodies are shallow: a chat message's content parts sit at depth 5, and a strict JSON
-# schema (at most 10 levels of nested objects, two JSON levels each) stays under 30. The cap
-# must also stay well below orjson's serialiser limit (254 levels), since the gateway
-# serialises the body again to forward it and to key the cache: deeper input made those raise
-# (a 500 for a client's mistake).
-MAX_JSON_DEPTH = 64
+# The deepest body the gateway can serialise again, to forward it and to key the cache:
+# orjson's parser takes 1024 levels but its serialiser raises past 254 (checked against
+# orjson 3.13), and the cache key wraps the body in one more array. Deeper was a 500 for a
+# client's mistake. No real body comes near: OpenAI's are a few levels deep, a strict JSON
+# schema under 30.
+MAX_JSON_DEPTH = 253
 _TOO_DEEP = f"request body nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays"
 
 
@@ -55,21 +55,16 @@ async def read_json_object(request: Request, max_bytes: int, *, empty: dict | No
         raise InvalidRequest(f"request body is {reason}: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    # Counting brackets runs in C and clears almost every body (brackets inside strings only
-    # make it walk the parsed tree, which stops at the first branch too deep).
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
-        raise InvalidRequest(_TOO_DEEP)
+    _check_depth(raw, body)
     return body
 
 
-def _deeper_than(body: dict, limit: int) -> bool:
-    """Whether objects and arrays nest more than `limit` levels (the body itself is level 1)."""
-    pending: list[tuple[dict | list, int]] = [(body, 1)]
-    while pending:
-        node, depth = pending.pop()
-        children = [c for c in (node.values() if isinstance(node, dict) else node)
-                    if isinstance(c, (dict, list))]
-        if children and depth == limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
-    return False
+def _check_depth(raw: bytes, body: dict) -> None:
+    """Refuse a body nested deeper than MAX_JSON_DEPTH, without walking it in Python."""
+    # A body cannot nest deeper than it has brackets: two counts in C clear nearly every body.
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    try:
+        orjson.dumps([body])  # the cache key's extra level: raises past MAX_JSON_DEPTH exactly
+    except orjson.JSONEncodeError:
+        raise InvalidRequest(_TOO_DEEP) from None

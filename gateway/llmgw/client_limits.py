@@ -1,12 +1,13 @@
-"""What a client may send to the gateway's port, and how slowly: header size and count, deadlines.
+"""How much a client may send to the gateway's port, and how slowly: headers, deadlines.
 
 uvicorn's httptools protocol bounds none of these: it took 100,000 header fields or a 60 MB
 header (httptools gathers a field by concatenation, so that one also cost quadratic CPU), and
 held a connection open for as long as its client sent a byte now and then, or nothing at all.
 nginx bounds them in production, but the local stack and anything reaching the gateway's port
-directly meet uvicorn alone. Refusals are answered here, before any request reaches the app, in
-OpenAI's error shape, with `Connection: close`: 431 for headers too large or too many, 408 for a
-request too slow; a connection that never started a request is closed without a word (as nginx).
+directly meet uvicorn alone. Refusals are answered here, before any request reaches the app,
+in OpenAI's error shape, with `Connection: close`: 431 for headers too large or too many, 408
+for a request too slow; a connection that never started a request, or whose refused request
+would answer out of turn, is closed without a word (as nginx).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.limits = limits
         self._phase: Phase = "idle"
         self._head_bytes = 0  # bytes of the current head seen so far (see data_received)
+        self._head_counted = False  # whether _head_bytes + this chunk bounds the current head
+        self._chunk_bytes = 0  # size of the chunk being parsed
         self._header_fields = 0
         self._completed_in_feed = False
         self._refusal: GatewayError | None = None
@@ -87,6 +90,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # on_headers_complete still measures the finished head exactly.
         whole_chunk_is_head = self._phase != "body"
         self._completed_in_feed = False
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -104,6 +108,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase, self._header_fields = "head", 0
+        # Begun in a chunk that ended no request: data_received counts every chunk of it.
+        self._head_counted = not self._completed_in_feed
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields += 1
@@ -112,10 +118,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        # Request line and fields as sent, give or take the method and version (a few bytes).
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
-            self._stop(self._too_large())
+        limit = self.limits.max_header_bytes
+        # The bytes received for this head bound its size: nearly every head is cleared by
+        # that, without a pass over its fields.
+        if not self._head_counted or self._head_bytes + self._chunk_bytes > limit:
+            # Request line and fields as sent, give or take the method and version (a few bytes).
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limit:
+                self._stop(self._too_large())
         self._phase = "body"
         super().on_headers_complete()
 
@@ -140,6 +150,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, refusal: GatewayError) -> None:
         log.warning("request refused at the edge: %s", refusal.code)
         self._watch("idle")
+        if self._answering():
+            # A refusal now would be read as the answer under way (a pipelined request's, or
+            # a 401 sent before the body was read): no second answer, just stop.
+            self.transport.close()
+            return
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app, if it has the request, must not answer too
         self.transport.write(refusal_bytes(refusal, self.server_state.default_headers))
@@ -154,8 +169,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._deadline = None
         self._deadline_phase = phase
         if phase != "idle":
-            secs = self.limits.header_timeout_secs if phase == "head" else self.limits.body_timeout_secs
-            self._deadline = self.loop.call_later(secs, self._expired)
+            self._deadline = self.loop.call_later(self._timeout(phase), self._expired)
 
     def _expired(self) -> None:
         phase, self._deadline, self._deadline_phase = self._deadline_phase, None, "idle"
@@ -163,9 +177,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.flow.read_paused:  # uvicorn stopped reading, not the client: start again
             self._watch(phase)
-        elif self._phase == "idle" or self._answering():
-            # Never started a request (nothing to answer, as nginx), or an answer is already on
-            # the wire (say, a 401 before the body was read): no second one, just stop reading.
+        elif self._phase == "idle":  # never started a request: nothing to answer, as nginx
             self.transport.close()
         else:
             what = "headers" if phase == "head" else "body"

@@ -1,4 +1,4 @@
-"""The gateway's HTTP protocol: uvicorn's, bounded (client_limits.py), writing one loop turn at once.
+"""The gateway's HTTP protocol: uvicorn's, bounded (client_limits.py), one write per loop turn.
 
 uvicorn writes a response's head the moment the app sends `http.response.start`, and its
 body on the next message: two system calls, two TCP segments and two wake-ups of the client
@@ -48,7 +48,7 @@ class CoalescingWriter:
 
 
 class GatewayHttpProtocol(BoundedHttpToolsProtocol):
-    """Built with `limits=ClientLimits(...)` (gunicorn.conf.py hands it to each worker)."""
+    """Built with `limits=ClientLimits(...)` (llmgw.worker.GatewayWorker does)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingWriter(transport, self.loop))

@@ -1,4 +1,4 @@
-"""Correlation ids: accept the client's X-Request-ID when it is sane, else make one; always echo it."""
+"""Correlation ids: the client's X-Request-ID when it is sane, else the gateway's; always echoed."""
 
 from __future__ import annotations
 
@@ -6,18 +6,40 @@ import re
 import uuid
 
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_KEY_ID_DIGITS = b"0123456789abcdef"
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def secret_shaped(value: bytes) -> bool:
+    """Whether a client's id looks like a credential: this platform's key (`sk-<16 hex>-...`)
+    anywhere, anyone's `sk-...` key at the start of a word, or a JWT (`eyJ`, base64 of `{"`).
+
+    Such an id would be forwarded to vLLM as X-Request-ID, which logs it unmasked. Substring
+    checks only, so the common id costs two scans in C; `task-1` or `risk-2` stay accepted.
+    """
+    if b"eyJ" in value:
+        return True
+    at = value.find(b"sk-")
+    while at != -1:
+        word_start = not value[at - 1:at].isalnum()  # also at 0: the empty slice is not alnum
+        key_id = value[at + 3:at + 19]
+        ours = (len(key_id) == 16 and not key_id.strip(_KEY_ID_DIGITS)
+                and value[at + 19:at + 20] == b"-")
+        if word_start or ours:
+            return True
+        at = value.find(b"sk-", at + 3)
+    return False
+
+
 class RequestIdMiddleware:
     """Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and breaks streaming).
 
     The id lands in `scope["state"]["request_id"]` for handlers and on every response,
-    error responses included. A client value that is long or odd is replaced, because it
-    flows into logs and backend headers.
+    error responses included. A client value that is long, odd or shaped like a credential is
+    replaced, because it flows into logs and backend headers.
     """
 
     def __init__(self, app) -> None:
@@ -30,7 +52,7 @@ class RequestIdMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _SAFE_ID.match(value):
+                if _SAFE_ID.match(value) and not secret_shaped(value):
                     request_id = value.decode("ascii")
                 break
         if request_id is None:
@@ -42,9 +64,10 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 # Set, never appended: an error handler may have set it already (it must, for
                 # the errors Starlette answers outside every middleware), and two copies are
-                # one header too many for clients and proxies that read a single value.
+                # one header too many for clients and proxies that read a single value. ASGI
+                # header names are lowercase already: no .lower() per header per response.
                 message["headers"] = [*(h for h in message.get("headers", ())
-                                        if h[0].lower() != b"x-request-id"), header]
+                                        if h[0] != b"x-request-id"), header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

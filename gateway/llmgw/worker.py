@@ -1,4 +1,4 @@
-"""The gunicorn worker class: uvicorn on uvloop and httptools, draining without resetting clients."""
+"""The gunicorn worker class: uvicorn on uvloop, bounded httptools, draining without resets."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from uvicorn_worker import UvicornWorker
 
 from .client_limits import ClientLimits
 from .http_protocol import GatewayHttpProtocol
+from .settings import load_settings
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -54,15 +55,25 @@ class DrainingServer(Server):
 
 
 class GatewayWorker(UvicornWorker):
+    """uvicorn on uvloop, with the gateway's bounded, coalescing HTTP protocol and drain.
+
+    All of it is set up here, not in a gunicorn hook, so the worker is the same however it is
+    started (gunicorn.conf.py, or `gunicorn -k llmgw.worker.GatewayWorker`): before, a start
+    without the hook served plain uvicorn with no client limits.
+    """
+
     # The gateway writes its own structured access line; uvicorn's would double the log volume.
     # No X-Forwarded-* rewriting: nothing in the gateway reads the client's address (limits
     # are per organisation and key), and the middleware costs every request.
-    # The protocol is uvicorn's httptools one, bounded and writing a response's head and body
-    # together; its limits come from the validated settings (with_client_limits, post_fork).
     CONFIG_KWARGS = {"loop": "uvloop", "access_log": False, "proxy_headers": False}
 
-    def with_client_limits(self, limits: ClientLimits) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # builds self.config from gunicorn's settings
+        limits = ClientLimits.from_settings(load_settings())
         self.config.http = functools.partial(GatewayHttpProtocol, limits=limits)
+        # uvicorn's drain ends a little before gunicorn's kill (graceful_timeout), so the
+        # worker closes what is left and exits cleanly instead of being killed.
+        self.config.timeout_graceful_shutdown = max(1.0, self.cfg.graceful_timeout - 5)
 
     async def _serve(self) -> None:
         """UvicornWorker._serve, with the draining server."""

@@ -3,21 +3,29 @@ gunicorn with no nginx in front (as the local stack exposes it)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
-from stacks import TestStack
+from stack.processes import ROOT, Proc, stop, wait_healthy
+from stack.topology import gateway_env
+from stacks import TestStack, free_port
 
 # Short deadlines so a refused connection shows within seconds; every bound asserted below
 # leaves a wide margin over them for a loaded two-core machine.
 DEADLINE_SECS = 2
-ENV = {"CLIENT_HEADER_TIMEOUT_SECS": str(DEADLINE_SECS), "CLIENT_BODY_TIMEOUT_SECS": str(DEADLINE_SECS)}
+ENV = {"CLIENT_HEADER_TIMEOUT_SECS": str(DEADLINE_SECS),
+       "CLIENT_BODY_TIMEOUT_SECS": str(DEADLINE_SECS)}
 BOUND_SECS = DEADLINE_SECS + 13
+POST = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 CHAT = b'{"model":"qwen","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}'
 
 
@@ -29,8 +37,9 @@ def edge(tmp_path_factory):
     stack.stop()
 
 
-def _connect(stack: TestStack) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", stack.cfg.gateway_port), timeout=BOUND_SECS)
+def _connect(stack: TestStack, port: int | None = None) -> socket.socket:
+    port = port or stack.cfg.gateway_port
+    sock = socket.create_connection(("127.0.0.1", port), timeout=BOUND_SECS)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -44,7 +53,8 @@ def _read_until_closed(sock: socket.socket) -> tuple[bytes, float]:
         except ConnectionResetError:
             chunk = b""
         except TimeoutError:
-            pytest.fail(f"the gateway held the connection open for {BOUND_SECS} s; got {data[:200]!r}")
+            pytest.fail(f"the gateway held the connection open for {BOUND_SECS} s; "
+                        f"got {data[:200]!r}")
         if not chunk:
             return data, time.monotonic() - start
         data += chunk
@@ -77,16 +87,53 @@ def _openai_error(answer: bytes, status: int, code: str) -> None:
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
 
 
+def _send_too_many_fields(sock: socket.socket) -> bytes:
+    def pieces():
+        yield b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+        for chunk in range(100):
+            yield b"".join(b"X-F%d: v\r\n" % (chunk * 1000 + i) for i in range(1000))
+        yield b"\r\n"
+    _send_in_background(sock, pieces())
+    return _read_until_closed(sock)[0]
+
+
 def test_too_many_header_fields_get_431(edge):
     with _connect(edge) as sock:
-        def pieces():
-            yield b"GET /livez HTTP/1.1\r\nHost: x\r\n"
-            for chunk in range(100):
-                yield b"".join(b"X-F%d: v\r\n" % (chunk * 1000 + i) for i in range(1000))
-            yield b"\r\n"
-        _send_in_background(sock, pieces())
-        answer, _ = _read_until_closed(sock)
+        answer = _send_too_many_fields(sock)
     _openai_error(answer, 431, "headers_too_large")
+
+
+def test_the_worker_class_is_bounded_without_gunicorn_conf(edge, tmp_path):
+    """`gunicorn -k llmgw.worker.GatewayWorker`, no config file and so no hooks: the limits
+    come with the worker class (they once came from a post_fork hook only)."""
+    port = free_port()
+    env = {**os.environ, **edge.cfg.env, **gateway_env(edge.specs), "REDIS_URL": edge.redis_url,
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    with open(tmp_path / "bare.log", "ab") as log:
+        popen = subprocess.Popen(
+            [gunicorn, "-k", "llmgw.worker.GatewayWorker", "-w", "1", "-b", f"127.0.0.1:{port}",
+             "llmgw.app:create_app()"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_healthy([Proc("bare", popen, f"http://127.0.0.1:{port}/healthz")], 60, tmp_path)
+        with _connect(edge, port) as sock:
+            answer = _send_too_many_fields(sock)
+    finally:
+        stop([popen.pid], grace=10)
+    _openai_error(answer, 431, "headers_too_large")
+
+
+def test_a_refused_pipelined_request_never_answers_out_of_turn(edge):
+    """Two requests in one write, the second with too many fields: the first's answer is due
+    first, so a 431 now would be read as its answer. The connection just closes (as nginx)."""
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(101))
+    with _connect(edge) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /livez HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+        answer, _ = _read_until_closed(sock)
+    assert answer == b"" or (answer.startswith(b"HTTP/1.1 200 ")
+                             and answer.count(b"HTTP/1.1 ") == 1), answer[:300]
 
 
 @pytest.mark.parametrize("one_field", [True, False], ids=["one-huge-field", "many-lines"])
@@ -125,8 +172,7 @@ def test_a_connection_that_sends_nothing_is_closed(edge):
 
 
 def test_a_body_sent_slowly_gets_408(edge):
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
+    head = (POST + b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
             b"Content-Length: %d\r\n\r\n" % len(CHAT))
     with _connect(edge) as sock:
         def pieces():
@@ -144,8 +190,7 @@ def test_a_refused_requests_slow_body_is_cut_off_too(edge):
     """Answered (401) before its body was read; the rest of the body may not trickle forever."""
     with _connect(edge) as sock:
         def pieces():
-            yield (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 1000\r\n\r\n{")
+            yield (POST + b"Content-Length: 1000\r\n\r\n{")
             for _ in range(999):
                 time.sleep(0.25)
                 yield b" "
@@ -156,8 +201,7 @@ def test_a_refused_requests_slow_body_is_cut_off_too(edge):
 
 def test_a_huge_declared_body_is_413_at_once(edge):
     with _connect(edge) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
+        sock.sendall(POST + b"Authorization: Bearer " + edge.api_key.encode() + b"\r\n"
                      b"Content-Length: 62914560\r\n\r\n{")
         answer, _ = _read_until_closed(sock)  # the 413, then the body deadline closes
     assert _status(answer) == 413 and b'"request_too_large"' in answer
@@ -202,7 +246,8 @@ def test_a_stream_longer_than_the_deadlines_completes(edge):
         httpx.post(edge.backend_url(name) + "/sim/faults", json={"itl_ms": 150}).raise_for_status()
     try:
         start = time.monotonic()
-        with httpx.stream("POST", edge.base_url + "/v1/chat/completions", timeout=30, headers=edge.auth,
+        with httpx.stream("POST", edge.base_url + "/v1/chat/completions", timeout=30,
+                          headers=edge.auth,
                           json={"model": "qwen", "messages": [{"role": "user", "content": "hi"}],
                                 "stream": True, "max_tokens": 20}) as resp:
             events = [line for line in resp.iter_lines() if line.startswith("data: ")]
@@ -210,4 +255,5 @@ def test_a_stream_longer_than_the_deadlines_completes(edge):
         assert time.monotonic() - start > DEADLINE_SECS  # it did outlast them
     finally:
         for name in ("chat0", "chat1"):
-            httpx.post(edge.backend_url(name) + "/sim/faults", json={"reset": True}).raise_for_status()
+            faults = edge.backend_url(name) + "/sim/faults"
+            httpx.post(faults, json={"reset": True}).raise_for_status()
