@@ -73,9 +73,11 @@ class Authenticator:
 
     def subscribed(self) -> list[str]:
         """The listener is (again) subscribed. Invalidations may have been missed while it was
-        not, so the digests known so far are returned to be revalidated once; they stay in
-        use meanwhile (no revocation can be written while Redis itself is down, and dropping
-        them made every known key fail in the next outage)."""
+        not, so the digests known so far are returned to be revalidated once. They stay in use
+        meanwhile, when Redis cannot be asked (dropping them made every known key fail in the
+        next outage). So a key revoked while Redis was up but out of this worker's reach (a
+        network partition) is served from them until a revalidation gets Redis's answer; with
+        Redis down, no revocation can be written at all."""
         self._drop_cache()
         self._subscriptions += 1
         self.caching = True
