@@ -160,12 +160,12 @@ def test_a_pass_overtaken_by_a_resubscription_keeps_none_of_its_answers(redis_po
 
 @pytest.mark.parametrize("event", ["resubscribed", "unsubscribed"])
 def test_a_pass_waiting_for_redis_ends_with_its_subscription(redis_port, event):
-    async def scenario(_redis, store, auth, _org, _keys):
+    async def scenario(_redis, store, auth, _org, keys):
         store.down = True
         old = asyncio.ensure_future(auth.revalidate(auth.subscribed(), retry_secs=0.01))
         await asyncio.sleep(0.1)
         assert not old.done() and store.calls > 1  # retrying: the last answers stand meanwhile
-        assert await _outcome(auth, _keys[0][0]) == "ok"
+        assert await _outcome(auth, keys[0][0]) == "ok"
         auth.subscribed() if event == "resubscribed" else auth.unsubscribed()
         await asyncio.wait_for(old, 1)
     _run(redis_port, 2, scenario)

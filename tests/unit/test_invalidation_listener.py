@@ -5,7 +5,6 @@ confirms a new subscription, and the known keys are revalidated then."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 
