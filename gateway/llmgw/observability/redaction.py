@@ -1,4 +1,5 @@
-"""What must never reach a log line, and masking it: secrets in any field, personal data in free text."""
+"""What must never reach a log line, and masking it: secrets in any field, personal data in
+free text."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ class Redactor:
                 text = text.replace(secret, "[REDACTED_SECRET]")
         if "sk-" in text:
             text = _KEY[0].sub(_KEY[1], text)
-        if "bearer" in text.lower():
+        # Any spelling of "bearer" holds an r: most identifiers (hex ids, uuids, most routes)
+        # have none, and skip the lowercased copy. "earer"/"EARER" alone would be cheaper
+        # still, but would miss mixed-case spellings.
+        if ("r" in text or "R" in text) and "bearer" in text.lower():
             text = _BEARER[0].sub(_BEARER[1], text)
         return text
 

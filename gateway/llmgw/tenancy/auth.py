@@ -59,7 +59,8 @@ class Authenticator:
         self._store = store
         self._defaults = defaults
         self._clock = clock
-        self._cache: TTLCache | None = TTLCache(cache_size, cache_ttl, timer=clock) if cache_ttl else None
+        self._cache: TTLCache | None = (TTLCache(cache_size, cache_ttl, timer=clock)
+                                        if cache_ttl else None)
         # Used only when Redis cannot be asked (stale-if-error), so the fail-open limiter
         # policy keeps serving known keys through a Redis outage.
         self._last_known: LastKnown[_Entry] = LastKnown(cache_size)
@@ -72,9 +73,11 @@ class Authenticator:
 
     def subscribed(self) -> list[str]:
         """The listener is (again) subscribed. Invalidations may have been missed while it was
-        not, so the digests known so far are returned to be revalidated once; they stay in
-        use meanwhile (no revocation can be written while Redis itself is down, and dropping
-        them made every known key fail in the next outage)."""
+        not, so the digests known so far are returned to be revalidated once. They stay in use
+        meanwhile, when Redis cannot be asked (dropping them made every known key fail in the
+        next outage). So a key revoked while Redis was up but out of this worker's reach (a
+        network partition) is served from them until a revalidation gets Redis's answer; with
+        Redis down, no revocation can be written at all."""
         self._drop_cache()
         self._subscriptions += 1
         self.caching = True
@@ -109,11 +112,11 @@ class Authenticator:
             except (RedisError, OSError, TimeoutError):
                 await asyncio.sleep(retry_secs)
                 continue
-            except ValueError:  # a record that no longer parses: not ours to judge here
-                found = None
-            if found is not None and generation != self._generation:
+            if generation != self._generation:
                 continue  # an invalidation arrived meanwhile: these answers may predate it
-            for key_digest, record in zip(batch, found or ()):
+            # A record that does not parse comes back as None, like a missing one: that key
+            # is forgotten (fail closed) while the rest of the batch is still brought up to date.
+            for key_digest, record in zip(batch, found):
                 self._remember(key_digest, self._answer(key_digest, record))
             i += self.REVALIDATE_BATCH
 
@@ -155,8 +158,8 @@ class Authenticator:
                 raise StateUnavailable() from None
             return stale
         entry = self._answer(key_digest, found)
-        if generation != self._generation:  # an invalidation arrived meanwhile: answer, keep nothing
-            return entry
+        if generation != self._generation:
+            return entry  # an invalidation arrived meanwhile: answer, but keep nothing
         self._remember(key_digest, entry)
         if use_cache and entry is not None:
             self._cache[key_digest] = entry

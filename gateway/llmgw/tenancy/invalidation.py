@@ -10,11 +10,17 @@ from redis.exceptions import RedisError
 from .auth import Authenticator
 from .store import INVALIDATE_CHANNEL
 
+# The listener asks Redis for a PONG after this long without a message, and takes the
+# subscription as lost when no message of any kind has come back this long after asking: a
+# half-open connection (a partition, a peer gone without a FIN, a Redis frozen or swapped out)
+# otherwise looks just like a quiet channel, and the cache would go on trusting itself.
 PING_EVERY_SECS = 5.0
+PONG_WITHIN_SECS = 3.0
 
 
-async def listen_for_invalidations(redis: Redis, auth: Authenticator, *,
-                                   retry_secs: float = 0.5) -> None:
+async def listen_for_invalidations(redis: Redis, auth: Authenticator, *, retry_secs: float = 0.5,
+                                   ping_every: float = PING_EVERY_SECS,
+                                   pong_within: float = PONG_WITHIN_SECS) -> None:
     """Run until cancelled. Caching is on only while subscribed: a lost subscription could
     miss a revocation, so lookups go to Redis until the subscription is back, and the keys
     known by then are asked about once more. Revalidations run beside the pump, so a long
@@ -23,12 +29,12 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *,
         while True:
             try:
                 async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(INVALIDATE_CHANNEL)
+                    await _subscribe(pubsub, pong_within)
                     revalidations.start_soon(auth.revalidate, auth.subscribed())
                     hook = _Reconnected(auth, revalidations)  # held here: redis-py keeps a weak ref
                     pubsub.connection.register_connect_callback(hook.on_connect)
                     try:
-                        await _pump(pubsub, auth, revalidations)
+                        await _pump(pubsub, auth, revalidations, ping_every, pong_within)
                     finally:  # the connection goes back to the pool: the hook must not follow it
                         if pubsub.connection is not None:
                             pubsub.connection.deregister_connect_callback(hook.on_connect)
@@ -37,6 +43,17 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *,
             finally:
                 auth.unsubscribed()
             await anyio.sleep(retry_secs)
+
+
+async def _subscribe(pubsub, within: float) -> None:
+    """Subscribed once Redis says so: sending SUBSCRIBE can succeed to a Redis that is
+    frozen or cut off, and caching must not start on that. Bounded, as the listener's socket
+    has no timeout (redis-py's health check on a fresh connection would wait forever)."""
+    with anyio.fail_after(within):
+        await pubsub.subscribe(INVALIDATE_CHANNEL)
+        while (message := await pubsub.get_message(timeout=within)) is None \
+                or message["type"] != "subscribe":
+            pass
 
 
 class _Reconnected:
@@ -52,16 +69,23 @@ class _Reconnected:
         self._revalidations.start_soon(self._auth.revalidate, self._auth.subscribed())
 
 
-async def _pump(pubsub, auth: Authenticator, revalidations: TaskGroup) -> None:
-    idle = 0.0
+async def _pump(pubsub, auth: Authenticator, revalidations: TaskGroup, ping_every: float,
+                pong_within: float) -> None:
+    """Hand each invalidation on; raise TimeoutError when Redis stops answering. Any message
+    (an invalidation, a subscribe confirmation after redis-py reconnected, our PONG) shows
+    the connection alive; every wait is bounded, as the listener's socket has no timeout."""
+    now, poll = anyio.current_time, min(1.0, ping_every, pong_within)
+    heard, pinged = now(), None  # the last message; when our unanswered PING went out
     while True:
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        with anyio.fail_after(pong_within + poll):
+            message = await pubsub.get_message(timeout=poll)
         if message is not None:
-            if message["type"] == "message":  # not the pong of our own ping
+            heard, pinged = now(), None
+            if message["type"] == "message":
                 revalidations.start_soon(auth.revalidate, auth.invalidated(message["data"]))
-            idle = 0.0
-            continue
-        idle += 1.0
-        if idle >= PING_EVERY_SECS:  # a silently dead connection shows up as a failed ping
-            await pubsub.ping()
-            idle = 0.0
+        elif pinged is not None and now() - pinged >= pong_within:
+            raise TimeoutError("no PONG from Redis: the invalidation subscription is lost")
+        elif pinged is None and now() - heard >= ping_every:
+            with anyio.fail_after(pong_within):
+                await pubsub.ping()
+            pinged = now()

@@ -50,6 +50,15 @@ class NameTaken(Exception):
     pass
 
 
+def _parsed(raw_key: str | None, raw_org: str | None) -> tuple[ApiKeyRecord, Org] | None:
+    if raw_key is None or raw_org is None:
+        return None
+    try:
+        return ApiKeyRecord.model_validate_json(raw_key), Org.model_validate_json(raw_org)
+    except ValueError:  # pydantic's ValidationError, and orjson's decode error, are ValueErrors
+        return None
+
+
 class TenancyStore:
     def __init__(self, redis: Redis, clock: Callable[[], float]) -> None:
         self._r = redis
@@ -126,7 +135,8 @@ class TenancyStore:
                       key=lambda k: k.created_at)
 
     async def lookup(self, digest: str) -> tuple[ApiKeyRecord, Org] | None:
-        """The key with this digest and its organisation (two round trips, one slot for the second)."""
+        """The key with this digest and its organisation (two round trips, one slot for the
+        second)."""
         ref = await self._r.get(_digest_key(digest))
         if ref is None:
             return None
@@ -138,7 +148,9 @@ class TenancyStore:
 
     async def lookup_many(self, digests: list[str]) -> list[tuple[ApiKeyRecord, Org] | None]:
         """`lookup` for many digests in two pipelined round trips (one GET or MGET per key,
-        so a Redis Cluster can split them by slot)."""
+        so a Redis Cluster can split them by slot). Each record is parsed on its own: one that
+        does not parse (corrupt, or written by a newer version) is None, as if missing, so the
+        caller forgets that key alone and still takes the answers for the others."""
         async with self._r.pipeline(transaction=False) as pipe:
             for d in digests:
                 pipe.get(_digest_key(d))
@@ -148,12 +160,7 @@ class TenancyStore:
             for org_id, _, key_id in found:
                 pipe.mget([_api_key_key(org_id, key_id), _org_key(org_id)])
             raws = iter(await pipe.execute() if found else [])
-        records = []
-        for ref in refs:
-            raw_key, raw_org = next(raws) if ref is not None else (None, None)
-            records.append(None if raw_key is None or raw_org is None else
-                           (ApiKeyRecord.model_validate_json(raw_key), Org.model_validate_json(raw_org)))
-        return records
+        return [_parsed(*next(raws)) if ref is not None else None for ref in refs]
 
     async def invalidate(self, org_id: str) -> None:
         """Tell every worker and replica to drop cached lookups (revocations apply at once)."""
