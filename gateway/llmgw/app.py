@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
                            compresslevel=GZIP_LEVEL)
     app.add_middleware(AccessMiddleware)
     app.add_middleware(CloseWhenDraining)
-    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every answer has an id
+    # Added last: outermost, so every answer has an id.
+    app.add_middleware(RequestIdMiddleware, secrets=secrets)
     app.open_lanes({route.path: route.get_route_handler() for route in inference.router.routes},
-                   gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL)
+                   gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL, secrets=secrets)
     return app

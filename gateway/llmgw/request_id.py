@@ -42,8 +42,11 @@ class RequestIdMiddleware:
     replaced, because it flows into logs and backend headers.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, secrets: tuple[str, ...] = ()) -> None:
         self.app = app
+        # The deployment's own secrets (admin token, backend key) are refused as ids too: the
+        # gateway's logs mask them, but the backend would log the id as it came.
+        self._secrets = tuple(s.encode() for s in secrets if s)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -52,7 +55,8 @@ class RequestIdMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _SAFE_ID.match(value) and not secret_shaped(value):
+                if _SAFE_ID.match(value) and not secret_shaped(value) \
+                        and not any(secret in value for secret in self._secrets):
                     request_id = value.decode("ascii")
                 break
         if request_id is None:

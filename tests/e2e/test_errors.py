@@ -102,18 +102,20 @@ def test_request_id_is_echoed_and_generated(http):
     assert hostile.headers["x-request-id"] != "a" * 500
 
 
-def test_an_api_key_sent_as_request_id_never_reaches_the_backend(http, sim_stack):
-    """vLLM logs the X-Request-ID it gets, unmasked: a key sent as one is replaced. The
-    simulator names its answer after the X-Request-ID it received (chatcmpl-<id>)."""
+@pytest.mark.parametrize("which", ["api_key", "admin_token", "backend_key"])
+def test_a_secret_sent_as_request_id_never_reaches_the_backend(http, sim_stack, which):
+    """vLLM logs the X-Request-ID it gets, unmasked: an API key (by its shape) or one of the
+    deployment's own secrets sent as one is replaced. The simulator names its answer after
+    the X-Request-ID it received (chatcmpl-<id>)."""
+    secret = getattr(sim_stack, which)
     chat = {"model": "qwen", "messages": MSG, "max_tokens": 1}
     kept = http.post("/v1/chat/completions", json=chat, headers={"x-request-id": "task-42"})
     assert kept.json()["id"] == "chatcmpl-task-42"  # the simulator does show what it received
-    resp = http.post("/v1/chat/completions", json=chat,
-                     headers={"x-request-id": sim_stack.api_key})
+    resp = http.post("/v1/chat/completions", json=chat, headers={"x-request-id": secret})
     assert resp.status_code == 200, resp.text
     made = resp.headers["x-request-id"]
     assert len(made) == 32 and resp.json()["id"] == f"chatcmpl-{made}"
-    assert sim_stack.api_key not in resp.text
+    assert secret not in resp.text
 
 
 def test_errors_never_leak_backend_addresses_or_keys(http, sim_stack):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -77,11 +78,10 @@ def test_secrets_sent_as_request_id_or_in_the_path_are_masked(sim_stack):
     for secret in [*secrets, bearer.split()[1]]:
         assert secret not in log, f"{secret[:12]}... reached the log"
     lines = [line for line in _lines(stack) if line.get("event") == "request"]
-    masked_ids = [line["request_id"] for line in lines if line["path"] == "/v1/chat/completions"
-                  and line["request_id"].startswith("[REDACTED")]
-    # Still logged: the admin token and the backend key, masked (no shape tells them from an
-    # id); the API key is not even kept as the request id (request_id.py).
-    assert masked_ids == ["[REDACTED_SECRET]"] * 2, masked_ids
+    chat_ids = [line["request_id"] for line in lines if line["path"] == "/v1/chat/completions"]
+    # None of them is even kept as the request id (request_id.py): each was replaced by one the
+    # gateway made, so the backend never sees it either.
+    assert len([i for i in chat_ids if re.fullmatch(r"[0-9a-f]{32}", i)]) >= 3, chat_ids
     access = {line["request_id"]: line for line in lines}
     for marker in ["path-0", "path-1", "path-2", "admin-0", "admin-1", "admin-2", "bearer-path"]:
         assert "[REDACTED" in access[marker]["path"], access[marker]
@@ -89,8 +89,8 @@ def test_secrets_sent_as_request_id_or_in_the_path_are_masked(sim_stack):
 
 def test_stdlib_log_lines_mask_secrets_too(tmp_path):
     """Not only access lines: the admission's warning when a settlement fails (Redis gone
-    mid-stream) names the request id, and a secret sent as that id is masked there as well
-    (the admin token: an API key would not be kept as the id at all)."""
+    mid-stream) names the request id; a secret sent as that id (the admin token) is not kept
+    as the id, so the warning names the gateway's own."""
     stack = TestStack("sim", tmp_path, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "100"),
                       env={"REDIS_TIMEOUT_SECS": "0.2"}).start()
     try:
@@ -106,7 +106,7 @@ def test_stdlib_log_lines_mask_secrets_too(tmp_path):
             assert [line for line in lines if line][-1] == "data: [DONE]"
         time.sleep(1)
         log = "".join(p.read_text(errors="replace") for p in stack.logs.iterdir() if p.is_file())
-        assert "settlement of [REDACTED_SECRET] failed" in log
+        assert re.search(r"settlement of [0-9a-f]{32} failed", log), log[-2000:]
         assert secret not in log and stack.api_key not in log
     finally:
         stack.stop()

@@ -38,9 +38,11 @@ class GatewayApp(FastAPI):
 
     lanes: Mapping[str, ASGIApp] = MappingProxyType({})  # until open_lanes: every request takes the framework path
 
-    def open_lanes(self, handlers: dict[str, Handler], *, gzip_min_bytes: int, gzip_level: int) -> None:
+    def open_lanes(self, handlers: dict[str, Handler], *, gzip_min_bytes: int, gzip_level: int,
+                   secrets: tuple[str, ...] = ()) -> None:
         self.lanes = {path: RequestIdMiddleware(CloseWhenDraining(AccessMiddleware(
-            Endpoint(self, handler, gzip_min_bytes, gzip_level)))) for path, handler in handlers.items()}
+            Endpoint(self, handler, gzip_min_bytes, gzip_level))), secrets)
+            for path, handler in handlers.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
