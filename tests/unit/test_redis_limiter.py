@@ -11,6 +11,7 @@ import time
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgw.admission.redis_channel import RedisChannel
 from llmgw.admission.redis_clock import SAMPLE_MAX_AGE_SECS, RedisClock
@@ -219,3 +220,43 @@ def test_the_clock_keeps_the_sample_with_the_shortest_round_trip():
     assert abs(clock.now_ms() - 7_000_015) <= 1
     clock.sample(mono[0] - 0.5, 6_000_000, mono[0], force=True)  # an expired reply: taken as is
     assert abs(clock.now_ms() - 6_000_250) <= 1
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, final):
+    """Redis ran the admission in time, but its reply came late (a slow command behind it
+    held the reply back): the caller had given up and answered without it, so the lease,
+    the window entries, the quota and (a cache hit's) usage it took are given back."""
+    org = f"org_undone_{final}"
+    limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 10})
+    scopes = scopes_for(org, limits, "k", Limits())
+    hit = (usage_prefix(org), {"k|m|chat|requests": 1, "k|m|chat|cache_hits": 1}) if final else None
+
+    async def main():
+        redis = Redis(port=redis_port, decode_responses=True)
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)  # not yet connected
+        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
+                               usage_retention_secs=3600)
+        await redis.script_load(limiter._admit.script)  # no NOSCRIPT round trip in between
+        await redis.script_load(limiter._unadmit.script)
+        admit = asyncio.create_task(limiter.admit("slow1", scopes, 300, 0, hit))
+        await asyncio.sleep(0)  # queued: it and the next command leave in one write
+        channel.send(("DEBUG", "SLEEP", "0.3"))  # runs after the script, before its reply goes
+        with pytest.raises(RedisTimeoutError):
+            await admit
+        await asyncio.sleep(0.6)  # the late reply arrives and the undo runs
+        p = scopes[0].prefix
+        state = {"leases": await redis.zcard(scopes[0].leases),
+                 "global": await redis.zscore(GLOBAL_CONCURRENCY, "slow1"),
+                 "rpm": await redis.zcard(p + "rpm"), "tpm": await redis.zcard(p + "tpm"),
+                 "tpm_sum": await redis.hget(p + "tpmw", "__sum")}
+        day = await redis.keys(scopes[0].quota_prefix + "d:*")
+        state["quota"] = await redis.hgetall(day[0]) if day else None
+        usage = await redis.keys(usage_prefix(org) + "*")
+        state["usage"] = sorted({v for key in usage for v in (await redis.hgetall(key)).values()})
+        await channel.aclose()
+        await redis.aclose()
+        return state
+    state = asyncio.run(main())
+    assert state == {"leases": 0, "global": None, "rpm": 0, "tpm": 0, "tpm_sum": "0",
+                     "quota": {"req": "0", "tok": "0"}, "usage": ["0"] if final else []}, state

@@ -55,10 +55,11 @@ class RedisChannel:
         """How long a caller waits for its reply before it gives up."""
         return self._timeout
 
-    def send(self, command: tuple) -> asyncio.Future:
-        """Queue one command; its future gets the reply (or the error)."""
+    def send(self, command: tuple, on_late: Callable[[Any], None] | None = None) -> asyncio.Future:
+        """Queue one command; its future gets the reply (or the error). A reply that comes
+        after its caller gave up (timed out, cancelled) goes to `on_late`, if given."""
         future = asyncio.get_running_loop().create_future()
-        self._queue(_Call(_resp(command), future))
+        self._queue(_Call(_resp(command), future, on_late))
         return future
 
     async def aclose(self) -> None:
@@ -139,11 +140,13 @@ class RedisChannel:
 
 
 class _Call:
-    __slots__ = ("data", "future", "deadline", "resent", "looked")
+    __slots__ = ("data", "future", "deadline", "resent", "looked", "on_late")
 
-    def __init__(self, data: bytes, future: asyncio.Future) -> None:
+    def __init__(self, data: bytes, future: asyncio.Future,
+                 on_late: Callable[[Any], None] | None = None) -> None:
         self.data, self.future, self.deadline, self.resent = data, future, 0.0, False
         self.looked = False  # overdue, and the socket has been read once since
+        self.on_late = on_late
 
 
 class _Protocol(asyncio.Protocol):
@@ -191,8 +194,11 @@ class _Protocol(asyncio.Protocol):
             if not waiting:  # a reply nobody asked for: the stream is out of step
                 self.close(ConnectionError("Redis sent a reply nobody asked for"))
                 return
-            future = waiting.popleft().future
+            call = waiting.popleft()
+            future = call.future
             if future.done():  # its caller timed out or was cancelled
+                if call.on_late is not None and not isinstance(reply, ResponseError):
+                    call.on_late(reply)
                 continue
             if isinstance(reply, ResponseError):
                 future.set_exception(_error(reply))

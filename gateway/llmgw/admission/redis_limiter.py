@@ -6,12 +6,15 @@ Redis Cluster slot; only the platform-wide concurrency set stands apart.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from ..tenancy.limits import Limits
@@ -20,6 +23,7 @@ from .script_calls import ScriptCalls
 from .redis_channel import RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
+log = logging.getLogger("llmgw.admission")
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
 # An admission script does nothing once this share of the Redis time limit has passed since
 # it was sent: the rest covers its reply's way back, so a verdict either reaches a caller
@@ -97,6 +101,8 @@ class RedisLimiter:
         usage = (SCRIPTS / "usage.lua").read_text()  # a function both scripts call
         self._admit = redis.register_script(usage + (SCRIPTS / "admit.lua").read_text())
         self._settle = redis.register_script(usage + (SCRIPTS / "settle.lua").read_text())
+        self._unadmit = redis.register_script(usage + (SCRIPTS / "unadmit.lua").read_text())
+        self._undoing: set[asyncio.Task] = set()  # kept referenced until they finish
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
         self._scripts = ScriptCalls(channel)
         self._lease_ms = lease_ms
@@ -133,9 +139,34 @@ class RedisLimiter:
         clock = self._clock
         args[5] = clock.deadline_ms(self._within)
         sent = clock.local()
-        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)])
+        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)],
+                                     on_late=lambda late: self._undo_if_taken(late, keys, args))
         clock.sample(sent, int(r[15]), clock.local(), force=r[1] in (b"expired", "expired"))
         return r
+
+    def _undo_if_taken(self, reply: list, keys: list[str], args: list) -> None:
+        """A verdict that came after its caller gave up (the deadline leaves a margin for the
+        way back, but a slow Redis or a long loop turn can exceed it): the caller answered
+        without it, so what it took goes back (unadmit.lua)."""
+        if not reply or reply[0] != 1:
+            return
+        nscopes = args[4]
+        undo = [args[0], args[2], int(reply[9]), int(reply[10]), nscopes]
+        if len(keys) > nscopes * 6 + 1:  # a final admission: its usage was counted too
+            pairs = args[8 + nscopes * 8:]
+            undo.append(args[7 + nscopes * 8])
+            for i in range(0, len(pairs), 2):
+                undo += [pairs[i], -pairs[i + 1]]
+        task = asyncio.get_running_loop().create_task(self._undo(keys, undo))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
+
+    async def _undo(self, keys: list[str], undo: list) -> None:
+        try:
+            await self._scripts.call(self._unadmit, keys, [orjson.dumps(undo)])
+        except (RedisError, OSError) as exc:
+            log.warning("admission %s came back too late and could not be undone: %s",
+                        undo[0], exc)
 
     async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
         keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]

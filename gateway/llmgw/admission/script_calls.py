@@ -4,6 +4,7 @@ Redis has lost (restart, SCRIPT FLUSH) loaded again, once, then the calls sent a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -20,13 +21,15 @@ class ScriptCalls:
         self._channel = channel
         self._loading: dict[str, asyncio.Future] = {}
 
-    async def call(self, script: AsyncScript, keys: list, args: list) -> Any:
+    async def call(self, script: AsyncScript, keys: list, args: list,
+                   on_late: Callable[[Any], None] | None = None) -> Any:
+        """The script's reply; one that comes after this caller gave up goes to `on_late`."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self._channel.send(command)
+            return await self._channel.send(command, on_late)
         except NoScriptError:
             await self._load(script)
-            return await self._channel.send(command)
+            return await self._channel.send(command, on_late)
 
     async def _load(self, script: AsyncScript) -> None:
         """One SCRIPT LOAD however many callers found the script missing at once."""
