@@ -19,6 +19,11 @@ E2E_ROUTING = Path(__file__).resolve().parent / "e2e" / "routing.yaml"
 # Below Linux's ephemeral range (32768-60999): a port picked there could be taken by some
 # outgoing connection's local end before the process meant to listen on it has started.
 LISTEN_PORTS = range(20000, 32700)
+# Loose limits, so a test of one limit sets only that one (TestStack.open_org).
+OPEN_LIMITS = {"rps": 10_000, "burst": 10_000, "rpm_limit": 1_000_000, "tpm_limit": 10**9,
+               "max_concurrent": 10_000, "daily_token_limit": 10**11,
+               "daily_request_limit": 10**9, "monthly_token_limit": 10**11,
+               "max_output_tokens": 64}
 
 
 def free_port() -> int:
@@ -124,6 +129,16 @@ class TestStack:
             resp = client.post("/admin/orgs", json={"name": name or f"org-{secrets.token_hex(4)}", **fields})
             resp.raise_for_status()
             return resp.json()
+
+    def open_org(self, **limits) -> dict:
+        """An organisation with OPEN_LIMITS, but for `limits`."""
+        return self.create_org(**{**OPEN_LIMITS, **limits})
+
+    def chat_faults(self, **faults) -> None:
+        """Reset both chat simulators' faults, then set `faults` on both."""
+        for name in ("chat0", "chat1"):
+            httpx.post(self.backend_url(name) + "/sim/faults",
+                       json={"reset": True, **faults}).raise_for_status()
 
     @property
     def auth(self) -> dict[str, str]:

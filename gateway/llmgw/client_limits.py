@@ -68,8 +68,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.limits = limits
         self._phase: Phase = "idle"
         self._head_bytes = 0  # bytes of the current head seen so far (see data_received)
-        self._head_counted = False  # whether _head_bytes + this chunk bounds the current head
-        self._chunk_bytes = 0  # size of the chunk being parsed
         self._header_fields = 0
         self._completed_in_feed = False
         self._refusal: GatewayError | None = None
@@ -90,7 +88,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # on_headers_complete still measures the finished head exactly.
         whole_chunk_is_head = self._phase != "body"
         self._completed_in_feed = False
-        self._chunk_bytes = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -108,8 +105,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase, self._header_fields = "head", 0
-        # Begun in a chunk that ended no request: data_received counts every chunk of it.
-        self._head_counted = not self._completed_in_feed
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields += 1
@@ -118,14 +113,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        limit = self.limits.max_header_bytes
-        # The bytes received for this head bound its size: nearly every head is cleared by
-        # that, without a pass over its fields.
-        if not self._head_counted or self._head_bytes + self._chunk_bytes > limit:
-            # Request line and fields as sent, give or take the method and version (a few bytes).
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-            if size > limit:
-                self._stop(self._too_large())
+        # Request line and fields as sent, give or take the method and version (a few bytes):
+        # exact whatever the chunks were (a pipelined head shares one with the last request).
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            self._stop(self._too_large())
         self._phase = "body"
         super().on_headers_complete()
 

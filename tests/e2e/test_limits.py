@@ -13,10 +13,6 @@ import redis
 from stacks import TestStack
 
 MSG = [{"role": "user", "content": "hello there"}]
-# Loose defaults so each test sets only the limit it is about.
-OPEN = {"rps": 10_000, "burst": 10_000, "rpm_limit": 1_000_000, "tpm_limit": 10**9,
-        "max_concurrent": 10_000, "daily_token_limit": 10**11, "daily_request_limit": 10**9,
-        "monthly_token_limit": 10**11, "max_output_tokens": 64}
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +28,6 @@ def lim(tmp_path_factory):
     stack.stop()
 
 
-def _org(stack, **limits) -> dict:
-    return stack.create_org(**{**OPEN, **limits})
-
-
-def _sim(stack, **faults) -> None:
-    for name in ("chat0", "chat1"):
-        httpx.post(stack.backend_url(name) + "/sim/faults", json={"reset": True, **faults}).raise_for_status()
-
-
 async def _burst(stack, key: str, n: int, body: dict | None = None) -> list[httpx.Response]:
     """n requests at once, alternating between the gateway instances."""
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
@@ -54,7 +41,7 @@ async def _burst(stack, key: str, n: int, body: dict | None = None) -> list[http
 
 
 def test_1000_concurrent_against_rpm_100_admit_exactly_100(lim):
-    org = _org(lim, rpm_limit=100)
+    org = lim.open_org(rpm_limit=100)
     results = asyncio.run(_burst(lim, org["api_key"], 1000))
     statuses = Counter(r.status_code for r in results)
     assert statuses == {200: 100, 429: 900}, statuses
@@ -66,24 +53,24 @@ def test_1000_concurrent_against_rpm_100_admit_exactly_100(lim):
 
 
 def test_1000_concurrent_against_100_in_flight_admit_exactly_100(lim):
-    org = _org(lim, max_concurrent=100)
-    _sim(lim, ttft_ms=5000)  # every admitted request holds its slot for 5 s
+    org = lim.open_org(max_concurrent=100)
+    lim.chat_faults(ttft_ms=5000)  # every admitted request holds its slot for 5 s
     try:
         results = asyncio.run(_burst(lim, org["api_key"], 1000))
     finally:
-        _sim(lim)
+        lim.chat_faults()
     statuses = Counter(r.status_code for r in results)
     assert statuses == {200: 100, 429: 900}, statuses
     assert {r.json()["error"]["code"] for r in results if r.status_code == 429} == {"limit_concurrent"}
 
 
 def test_refused_for_concurrency_uses_no_rpm_or_tpm(lim):
-    org = _org(lim, max_concurrent=1, rpm_limit=3)
-    _sim(lim, ttft_ms=1500)
+    org = lim.open_org(max_concurrent=1, rpm_limit=3)
+    lim.chat_faults(ttft_ms=1500)
     try:
         results = asyncio.run(_burst(lim, org["api_key"], 20))
     finally:
-        _sim(lim)
+        lim.chat_faults()
     assert Counter(r.status_code for r in results) == {200: 1, 429: 19}
     # 19 refusals took nothing: two more requests still fit in the minute's 3.
     assert [r.status_code for r in asyncio.run(_burst(lim, org["api_key"], 1))] == [200]
@@ -92,7 +79,7 @@ def test_refused_for_concurrency_uses_no_rpm_or_tpm(lim):
 
 
 def test_openai_ratelimit_headers_on_every_answer(lim):
-    org = _org(lim, rpm_limit=50, tpm_limit=100_000)
+    org = lim.open_org(rpm_limit=50, tpm_limit=100_000)
     resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
                       json={"model": "qwen", "messages": MSG, "max_tokens": 4})
     assert resp.status_code == 200
@@ -109,7 +96,7 @@ def test_openai_ratelimit_headers_on_every_answer(lim):
     ({"tpm_limit": 100, "max_output_tokens": 1000}, {"max_tokens": 500}, "max_tokens"),
 ])
 def test_requests_that_can_never_pass_are_400_bad_input(lim, limits, body, param):
-    org = _org(lim, **limits)
+    org = lim.open_org(**limits)
     resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
                       json={"model": "qwen", "messages": MSG, **body})
     assert resp.status_code == 400, resp.text
@@ -118,7 +105,7 @@ def test_requests_that_can_never_pass_are_400_bad_input(lim, limits, body, param
 
 def test_context_bound_is_checked_on_the_exact_count_not_the_estimate(lim):
     # 120 bytes of text estimate to ~200 tokens, over the bound, but the backend counts fewer.
-    org = _org(lim, max_context_tokens=120)
+    org = lim.open_org(max_context_tokens=120)
     resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
                       json={"model": "qwen", "messages": [{"role": "user", "content": "ab " * 40}],
                             "max_tokens": 2})
@@ -126,7 +113,7 @@ def test_context_bound_is_checked_on_the_exact_count_not_the_estimate(lim):
 
 
 def test_missing_max_tokens_gets_the_orgs_max_output_tokens(lim):
-    org = _org(lim, max_output_tokens=3)
+    org = lim.open_org(max_output_tokens=3)
     resp = httpx.post(lim.base_url + "/v1/chat/completions", headers={"Authorization": f"Bearer {org['api_key']}"},
                       json={"model": "qwen", "messages": MSG})
     assert resp.status_code == 200 and resp.json()["usage"]["completion_tokens"] <= 3
@@ -149,7 +136,7 @@ def _quota(stack, org_id: str) -> dict:
 
 
 def test_daily_token_quota_is_never_exceeded(lim):
-    org = _org(lim, daily_token_limit=3000, max_output_tokens=16)
+    org = lim.open_org(daily_token_limit=3000, max_output_tokens=16)
     body = {"model": "qwen", "messages": MSG, "max_tokens": 16}
     used, refused = 0, Counter()
     # Bursts until the quota is spent. Each burst's refunds free some of it again, less each
@@ -191,7 +178,7 @@ def _stream_usage(stack, key: str, *, read: int | None = None, **options) -> dic
 
 
 def test_billed_tokens_equal_the_backends_reported_usage(lim):
-    org = _org(lim)
+    org = lim.open_org()
     key, auth = org["api_key"], {"Authorization": f"Bearer {org['api_key']}"}
     reported = 0
     for _ in range(4):  # completed, non-streaming
@@ -200,16 +187,16 @@ def test_billed_tokens_equal_the_backends_reported_usage(lim):
         reported += r.json()["usage"]["total_tokens"]
     for _ in range(3):  # completed, streaming
         reported += _stream_usage(lim, key)["total_tokens"]
-    _sim(lim, itl_ms=250)  # disconnected: the client leaves while the backend waits between tokens
+    lim.chat_faults(itl_ms=250)  # disconnected: the client leaves while the backend waits between tokens
     try:
         for _ in range(2):
             reported += _stream_usage(lim, key, read=3, continuous_usage_stats=True)["total_tokens"]
-        _sim(lim, error_rate=1.0)  # failed: refunded, nothing billed
+        lim.chat_faults(error_rate=1.0)  # failed: refunded, nothing billed
         failed = [httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
                              json={"model": "qwen", "messages": MSG, "max_tokens": 9}).status_code
                   for _ in range(3)]
     finally:
-        _sim(lim)
+        lim.chat_faults()
     assert failed == [502, 502, 502]
     time.sleep(1)
     with lim.admin() as admin:
@@ -224,7 +211,7 @@ def test_billed_tokens_equal_the_backends_reported_usage(lim):
 
 
 def test_quota_routes_show_limit_used_remaining_reset(lim):
-    org = _org(lim, rpm_limit=30, daily_request_limit=1000)
+    org = lim.open_org(rpm_limit=30, daily_request_limit=1000)
     auth = {"Authorization": f"Bearer {org['api_key']}"}
     for _ in range(3):
         httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
@@ -244,7 +231,7 @@ def test_quota_routes_show_limit_used_remaining_reset(lim):
 
 def test_a_burst_at_the_window_edge_admits_no_more_than_the_limit(lim):
     """Sliding 60 s window: no minute boundary where the limit could be taken twice."""
-    org = _org(lim, rpm_limit=10)
+    org = lim.open_org(rpm_limit=10)
     started = time.monotonic()
     first = asyncio.run(_burst(lim, org["api_key"], 5))
     time.sleep(55 - (time.monotonic() - started))
@@ -256,7 +243,7 @@ def test_a_burst_at_the_window_edge_admits_no_more_than_the_limit(lim):
 
 
 def test_a_key_narrows_its_organisations_limits(lim):
-    org = _org(lim, rpm_limit=100)
+    org = lim.open_org(rpm_limit=100)
     with lim.admin() as admin:
         narrow = admin.post(f"/admin/orgs/{org['org']['id']}/keys", json={"limits": {"rpm_limit": 3}}).json()
     narrow_results = asyncio.run(_burst(lim, narrow["api_key"], 5))
@@ -269,7 +256,7 @@ def test_a_key_narrows_its_organisations_limits(lim):
 
 
 def test_models_answer_carries_the_ratelimit_headers_too(lim):
-    org = _org(lim, rpm_limit=50, tpm_limit=100_000)
+    org = lim.open_org(rpm_limit=50, tpm_limit=100_000)
     auth = {"Authorization": f"Bearer {org['api_key']}"}
     httpx.post(lim.base_url + "/v1/chat/completions", headers=auth,
                json={"model": "qwen", "messages": MSG, "max_tokens": 2}).raise_for_status()
@@ -285,7 +272,7 @@ def _sim_stats(stack) -> list[dict]:
 
 
 def test_refused_requests_never_reach_a_backend_when_the_limit_is_near(lim):
-    org = _org(lim, rpm_limit=5)
+    org = lim.open_org(rpm_limit=5)
     before = sum(s["by_endpoint"].get("/v1/chat/completions", 0) for s in _sim_stats(lim))
     with httpx.Client(base_url=lim.base_url, timeout=30,
                       headers={"Authorization": f"Bearer {org['api_key']}"}) as client:
@@ -300,7 +287,7 @@ def test_a_call_started_beside_its_admission_is_cut_short_when_refused(lim):
     """With room to spare, the backend call starts while admission is on its way. Traffic the
     worker could not see (another replica's, put straight into Redis here) uses the room up:
     the verdict refuses, the client gets the 429 at once, and the backend's call is aborted."""
-    org = _org(lim, rpm_limit=1000)
+    org = lim.open_org(rpm_limit=1000)
     auth = {"Authorization": f"Bearer {org['api_key']}"}
     body = {"model": "qwen", "messages": MSG, "max_tokens": 1}
     with httpx.Client(base_url=lim.base_url, timeout=30, headers=auth) as client:  # one worker
@@ -308,7 +295,7 @@ def test_a_call_started_beside_its_admission_is_cut_short_when_refused(lim):
         r = _redis(lim)
         now_ms = int(r.time()[0]) * 1000
         r.zadd(f"llmgw:rl:{{{org['org']['id']}}}:rpm", {f"elsewhere-{i}": now_ms for i in range(1000)})
-        _sim(lim, ttft_ms=5000)
+        lim.chat_faults(ttft_ms=5000)
         try:
             aborted = sum(s["aborted"] for s in _sim_stats(lim))
             started = time.monotonic()
@@ -319,7 +306,7 @@ def test_a_call_started_beside_its_admission_is_cut_short_when_refused(lim):
                 time.sleep(0.05)
             now_aborted = sum(s["aborted"] for s in _sim_stats(lim))
         finally:
-            _sim(lim)
+            lim.chat_faults()
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_rpm"
     assert took < 2.5, took  # not after the backend's 5 s first token
     assert now_aborted == aborted + 1  # the backend saw the call, and saw it go

@@ -18,9 +18,6 @@ import redis
 from stacks import TestStack
 
 MSG = [{"role": "user", "content": "hello there"}]
-OPEN = {"rps": 10_000, "burst": 10_000, "rpm_limit": 1_000_000, "tpm_limit": 10**9,
-        "max_concurrent": 10_000, "daily_token_limit": 10**11, "daily_request_limit": 10**9,
-        "monthly_token_limit": 10**11, "max_output_tokens": 64}
 GLOBAL_MAX = 150
 SAME_ID = {"X-Request-ID": "the-same-id-every-time"}
 
@@ -33,15 +30,6 @@ def adv(tmp_path_factory):
                            "UPSTREAM_TIMEOUT_SECONDS": "8", "REDIS_TIMEOUT_SECS": "10"}).start()
     yield stack
     stack.stop()
-
-
-def _org(stack, **limits) -> dict:
-    return stack.create_org(**{**OPEN, **limits})
-
-
-def _sim(stack, **faults) -> None:
-    for name in ("chat0", "chat1"):
-        httpx.post(stack.backend_url(name) + "/sim/faults", json={"reset": True, **faults}).raise_for_status()
 
 
 async def _burst(stack, key: str, n: int, headers: dict) -> Counter:
@@ -59,33 +47,33 @@ async def _burst(stack, key: str, n: int, headers: dict) -> Counter:
 
 
 def test_a_repeated_request_id_does_not_bend_rpm(adv):
-    org = _org(adv, rpm_limit=100)
+    org = adv.open_org(rpm_limit=100)
     assert asyncio.run(_burst(adv, org["api_key"], 1000, SAME_ID)) == {
         (200, ""): 100, (429, "limit_rpm"): 900}
 
 
 def test_a_repeated_request_id_does_not_bend_max_concurrent(adv):
-    org = _org(adv, max_concurrent=100)
-    _sim(adv, ttft_ms=3000)  # every admitted request holds its slot for 3 s
+    org = adv.open_org(max_concurrent=100)
+    adv.chat_faults(ttft_ms=3000)  # every admitted request holds its slot for 3 s
     try:
         statuses = asyncio.run(_burst(adv, org["api_key"], 1000, SAME_ID))
     finally:
-        _sim(adv)
+        adv.chat_faults()
     assert statuses == {(200, ""): 100, (429, "limit_concurrent"): 900}
 
 
 def test_a_repeated_request_id_does_not_bend_the_global_cap(adv):
-    org = _org(adv)
-    _sim(adv, ttft_ms=3000)
+    org = adv.open_org()
+    adv.chat_faults(ttft_ms=3000)
     try:
         statuses = asyncio.run(_burst(adv, org["api_key"], 600, SAME_ID))
     finally:
-        _sim(adv)
+        adv.chat_faults()
     assert statuses == {(200, ""): GLOBAL_MAX, (429, "limit_global_concurrent"): 600 - GLOBAL_MAX}
 
 
 def test_the_client_request_id_is_still_echoed_for_correlation(adv):
-    org = _org(adv)
+    org = adv.open_org()
     resp = httpx.post(adv.base_url + "/v1/chat/completions", timeout=30,
                       json={"model": "qwen", "messages": MSG, "max_tokens": 1},
                       headers={"Authorization": f"Bearer {org['api_key']}", **SAME_ID})
@@ -100,7 +88,7 @@ def _daily(stack, org_id: str) -> dict:
 def test_completions_cannot_reserve_on_a_field_the_backend_ignores(adv):
     """/v1/completions obeys max_tokens only: max_completion_tokens=1 beside max_tokens=1000
     once reserved 1 token and generated 1000."""
-    org = _org(adv, daily_token_limit=3000)
+    org = adv.open_org(daily_token_limit=3000)
     auth = {"Authorization": f"Bearer {org['api_key']}"}
     loophole = {"model": "qwen", "prompt": "hi", "max_completion_tokens": 1, "max_tokens": 1000,
                 "ignore_eos": True}
@@ -157,7 +145,7 @@ def test_admissions_that_reach_a_stalled_redis_late_take_nothing(tmp_path):
                       env={"LIMITER_FAILURE_POLICY": "open", "REDIS_TIMEOUT_SECS": "1",
                            "CONCURRENCY_LEASE_SECS": "60"}).start()
     try:
-        org = stack.create_org(**{**OPEN, "max_concurrent": 40})
+        org = stack.open_org(max_concurrent=40)
         key, org_id = org["api_key"], org["org"]["id"]
         with ThreadPoolExecutor(8) as pool:
             assert all(r.status_code == 200 for r in pool.map(lambda _: _chat(stack, key), range(24)))

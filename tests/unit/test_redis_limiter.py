@@ -23,12 +23,12 @@ WIDE = dict(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concu
             daily_token_limit=10**12, daily_request_limit=10**9, monthly_token_limit=10**12)
 
 
-def _run(port: int, scenario):
+def _run(port: int, scenario, clock: RedisClock | None = None):
     async def main():
         redis = Redis(port=port, decode_responses=True)
         channel = RedisChannel(f"redis://127.0.0.1:{port}/0", 2.0)
         limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
-                               usage_retention_secs=3600)
+                               usage_retention_secs=3600, clock=clock)
         try:
             return await scenario(limiter, redis)
         finally:
@@ -127,20 +127,6 @@ class _SkewedWall:
         return time.time() + self.skew
 
 
-def _clocked(port: int, clock: RedisClock, scenario):
-    async def main():
-        redis = Redis(port=port, decode_responses=True)
-        channel = RedisChannel(f"redis://127.0.0.1:{port}/0", 2.0)
-        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
-                               usage_retention_secs=3600, clock=clock)
-        try:
-            return await scenario(limiter, redis)
-        finally:
-            await channel.aclose()
-            await redis.aclose()
-    return asyncio.run(main())
-
-
 def test_a_script_past_its_deadline_takes_nothing(redis_port):
     """A script that reaches Redis after its caller gave up (a stall, a resend) must not take a
     lease nobody settles, nor count a request its caller served some other way."""
@@ -174,7 +160,7 @@ def test_the_offset_to_redis_time_is_learnt_from_replies(redis_port):
             first = await limiter.admit("s1", scopes, 10, 0)
             second = await limiter.admit("s2", scopes, 10, 0)
             return first, second, await redis.zcard(scopes[0].leases)
-        first, second, leases = _clocked(redis_port, clock, scenario)
+        first, second, leases = _run(redis_port, scenario, clock)
         assert first.admitted and second.admitted and leases == 2
         assert abs(clock.now_ms() - time.time() * 1000) < 1000  # Redis's clock, not the skewed one
 
@@ -202,7 +188,7 @@ def test_a_step_of_redis_clock_after_sync_is_followed(redis_port):
         mono.shift = -2.0
         after = await limiter.admit("t2", scopes, 10, 0)
         return before, after, await redis.zcard(scopes[0].leases)
-    before, after, leases = _clocked(redis_port, clock, scenario)
+    before, after, leases = _run(redis_port, scenario, clock)
     assert before.admitted and after.admitted and leases == 2
     assert abs(clock.now_ms() - time.time() * 1000) < 100
 

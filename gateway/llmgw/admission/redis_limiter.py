@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,45 +124,48 @@ class RedisLimiter:
             args.append(self._retention)
             for name, n in final[1].items():
                 args += [name, n]
-        r = await self._call_admit(keys, args)
-        if r[1] in (b"expired", "expired"):
+
+        def undo_if_taken(reply: list) -> None:
+            if reply and reply[0] == 1:
+                self._undo(keys, admission_id, reserve, len(scopes), reply, final)
+        r, expired = await self._call_admit(keys, args, undo_if_taken)
+        if expired:
             # Answered in time, yet past its deadline by Redis's clock: the offset estimate
             # was off (a stepped clock, a wait for a new connection). That reply corrected
             # it: once more.
-            r = await self._call_admit(keys, args)
-            if r[1] in (b"expired", "expired"):
+            r, expired = await self._call_admit(keys, args, undo_if_taken)
+            if expired:
                 raise RedisTimeout("admission reached Redis after its deadline")
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
 
-    async def _call_admit(self, keys: list[str], args: list) -> list:
+    async def _call_admit(self, keys: list[str], args: list,
+                          on_late: Callable[[list], None]) -> tuple[list, bool]:
+        """The reply, and whether it says its deadline had passed; the clock learns from it."""
         clock = self._clock
         args[5] = clock.deadline_ms(self._within)
         sent = clock.local()
-        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)],
-                                     on_late=lambda late: self._undo_if_taken(late, keys, args))
-        clock.sample(sent, int(r[15]), clock.local(), force=r[1] in (b"expired", "expired"))
-        return r
+        r = await self._scripts.call(self._admit, keys, [orjson.dumps(args)], on_late)
+        expired = r[1] in (b"expired", "expired")
+        clock.sample(sent, int(r[15]), clock.local(), force=expired)
+        return r, expired
 
-    def _undo_if_taken(self, reply: list, keys: list[str], args: list) -> None:
+    def _undo(self, keys: list[str], admission_id: str, reserve: int, nscopes: int,
+              reply: list, final: tuple[str, dict[str, int]] | None) -> None:
         """A verdict that came after its caller gave up (the deadline leaves a margin for the
         way back, but a slow Redis or a long loop turn can exceed it): the caller answered
-        without it, so what it took goes back (unadmit.lua)."""
-        if not reply or reply[0] != 1:
-            return
-        nscopes = args[4]
-        undo = [args[0], args[2], int(reply[9]), int(reply[10]), nscopes]
-        if len(keys) > nscopes * 6 + 1:  # a final admission: its usage was counted too
-            pairs = args[8 + nscopes * 8:]
-            undo.append(args[7 + nscopes * 8])
-            for i in range(0, len(pairs), 2):
-                undo += [pairs[i], -pairs[i + 1]]
-        task = asyncio.get_running_loop().create_task(self._undo(keys, undo))
+        without it, so what it took goes back (unadmit.lua), in the background."""
+        undo = [admission_id, reserve, int(reply[9]), int(reply[10]), nscopes]
+        if final is not None:  # its usage was counted too
+            undo.append(self._retention)
+            for name, n in final[1].items():
+                undo += [name, -n]
+        task = asyncio.get_running_loop().create_task(self._unadmit_call(keys, undo))
         self._undoing.add(task)
         task.add_done_callback(self._undoing.discard)
 
-    async def _undo(self, keys: list[str], undo: list) -> None:
+    async def _unadmit_call(self, keys: list[str], undo: list) -> None:
         try:
             await self._scripts.call(self._unadmit, keys, [orjson.dumps(undo)])
         except (RedisError, OSError) as exc:

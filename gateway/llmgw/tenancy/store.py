@@ -136,15 +136,12 @@ class TenancyStore:
 
     async def lookup(self, digest: str) -> tuple[ApiKeyRecord, Org] | None:
         """The key with this digest and its organisation (two round trips, one slot for the
-        second)."""
+        second); None if either is missing or does not parse, as `lookup_many`."""
         ref = await self._r.get(_digest_key(digest))
         if ref is None:
             return None
         org_id, _, key_id = ref.partition(" ")
-        raw_key, raw_org = await self._r.mget([_api_key_key(org_id, key_id), _org_key(org_id)])
-        if raw_key is None or raw_org is None:
-            return None
-        return ApiKeyRecord.model_validate_json(raw_key), Org.model_validate_json(raw_org)
+        return _parsed(*await self._r.mget([_api_key_key(org_id, key_id), _org_key(org_id)]))
 
     async def lookup_many(self, digests: list[str]) -> list[tuple[ApiKeyRecord, Org] | None]:
         """`lookup` for many digests in two pipelined round trips (one GET or MGET per key,
