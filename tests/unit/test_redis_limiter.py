@@ -208,12 +208,14 @@ def test_the_clock_keeps_the_sample_with_the_shortest_round_trip():
     assert abs(clock.now_ms() - 6_000_250) <= 1
 
 
-@pytest.mark.parametrize("final", [False, True])
-def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, final):
+@pytest.mark.parametrize("final,give_up", [(False, "timeout"), (True, "timeout"),
+                                            (False, "cancel")])
+def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, final, give_up):
     """Redis ran the admission in time, but its reply came late (a slow command behind it
-    held the reply back): the caller had given up and answered without it, so the lease,
-    the window entries, the quota and (a cache hit's) usage it took are given back."""
-    org = f"org_undone_{final}"
+    held the reply back): the caller had given up (timed out, or its task was cancelled) and
+    answered without it, so the lease, the window entries, the quota and (a cache hit's)
+    usage it took are given back."""
+    org = f"org_undone_{final}_{give_up}"
     limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 10})
     scopes = scopes_for(org, limits, "k", Limits())
     hit = (usage_prefix(org), {"k|m|chat|requests": 1, "k|m|chat|cache_hits": 1}) if final else None
@@ -228,7 +230,10 @@ def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, fin
         admit = asyncio.create_task(limiter.admit("slow1", scopes, 300, 0, hit))
         await asyncio.sleep(0)  # queued: it and the next command leave in one write
         channel.send(("DEBUG", "SLEEP", "0.3"))  # runs after the script, before its reply goes
-        with pytest.raises(RedisTimeoutError):
+        if give_up == "cancel":
+            await asyncio.sleep(0.05)  # sent, and Redis is asleep behind the script
+            admit.cancel()
+        with pytest.raises(asyncio.CancelledError if give_up == "cancel" else RedisTimeoutError):
             await admit
         await asyncio.sleep(0.6)  # the late reply arrives and the undo runs
         p = scopes[0].prefix
