@@ -25,6 +25,8 @@ from .settings import Settings
 
 log = logging.getLogger("llmgw.edge")
 Phase = Literal["idle", "head", "body"]  # between requests, reading headers, reading a body
+# The ASGI scope key under which a request the app already has learns that it was refused here.
+EDGE_REFUSAL = "llmgw.edge_refusal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +46,15 @@ class _Refused(Exception):
     """Raised in a parser callback to stop httptools; uvicorn then calls send_400_response."""
 
 
-def refusal_bytes(error: GatewayError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A whole answer for a request the app never saw: its own id, and the connection closes."""
+def refusal_bytes(error: GatewayError, default_headers: list[tuple[bytes, bytes]],
+                  request_id: str | None = None) -> bytes:
+    """A whole answer written by the protocol, and the connection closes. Its id is the app's
+    when the app has the request (so the client's answer matches the access line), else new."""
     body = error.body_bytes()
     head = [STATUS_LINE[error.status]]
     head += [name + b": " + value + b"\r\n" for name, value in default_headers]
     head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"
-                b"x-request-id: %s\r\n\r\n" % (len(body), new_request_id().encode()))
+                b"x-request-id: %s\r\n\r\n" % (len(body), (request_id or new_request_id()).encode()))
     return b"".join(head) + body
 
 
@@ -147,9 +151,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # a 401 sent before the body was read): no second answer, just stop.
             self.transport.close()
             return
+        request_id = None
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app, if it has the request, must not answer too
-        self.transport.write(refusal_bytes(refusal, self.server_state.default_headers))
+            # It sees only a disconnect: this tells its access line and metrics what was said.
+            self.cycle.scope[EDGE_REFUSAL] = refusal
+            request_id = self.cycle.scope.get("state", {}).get("request_id")
+        self.transport.write(refusal_bytes(refusal, self.server_state.default_headers, request_id))
         self.transport.close()
 
     def _watch(self, phase: Phase) -> None:

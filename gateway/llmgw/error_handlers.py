@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from redis.exceptions import RedisError
 
+from .client_limits import EDGE_REFUSAL
 from .errors import (INTERNAL_ERROR_BODY, ClientClosedRequest, GatewayError, InvalidRequest,
                      RouteNotFound, StateUnavailable)
 
@@ -48,8 +49,10 @@ async def _redis_error(request: Request, _exc: RedisError) -> Response:
 
 async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
     # The connection closed while the body was read: the client left, or the HTTP protocol
-    # answered 408 itself (client_limits.py). Nothing to tell anyone, no trace to log.
-    return error_response(ClientClosedRequest("the client closed the connection"), request)
+    # answered (408) itself. Nobody reads this answer; the access line and metrics record it.
+    told = request.scope.get(EDGE_REFUSAL)
+    return error_response(told or ClientClosedRequest("the client closed the connection"),
+                          request)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

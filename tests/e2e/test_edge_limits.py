@@ -87,6 +87,16 @@ def _openai_error(answer: bytes, status: int, code: str) -> None:
     assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
 
 
+def _access_line(stack: TestStack, request_id: str) -> dict:
+    """The gateway's access line for a request (written just after the answer: wait for it)."""
+    for _ in range(50):
+        for line in (stack.logs / "gateway.log").read_text().splitlines():
+            if f'"request_id":"{request_id}"' in line and '"event":"request"' in line:
+                return orjson.loads(line)
+        time.sleep(0.1)
+    pytest.fail(f"no access line for {request_id}")
+
+
 def _send_too_many_fields(sock: socket.socket) -> bytes:
     def pieces():
         yield b"GET /livez HTTP/1.1\r\nHost: x\r\n"
@@ -184,6 +194,10 @@ def test_a_body_sent_slowly_gets_408(edge):
         answer, took = _read_until_closed(sock)
     _openai_error(answer, 408, "request_timeout")
     assert took >= DEADLINE_SECS * 0.9
+    # The app had the request and saw only a disconnect; it records what the client was told.
+    request_id = answer.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
+    line = _access_line(edge, request_id)
+    assert (line["status"], line["error"]) == (408, "request_timeout"), line
 
 
 def test_a_refused_requests_slow_body_is_cut_off_too(edge):
