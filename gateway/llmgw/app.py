@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
 from .api import admin, docs, inference, metrics, models, system
+from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
 from .observability import logs
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             yield
 
     app = GatewayApp(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, default_response_class=ORJSONResponse,
+                  lifespan=lifespan, default_response_class=OrjsonResponse,
                   docs_url=None, redoc_url=None)  # api/docs.py serves both pages offline
     app.include_router(inference.router)
     app.include_router(models.router)
