@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hang", action="store_true")
     g.add_argument("--drop-after-tokens", type=int, default=None)
     g.add_argument("--health-fail", action="store_true")
+    g.add_argument("--trickle-ms", type=float, default=0.0)
     return p
 
 
@@ -83,6 +84,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         "hang": args.hang,
         "drop_after_tokens": args.drop_after_tokens,
         "health_fail": args.health_fail,
+        "trickle_ms": args.trickle_ms,
     }
     return Config(
         host=args.host,

@@ -16,11 +16,12 @@ _SPEC = {
     "loading_secs": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "hang": (lambda v: isinstance(v, bool), "a boolean"),
     "drop_after_tokens": (lambda v: v is None or (_int(v) and v >= 0), "null or an integer >= 0"),
+    "trickle_ms": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "health_fail": (lambda v: isinstance(v, bool), "a boolean"),
 }
 NO_FAULTS = {
     "slow_factor": 1.0, "error_rate": 0.0, "error_status": 500, "loading_secs": 0.0,
-    "hang": False, "drop_after_tokens": None, "health_fail": False,
+    "hang": False, "drop_after_tokens": None, "health_fail": False, "trickle_ms": 0.0,
 }
 _ERROR_TYPES = {500: "InternalServerError", 503: "ServiceUnavailableError", 400: "BadRequestError",
                 404: "NotFoundError", 501: "NotImplementedError", 422: "UnprocessableEntityError"}
@@ -96,8 +97,10 @@ class Faults:
         self.hang = v["hang"]
         self.drop_after = v["drop_after_tokens"]
         self.health_fail = v["health_fail"]
+        self.trickle_s = v["trickle_ms"] / 1000.0
         # One flag keeps the zero-delay fast path to a single attribute test.
-        self.plain = (self.ttft_s == 0 and self.itl_s == 0 and not self.hang and self.drop_after is None)
+        self.plain = (self.ttft_s == 0 and self.itl_s == 0 and not self.hang and self.drop_after is None
+                      and self.trickle_s == 0)
 
     def loading(self) -> bool:
         if self.loading_until and time.monotonic() >= self.loading_until:

@@ -227,6 +227,20 @@ class HttpConnection(asyncio.Protocol):
         head = self._head(status, b"content-length: %d\r\n" % len(body), content_type, extra_headers)
         self.transport.write(head + b"\r\n" + body)
 
+    async def respond_trickled(self, body: bytes, gap: float, piece: int = 16):
+        """`respond` 200, its body sent `piece` bytes at a time, `gap` seconds apart (a fault:
+        a backend that answers its head at once, then its body slowly)."""
+        if self.closed or self._responded:
+            return
+        self._responded = True
+        head = self._head(200, b"content-length: %d\r\n" % len(body), b"application/json", None)
+        self.transport.write(head + b"\r\n")
+        for start in range(0, len(body), piece):
+            await asyncio.sleep(gap)
+            if self.closed:
+                raise asyncio.CancelledError  # the client left: stop, as a stream does
+            self.transport.write(body[start:start + piece])
+
     def start_stream(self, status: int = 200, content_type: bytes = b"text/event-stream; charset=utf-8"):
         """Send headers for a chunked response; follow with send_chunk/end_stream."""
         self._responded = True

@@ -80,7 +80,10 @@ class Engine:
             return self._drop(conn)
         if itl and steps > 1:
             await asyncio.sleep(itl * (steps - 1))
-        conn.respond(200, orjson.dumps(self._full_body(plan)))
+        if self.faults.trickle_s:
+            await conn.respond_trickled(orjson.dumps(self._full_body(plan)), self.faults.trickle_s)
+        else:
+            conn.respond(200, orjson.dumps(self._full_body(plan)))
         return t_first
 
     async def _stream_async(self, plan, conn) -> float | None:

@@ -143,6 +143,19 @@ def test_a_hung_backend_costs_one_deadline_not_one_per_retry(ustack, stream):
     assert TIMEOUT * 0.9 < secs < TIMEOUT * 2, secs
 
 
+def test_a_body_trickled_past_the_deadline_is_cut_at_the_deadline(ustack):
+    """The head comes at once and the body 16 bytes every 0.2 s (about 6 s in all): the one
+    deadline covers the body too, so the client waits 2 s, not until the body is done."""
+    body = {**CHAT, "model": "text2sql"}
+    _faults(ustack, "text2sql", trickle_ms=200)
+    try:
+        status, answer, secs = _timed_chat(ustack, body)
+    finally:
+        _faults(ustack, "text2sql", reset=True)
+    assert status == 504 and answer["error"]["code"] == "upstream_timeout", answer
+    assert TIMEOUT * 0.9 < secs < TIMEOUT * 2, secs
+
+
 # The simulator, like vLLM, counts more tokens than the model's 4,096 context; the gateway's
 # own limit (8,192 by default) lets it through, so the backend itself refuses it.
 LONG = {**CHAT, "messages": [{"role": "user", "content": "word " * 6000}]}

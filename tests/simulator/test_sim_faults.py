@@ -106,6 +106,21 @@ def test_drop_after_tokens_streaming_and_not(start_sim):
     assert chat_status(sim) == [200]
 
 
+def test_trickle_sends_the_head_at_once_and_the_body_slowly(start_sim):
+    sim = start_sim("--trickle-ms", "20")
+    with sim.http.stream("POST", "/v1/chat/completions", json=CHAT) as r:
+        started, pieces = time.perf_counter(), []
+        assert r.status_code == 200 and int(r.headers["content-length"]) > 200
+        for piece in r.iter_raw():
+            pieces.append(piece)
+        took = time.perf_counter() - started
+    body = b"".join(pieces)
+    assert len(body) == int(r.headers["content-length"]) and b'"chat.completion"' in body
+    assert len(pieces) >= 10 and took >= (len(body) // 16) * 0.02 * 0.9, (len(pieces), took)
+    sim.faults(trickle_ms=0)
+    assert timed_chat(sim) < 0.5
+
+
 def timed_chat(sim, **extra) -> float:
     t0 = time.perf_counter()
     assert sim.post("/v1/chat/completions", {**CHAT, **extra}).status_code == 200
