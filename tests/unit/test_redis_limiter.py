@@ -251,3 +251,94 @@ def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, fin
     state = asyncio.run(main())
     assert state == {"leases": 0, "global": None, "rpm": 0, "tpm": 0, "tpm_sum": "0",
                      "quota": {"req": "0", "tok": "0"}, "usage": ["0"] if final else []}, state
+
+
+async def _state(redis: Redis, scope, org: str, day: int | None = None) -> dict:
+    """What one scope holds: leases, window entries, the tpm sum and the day's quota."""
+    p = scope.prefix
+    days = await redis.keys(scope.quota_prefix + "d:*")
+    return {"leases": await redis.zcard(scope.leases), "rpm": await redis.zcard(p + "rpm"),
+            "tpm_sum": await redis.hget(p + "tpmw", "__sum"),
+            "quota": await redis.hgetall(days[0]) if days else None}
+
+
+def _lose_connection_while_redis_sleeps(channel: RedisChannel) -> None:
+    """Redis has run the command, its reply waits behind a DEBUG SLEEP, and now the connection
+    dies (a network fault, a proxy restart): the channel sends the command again on a new one."""
+    channel._proto._transport.abort()
+
+
+@pytest.mark.parametrize("step", ["admit", "settle"])
+def test_a_script_resent_after_a_lost_connection_counts_once(redis_port, step):
+    """Redis ran the script, the reply was lost with the connection, the channel sent it once
+    more: the second run finds what the first did and takes (or gives back) nothing again.
+    With max_concurrent 1, a second admission run would also meet its own lease and refuse."""
+    org = f"org_resent_{step}"
+    limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 1})
+    scopes = scopes_for(org, limits, "k", Limits())
+
+    async def main():
+        redis = Redis(port=redis_port, decode_responses=True)
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 2.0)
+        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
+                               usage_retention_secs=3600)
+        for script in (limiter._admit, limiter._settle):
+            await redis.script_load(script.script)
+        await channel.send(("PING",))  # connected: what follows leaves at once
+        if step == "settle":
+            verdict = await limiter.admit("twice", scopes, 300, 0)
+        # Redis is asleep while the script and a second sleep reach it: it wakes, reads both,
+        # runs the script and sleeps again before any reply leaves.
+        channel.send(("DEBUG", "SLEEP", "0.2"))
+        if step == "admit":
+            call = asyncio.create_task(limiter.admit("twice", scopes, 300, 0))
+        else:
+            call = asyncio.create_task(limiter.settle(Reservation(
+                "twice", org, scopes, 300, verdict.day, verdict.month, usage_prefix(org)),
+                120, {"k|m|chat|requests": 1}))
+        await asyncio.sleep(0.05)
+        channel.send(("DEBUG", "SLEEP", "0.3"))
+        await asyncio.sleep(0.25)
+        _lose_connection_while_redis_sleeps(channel)
+        result = await call
+        state = await _state(redis, scopes[0], org)
+        await channel.aclose()
+        await redis.aclose()
+        return result, state
+    result, state = asyncio.run(main())
+    if step == "admit":
+        assert (result.admitted, result.code) == (True, ""), result
+        assert state == {"leases": 1, "rpm": 1, "tpm_sum": "300",
+                         "quota": {"req": "1", "tok": "300"}}, state
+    else:
+        assert state == {"leases": 0, "rpm": 1, "tpm_sum": "120",
+                         "quota": {"req": "1", "tok": "120"}}, state
+
+
+def test_a_verdict_lost_with_its_connection_after_its_caller_gave_up_is_undone(redis_port):
+    """The caller timed out, then the connection died before the late reply came: the channel
+    sends the admission again only to learn its verdict, and undoes what the first run took."""
+    org = "org_lost_late"
+    scopes = scopes_for(org, Limits(**{**WIDE, "rpm_limit": 100, "max_concurrent": 10}), "k",
+                        Limits())
+
+    async def main():
+        redis = Redis(port=redis_port, decode_responses=True)
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)
+        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
+                               usage_retention_secs=3600)
+        for script in (limiter._admit, limiter._unadmit):
+            await redis.script_load(script.script)
+        admit = asyncio.create_task(limiter.admit("lost", scopes, 300, 0))
+        await asyncio.sleep(0)  # queued: it and the sleep leave in one write once connected
+        channel.send(("DEBUG", "SLEEP", "0.4"))
+        with pytest.raises(RedisTimeoutError):
+            await admit
+        _lose_connection_while_redis_sleeps(channel)
+        await asyncio.sleep(0.8)  # reconnect, the verdict again, the undo
+        state = await _state(redis, scopes[0], org)
+        await channel.aclose()
+        await redis.aclose()
+        return state
+    state = asyncio.run(main())
+    assert state == {"leases": 0, "rpm": 0, "tpm_sum": "0", "quota": {"req": "0", "tok": "0"}}, state

@@ -95,11 +95,12 @@ class RedisChannel:
     def _unanswered(self, calls: list[_Call], error: Exception) -> None:
         """The connection died with these calls written: each is sent once more on a new one
         (Redis restarted, or closed the idle connection just before they reached it); a call
-        that already had its second chance fails. As with redis-py's retry on a connection
-        error, a call Redis ran just before dying runs twice: for the limiter that is a lease
-        taken again under the same id, and tokens held until settlement or the lease expires."""
+        that already had its second chance fails. Redis may have run a call just before the
+        connection died, so a command sent this way must be safe to run twice (the limiter's
+        scripts are). A call whose caller gave up goes again only if it has an `on_late`:
+        what Redis did with it still matters (an admission taken must be undone)."""
         for call in calls:
-            if call.future.done():  # its caller timed out or was cancelled: nobody to answer
+            if call.future.done() and call.on_late is None:  # nobody to answer
                 continue
             if call.resent:
                 _fail(call.future, error)

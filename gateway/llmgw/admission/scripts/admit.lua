@@ -5,6 +5,7 @@
 --   quota prefix (not a key itself: "<prefix>d:<day>" and "<prefix>m:<month>" are built here,
 --   sharing the scope's hash tag, so they live in the same cluster slot);
 --   then the global concurrency leases; then, for a final admission, the usage prefix.
+-- Idempotent per admission id: a second run returns the first one's verdict (see the marker).
 -- Arguments: admission id (made by the gateway, unique: never a client's value), lease ms,
 --   tokens to reserve, time-zone offset secs, number of scopes, deadline (ms, Redis time),
 --   then per scope 8 limits (0 = not limited here): rps, burst, rpm, tpm, max_concurrent,
@@ -28,6 +29,19 @@ local rid, lease_ms, reserve = A[1], tonumber(A[2]), tonumber(A[3])
 local tz, nscopes = tonumber(A[4]), tonumber(A[5])
 local final = A[8 + nscopes * 8] ~= nil
 local WINDOW = 60000
+local MARKER_MS = 10000  -- how long past its deadline an admitted id's verdict is kept
+
+-- Run twice: the first run's reply was lost with its connection and the channel sent the
+-- script again. That run's verdict is the answer; taking everything a second time would count
+-- the request twice, drift the tpm sum, and meet its own lease under max_concurrent. (A send
+-- whose caller had given up comes only to learn this verdict, so the gateway can undo it.)
+local marker = KEYS[6] .. 'admitted:' .. rid
+local before = redis.call('GET', marker)
+if before then
+  local verdict = cjson.decode(before)
+  verdict[16] = now
+  return verdict
+end
 
 -- Past its deadline, the caller has given up (a stalled Redis, a command resent on a new
 -- connection) and answered without this verdict, perhaps admitted by its local limiter: taking
@@ -229,5 +243,7 @@ end
 if final then
   count_usage(KEYS[nscopes * 6 + 2], math.floor(now / 1000), tonumber(A[8 + nscopes * 8]), A, 9 + nscopes * 8)
 end
-return {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month, used[1], used[2], used[3],
-        math.max(0, room), now}
+local verdict = {1, '', 0, info[1], info[2], info[3], info[4], info[5], info[6], day, month,
+                 used[1], used[2], used[3], math.max(0, room), now}
+redis.call('SET', marker, cjson.encode(verdict), 'PX', math.max(0, tonumber(A[6]) - now) + MARKER_MS)
+return verdict

@@ -13,6 +13,11 @@ local A = cjson.decode(ARGV[1])
 local rid, reserved, used = A[1], tonumber(A[2]), tonumber(A[3])
 local day, month, nscopes = A[4], A[5], tonumber(A[6])
 local retention = tonumber(A[7])
+-- Run twice (its reply was lost with its connection and the channel sent it again): the sums
+-- must move once. The marker outlives any resend, which comes within the caller's time limit.
+if redis.call('SET', KEYS[4] .. 'settled:' .. rid, 1, 'NX', 'PX', 60000) == false then
+  return 0
+end
 local t = redis.call('TIME')
 local delta = used - reserved
 
