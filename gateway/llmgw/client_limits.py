@@ -46,6 +46,24 @@ class _Refused(Exception):
     """Raised in a parser callback to stop httptools; uvicorn then calls send_400_response."""
 
 
+class _UvicornLog(logging.LoggerAdapter):
+    """uvicorn's logger for one connection, less its "Invalid HTTP request received." warning
+    when the request was refused here: `_refuse` logs the real reason, and the warning would
+    send an operator looking for a malformed request that never was."""
+
+    def __init__(self, logger: logging.Logger, protocol: "BoundedHttpToolsProtocol") -> None:
+        super().__init__(logger)
+        self._protocol = protocol
+
+    @property
+    def level(self) -> int:  # uvicorn reads it to decide on its trace lines
+        return self.logger.level
+
+    def warning(self, msg, *args, **kwargs) -> None:
+        if self._protocol._refusal is None:
+            self.logger.warning(msg, *args, **kwargs)
+
+
 def refusal_bytes(error: GatewayError, default_headers: list[tuple[bytes, bytes]],
                   request_id: str | None = None) -> bytes:
     """A whole answer written by the protocol, and the connection closes. Its id is the app's
@@ -69,6 +87,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args, limits: ClientLimits, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = _UvicornLog(self.logger, self)
         self.limits = limits
         self._phase: Phase = "idle"
         self._head_bytes = 0  # bytes of the current head seen so far (see data_received)

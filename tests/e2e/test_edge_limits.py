@@ -108,9 +108,16 @@ def _send_too_many_fields(sock: socket.socket) -> bytes:
 
 
 def test_too_many_header_fields_get_431(edge):
+    log = edge.logs / "gateway.log"
+    misleading = log.read_text().count("Invalid HTTP request received.")
     with _connect(edge) as sock:
         answer = _send_too_many_fields(sock)
     _openai_error(answer, 431, "headers_too_large")
+    # Logged with its reason, not as the malformed request uvicorn would call it.
+    time.sleep(0.2)
+    text = log.read_text()
+    assert "request refused at the edge: headers_too_large" in text
+    assert text.count("Invalid HTTP request received.") == misleading
 
 
 def test_the_worker_class_is_bounded_without_gunicorn_conf(edge, tmp_path):
