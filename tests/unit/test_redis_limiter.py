@@ -23,12 +23,17 @@ WIDE = dict(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concu
             daily_token_limit=10**12, daily_request_limit=10**9, monthly_token_limit=10**12)
 
 
-def _run(port: int, scenario, clock: RedisClock | None = None):
+def _run(port: int, scenario, clock: RedisClock | None = None, *, timeout: float = 2.0,
+         preload: bool = False):
+    """`scenario(limiter, redis)` on a channel not yet connected; `preload`: the scripts are
+    in Redis already, so no NOSCRIPT round trip comes between a script and what follows it."""
     async def main():
         redis = Redis(port=port, decode_responses=True)
-        channel = RedisChannel(f"redis://127.0.0.1:{port}/0", 2.0)
+        channel = RedisChannel(f"redis://127.0.0.1:{port}/0", timeout)
         limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
                                usage_retention_secs=3600, clock=clock)
+        for script in (limiter._admit, limiter._settle, limiter._unadmit) if preload else ():
+            await redis.script_load(script.script)
         try:
             return await scenario(limiter, redis)
         finally:
@@ -220,16 +225,10 @@ def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, fin
     scopes = scopes_for(org, limits, "k", Limits())
     hit = (usage_prefix(org), {"k|m|chat|requests": 1, "k|m|chat|cache_hits": 1}) if final else None
 
-    async def main():
-        redis = Redis(port=redis_port, decode_responses=True)
-        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)  # not yet connected
-        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
-                               usage_retention_secs=3600)
-        await redis.script_load(limiter._admit.script)  # no NOSCRIPT round trip in between
-        await redis.script_load(limiter._unadmit.script)
+    async def scenario(limiter, redis):
         admit = asyncio.create_task(limiter.admit("slow1", scopes, 300, 0, hit))
         await asyncio.sleep(0)  # queued: it and the next command leave in one write
-        channel.send(("DEBUG", "SLEEP", "0.3"))  # runs after the script, before its reply goes
+        limiter._channel.send(("DEBUG", "SLEEP", "0.3"))  # runs after the script, before its reply goes
         if give_up == "cancel":
             await asyncio.sleep(0.05)  # sent, and Redis is asleep behind the script
             admit.cancel()
@@ -245,15 +244,13 @@ def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, fin
         state["quota"] = await redis.hgetall(day[0]) if day else None
         usage = await redis.keys(usage_prefix(org) + "*")
         state["usage"] = sorted({v for key in usage for v in (await redis.hgetall(key)).values()})
-        await channel.aclose()
-        await redis.aclose()
         return state
-    state = asyncio.run(main())
+    state = _run(redis_port, scenario, timeout=0.1, preload=True)
     assert state == {"leases": 0, "global": None, "rpm": 0, "tpm": 0, "tpm_sum": "0",
                      "quota": {"req": "0", "tok": "0"}, "usage": ["0"] if final else []}, state
 
 
-async def _state(redis: Redis, scope, org: str, day: int | None = None) -> dict:
+async def _state(redis: Redis, scope) -> dict:
     """What one scope holds: leases, window entries, the tpm sum and the day's quota."""
     p = scope.prefix
     days = await redis.keys(scope.quota_prefix + "d:*")
@@ -277,13 +274,8 @@ def test_a_script_resent_after_a_lost_connection_counts_once(redis_port, step):
     limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 1})
     scopes = scopes_for(org, limits, "k", Limits())
 
-    async def main():
-        redis = Redis(port=redis_port, decode_responses=True)
-        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 2.0)
-        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
-                               usage_retention_secs=3600)
-        for script in (limiter._admit, limiter._settle):
-            await redis.script_load(script.script)
+    async def scenario(limiter, redis):
+        channel = limiter._channel
         await channel.send(("PING",))  # connected: what follows leaves at once
         if step == "settle":
             verdict = await limiter.admit("twice", scopes, 300, 0)
@@ -300,12 +292,8 @@ def test_a_script_resent_after_a_lost_connection_counts_once(redis_port, step):
         channel.send(("DEBUG", "SLEEP", "0.3"))
         await asyncio.sleep(0.25)
         _lose_connection_while_redis_sleeps(channel)
-        result = await call
-        state = await _state(redis, scopes[0], org)
-        await channel.aclose()
-        await redis.aclose()
-        return result, state
-    result, state = asyncio.run(main())
+        return await call, await _state(redis, scopes[0])
+    result, state = _run(redis_port, scenario, preload=True)
     if step == "admit":
         assert (result.admitted, result.code) == (True, ""), result
         assert state == {"leases": 1, "rpm": 1, "tpm_sum": "300",
@@ -322,23 +310,14 @@ def test_a_verdict_lost_with_its_connection_after_its_caller_gave_up_is_undone(r
     scopes = scopes_for(org, Limits(**{**WIDE, "rpm_limit": 100, "max_concurrent": 10}), "k",
                         Limits())
 
-    async def main():
-        redis = Redis(port=redis_port, decode_responses=True)
-        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)
-        limiter = RedisLimiter(redis, channel, lease_ms=30_000, global_max_concurrent=1000,
-                               usage_retention_secs=3600)
-        for script in (limiter._admit, limiter._unadmit):
-            await redis.script_load(script.script)
+    async def scenario(limiter, redis):
         admit = asyncio.create_task(limiter.admit("lost", scopes, 300, 0))
         await asyncio.sleep(0)  # queued: it and the sleep leave in one write once connected
-        channel.send(("DEBUG", "SLEEP", "0.4"))
+        limiter._channel.send(("DEBUG", "SLEEP", "0.4"))
         with pytest.raises(RedisTimeoutError):
             await admit
-        _lose_connection_while_redis_sleeps(channel)
+        _lose_connection_while_redis_sleeps(limiter._channel)
         await asyncio.sleep(0.8)  # reconnect, the verdict again, the undo
-        state = await _state(redis, scopes[0], org)
-        await channel.aclose()
-        await redis.aclose()
-        return state
-    state = asyncio.run(main())
+        return await _state(redis, scopes[0])
+    state = _run(redis_port, scenario, timeout=0.1, preload=True)
     assert state == {"leases": 0, "rpm": 0, "tpm_sum": "0", "quota": {"req": "0", "tok": "0"}}, state
