@@ -18,7 +18,8 @@ GatewayError
 ├── NotFound                404 an admin route's unknown id
 ├── Conflict                409 a duplicate name
 ├── StateUnavailable        503 Redis did not answer in time
-│   └── LimiterUnavailable  503 limiter_unavailable (Redis down, fail-closed policy)
+│   ├── LimiterUnavailable  503 limiter_unavailable (Redis down, fail-closed policy)
+│   └── LimiterBusy         503 limiter_busy (Redis answers, too slowly for this admission)
 ├── RateLimited             429 limit_* and quota_* codes, with Retry-After
 ├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
@@ -177,6 +178,12 @@ class StateUnavailable(GatewayError):
 
 class LimiterUnavailable(StateUnavailable):
     code = "limiter_unavailable"
+
+
+class LimiterBusy(StateUnavailable):
+    """Redis answers, but so many admissions are queued that this one's turn did not come in
+    time: refused, since admitting it without Redis could bend a limit."""
+    code = "limiter_busy"
 
 
 # error.type per refusal code: seed 000's names where it defines them.

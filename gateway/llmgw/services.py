@@ -100,7 +100,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
         defaults = settings.default_limits()
         admin_store = TenancyStore(slow, clock)
         audit = AuditLog(slow, clock)
-        auth = Authenticator(TenancyStore(fast, clock), defaults, clock=clock,
+        auth = Authenticator(TenancyStore(fast, clock, channel), defaults, clock=clock,
                              cache_ttl=settings.auth_cache_ttl_secs)
         selector = build_selector(settings, routing, health, metrics)
         services = Services(settings, routing, client, health,

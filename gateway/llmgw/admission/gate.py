@@ -13,16 +13,20 @@ from datetime import datetime
 import anyio
 from redis.exceptions import RedisError
 
-from ..errors import LimiterUnavailable, RateLimited
+from ..errors import LimiterBusy, LimiterUnavailable, RateLimited
 from ..observability.metrics import Metrics
 from ..observability.trace import Trace
 from ..tenancy.auth import Principal
 from ..tenancy.limits import Limits
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
+from .redis_channel import RedisBusy
 from .redis_limiter import RedisLimiter, Reservation, scopes_for, usage_prefix
 
 log = logging.getLogger("llmgw.admission")
+# Evidence that Redis is unreachable, which the LIMITER_FAILURE_POLICY is for: no connection,
+# or silence for REDIS_TIMEOUT_SECS while a call waited. A long queue of our own (RedisBusy,
+# caught first) is not: Redis is still the only one that may admit.
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 # A key's backend call may start before its verdict arrives only if its last verdict, at most
@@ -103,6 +107,10 @@ class AdmissionGate:
             admission_id = self._new_id()
             verdict = await self._limiter.admit(admission_id, scopes, reserve,
                                                 _tz_offset(principal.timezone), final)
+        except RedisBusy:
+            self._metrics.redis_errors.labels("admit_busy").inc()
+            raise LimiterBusy("too many admissions are waiting for the rate limiter; "
+                              "retry shortly") from None
         except REDIS_DOWN:
             self._went_down("admit")
             ticket = self._admit_locally(principal, reserve, request_id)

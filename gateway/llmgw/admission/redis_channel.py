@@ -8,9 +8,17 @@ what arrives to hiredis and resolves the oldest waiting caller with each reply. 
 a connection's commands in order, so a FIFO of futures is the whole bookkeeping.
 
 Errors are redis-py's own classes, so callers handle one family: a reply error reaches only
-its caller (`ResponseError`, `NoScriptError`); no reply within the timeout fails that caller
-(`TimeoutError`) and leaves the connection in step; a lost connection fails everything that
-was waiting (`ConnectionError`), and the next command connects again.
+its caller (`ResponseError`, `NoScriptError`); a lost connection fails everything that was
+waiting (`ConnectionError`), and the next command connects again.
+
+Two kinds of lateness, told apart because they call for opposite answers. The time limit
+counts Redis's silence, not a call's wait: a call fails with `TimeoutError` (Redis is not
+answering: the limiter's fail-open policy may apply) only once Redis has sent nothing for the
+time limit since the call was written. A burst the gateway itself created makes a long queue
+of calls that Redis works through, answering all the while: each call then waits its turn,
+up to QUEUE_TIMEOUTS time limits, and past that fails with `RedisBusy` (Redis answers, but
+not this call in time: nothing may be admitted without it). A failed call leaves the
+connection in step.
 """
 
 from __future__ import annotations
@@ -25,14 +33,20 @@ import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-# A connection whose oldest command has waited this many timeouts is stuck, not slow: it is
-# closed, so every waiter learns at once and the next command gets a fresh one.
-STUCK_AFTER_TIMEOUTS = 20
+# How many time limits a call waits for its turn while Redis answers the calls before it
+# (its patience); a connection silent for as long is stuck, not slow: it is closed, so every
+# waiter learns at once and the next command gets a fresh one.
+QUEUE_TIMEOUTS = 20
 # An overdue caller fails only after one more look at the socket, this long after its time
 # limit: the event loop runs its timers before it polls, so after a long loop turn a reply
 # that was already there would be thrown away (for an admission: taken in Redis, unknown here).
 LAST_LOOK_SECS = 0.001
 MAX_BATCH = 256  # bounds one write: a burst is sent in pieces, not as one huge buffer
+
+
+class RedisBusy(TimeoutError):
+    """Redis kept answering, but a call's reply did not come within its patience: a queue
+    too long to wait out, not an unreachable Redis."""
 
 
 class RedisChannel:
@@ -52,8 +66,13 @@ class RedisChannel:
 
     @property
     def timeout(self) -> float:
-        """How long a caller waits for its reply before it gives up."""
+        """How long Redis may stay silent while a call waits before the call fails."""
         return self._timeout
+
+    @property
+    def patience(self) -> float:
+        """How long a call waits for its reply at most, however busily Redis answers."""
+        return self._timeout * QUEUE_TIMEOUTS
 
     def send(self, command: tuple, on_late: Callable[[Any], None] | None = None) -> asyncio.Future:
         """Queue one command; its future gets the reply (or the error). A reply that comes
@@ -141,12 +160,11 @@ class RedisChannel:
 
 
 class _Call:
-    __slots__ = ("data", "future", "deadline", "resent", "looked", "on_late")
+    __slots__ = ("data", "future", "sent", "resent", "on_late")
 
     def __init__(self, data: bytes, future: asyncio.Future,
                  on_late: Callable[[Any], None] | None = None) -> None:
-        self.data, self.future, self.deadline, self.resent = data, future, 0.0, False
-        self.looked = False  # overdue, and the socket has been read once since
+        self.data, self.future, self.sent, self.resent = data, future, 0.0, False
         self.on_late = on_late
 
 
@@ -160,21 +178,24 @@ class _Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._timeout = 1.0
+        self._heard = 0.0  # loop time of the last bytes Redis sent
+        self._looking = False  # overdue calls seen: the socket gets one more read first
         self.alive = False
 
     def connection_made(self, transport) -> None:
         self._transport, self.alive = transport, True
+        self._heard = asyncio.get_running_loop().time()
 
     def write(self, batch: list[_Call], timeout: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        now = loop.time()
         for call in batch:
-            call.deadline = deadline
+            call.sent = now
         self._waiting.extend(batch)
         self._transport.write(b"".join([call.data for call in batch]))
         if self._sweeper is None:
             self._timeout = timeout
-            self._sweeper = loop.call_at(deadline, self._sweep)
+            self._sweeper = loop.call_at(now + timeout, self._sweep)
 
     def write_one(self, data: bytes, timeout: float) -> asyncio.Future:
         call = _Call(data, asyncio.get_running_loop().create_future())
@@ -183,6 +204,7 @@ class _Protocol(asyncio.Protocol):
         return call.future
 
     def data_received(self, data: bytes) -> None:
+        self._heard = asyncio.get_running_loop().time()
         self._reader.feed(data)
         try:
             self._dispatch()
@@ -207,27 +229,39 @@ class _Protocol(asyncio.Protocol):
                 future.set_result(reply)
 
     def _sweep(self) -> None:
-        """Fail the callers whose reply is overdue (after a last look at the socket); close a
-        connection that is stuck."""
+        """Fail the callers whose reply is overdue, after one more read of the socket: those
+        Redis has been silent to for the time limit (TimeoutError), and those that have
+        waited out their patience while it answered others (RedisBusy). Close a connection
+        silent for as long as that patience."""
         self._sweeper = None
+        if not self._waiting:
+            return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        when, look_again = None, False
-        for call in self._waiting:
-            if call.deadline > now:
-                when = call.deadline
+        now, timeout, heard = loop.time(), self._timeout, self._heard
+        patience = timeout * QUEUE_TIMEOUTS
+        stuck_at = max(self._waiting[0].sent, heard) + patience  # the oldest call is the first
+        overdue, when = [], stuck_at
+        for call in self._waiting:  # in the order written: each is due no sooner than the last
+            if call.future.done():  # given up already, its reply still to come
+                continue
+            due = min(max(call.sent, heard) + timeout, call.sent + patience)
+            if due > now:
+                when = min(when, due)
                 break
-            if now - call.deadline > self._timeout * STUCK_AFTER_TIMEOUTS:
-                self.close(TimeoutError("Redis stopped answering"))
-                return
-            if not call.looked:
-                call.looked = look_again = True
-            else:
-                _fail(call.future, TimeoutError("Timeout reading from Redis"))
-        if look_again:
-            when = now + LAST_LOOK_SECS
-        if when is not None:
-            self._sweeper = loop.call_at(when, self._sweep)
+            overdue.append(call)
+        if (overdue or stuck_at <= now) and not self._looking:
+            self._looking = True  # nothing fails before the socket has been read once more
+            self._sweeper = loop.call_at(now + LAST_LOOK_SECS, self._sweep)
+            return
+        self._looking = False
+        if stuck_at <= now:
+            self.close(TimeoutError("Redis stopped answering"))
+            return
+        for call in overdue:
+            silent = now - max(call.sent, heard) >= timeout
+            _fail(call.future, TimeoutError("Timeout reading from Redis") if silent
+                  else RedisBusy("Redis answers, but not this call within its patience"))
+        self._sweeper = loop.call_at(when, self._sweep)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop()

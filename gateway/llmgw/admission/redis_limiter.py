@@ -16,19 +16,19 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeout
 
 from ..tenancy.limits import Limits
 from .redis_clock import RedisClock
 from .script_calls import ScriptCalls
-from .redis_channel import RedisChannel
+from .redis_channel import RedisBusy, RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 log = logging.getLogger("llmgw.admission")
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
-# An admission script does nothing once this share of the Redis time limit has passed since
-# it was sent: the rest covers its reply's way back, so a verdict either reaches a caller
-# still waiting for it or was never taken.
+# An admission script does nothing once this share of a call's patience (the channel's
+# longest wait) has passed since it was sent: the rest covers its reply's way back, so a
+# verdict either reaches a caller still waiting for it or was never taken, and a connection
+# the channel closes as stuck holds no admission that could still be taken.
 DEADLINE_SHARE = 0.8
 _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "daily_token_limit",
                  "daily_request_limit", "monthly_token_limit")
@@ -110,7 +110,7 @@ class RedisLimiter:
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
         self._clock = clock or RedisClock(time.monotonic, time.time)
-        self._within = channel.timeout * DEADLINE_SHARE
+        self._within = channel.patience * DEADLINE_SHARE
 
     async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
                     tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None) -> Verdict:
@@ -134,8 +134,8 @@ class RedisLimiter:
             # was off (a stepped clock, a wait for a new connection). That reply corrected
             # it: once more.
             r, expired = await self._call_admit(keys, args, undo_if_taken)
-            if expired:
-                raise RedisTimeout("admission reached Redis after its deadline")
+            if expired:  # Redis answers, but too late for this call: a queue, not an outage
+                raise RedisBusy("admission reached Redis after its deadline")
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))

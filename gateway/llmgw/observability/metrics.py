@@ -84,7 +84,7 @@ class Metrics:
             self.in_flight.labels(route)
             for result in ("hit", "miss"):
                 self.cache.labels(route, result)
-        for op in ("auth", "admit", "settle", "renew"):
+        for op in ("auth", "admit", "admit_busy", "settle", "renew"):
             self.redis_errors.labels(op)
         self.limiter_degraded.set(0)
 
