@@ -17,6 +17,7 @@ class Answer(NamedTuple):
     status: int
     code: str   # error.code, "" for a 200
     secs: float  # from the moment the last request was written
+    message: str = ""  # error.message
 
 
 def counts(answers: list[Answer]) -> Counter:
@@ -60,4 +61,5 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         return Answer(status, "", secs)
     if b"transfer-encoding: chunked" in head.lower():
         body = b"".join(body.split(b"\r\n")[1::2])
-    return Answer(status, orjson.loads(body)["error"]["code"], secs)
+    error = orjson.loads(body)["error"]
+    return Answer(status, error["code"], secs, error["message"])

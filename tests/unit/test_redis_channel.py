@@ -1,7 +1,8 @@
 """The limiter's Redis channel and script calls against a real redis-server: a turn's first
 call at once and the rest in one write, each caller its own reply or error, a Redis that lost its scripts still answers,
 a killed connection is replaced, a slow reply fails only its caller (one that came during a long
-loop turn does not fail), AUTH and SELECT."""
+loop turn does not fail), a long queue that Redis works through is waited out (up to the
+calls' patience) while a silent Redis is not, AUTH and SELECT."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
 
 from llmgw.admission import redis_channel
 from llmgw.admission.script_calls import ScriptCalls
-from llmgw.admission.redis_channel import RedisChannel
+from llmgw.admission.redis_channel import RedisBusy, RedisChannel
 from redis_server import start_redis
 from stacks import free_port
 
@@ -31,9 +32,9 @@ def writes(monkeypatch) -> list[int]:
     sizes: list[int] = []
     real = redis_channel._Protocol.write
 
-    def counted(self, batch, timeout):
+    def counted(self, batch):
         sizes.append(len(batch))
-        return real(self, batch, timeout)
+        return real(self, batch)
     monkeypatch.setattr(redis_channel._Protocol, "write", counted)
     return sizes
 
@@ -112,14 +113,60 @@ def test_a_late_reply_fails_only_its_caller_and_the_connection_stays_in_step(red
     async def main():
         redis, channel, script, scripts = _setup(redis_port, ECHO, timeout=0.1)
         slow = channel.send(("DEBUG", "SLEEP", "0.3"))
-        with pytest.raises(RedisTimeoutError):
+        with pytest.raises(RedisTimeoutError) as failed:
             await slow
+        assert not isinstance(failed.value, RedisBusy)  # silence: Redis is not answering
         await asyncio.sleep(0.3)  # the late +OK arrives and must not answer the next caller
         assert await channel.send(("ECHO", "after")) == b"after"
         assert await scripts.call(script, ["k"], ["3"]) == [b"k", b"3"]
         await channel.aclose()
         await redis.aclose()
     asyncio.run(main())
+
+
+def _slow_queue(channel: RedisChannel, n: int, secs: float) -> list[asyncio.Future]:
+    """n steps of `secs` each that Redis answers one by one. Redis runs every command that
+    one read of a connection brought before it writes any reply, and reads at most 16 KB at a
+    time: a 20 KB ECHO before each DEBUG SLEEP makes each step a read of its own, so replies
+    flow all along, as they do for a burst of admissions from several workers."""
+    calls = []
+    for _ in range(n):
+        calls += [channel.send(("ECHO", "x" * 20_000)), channel.send(("DEBUG", "SLEEP", secs))]
+    return calls
+
+
+def test_a_queue_that_redis_works_through_is_waited_out(redis_port):
+    """The last call waits 0.4 s (four time limits) behind a queue that Redis answers all
+    the while: not taken for Redis being unreachable, since only silence counts."""
+    async def main():
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)
+        await channel.send(("PING",))
+        queue = _slow_queue(channel, 40, 0.01)
+        began = time.monotonic()
+        assert await channel.send(("ECHO", "my turn came")) == b"my turn came"
+        assert time.monotonic() - began > 0.35
+        assert all(isinstance(r, bytes) for r in await asyncio.gather(*queue))
+        await channel.aclose()
+    uvloop.run(main())
+
+
+def test_a_queue_longer_than_the_patience_fails_its_tail_as_busy(redis_port):
+    """1.5 s of queued work against a patience of 1 s (time limit 0.1 s): the calls whose
+    turn would come too late fail with RedisBusy (Redis answers: not an outage), the ones
+    before them are answered, and the connection stays in step for the next call."""
+    async def main():
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)
+        assert channel.patience == 1.0
+        await channel.send(("PING",))
+        out = await asyncio.gather(*_slow_queue(channel, 150, 0.01), return_exceptions=True)
+        answered = [r for r in out if isinstance(r, bytes)]
+        busy = [r for r in out if isinstance(r, RedisBusy)]
+        assert len(answered) + len(busy) == 300 and 120 <= len(answered) <= 220, out[-1]
+        assert out[:len(answered)] == answered  # in order: the head was served, the tail not
+        await asyncio.sleep(0.7)  # the rest of the queue drains; its late replies go nowhere
+        assert await channel.send(("ECHO", "in step")) == b"in step"
+        await channel.aclose()
+    uvloop.run(main())
 
 
 def test_a_reply_that_came_during_a_long_loop_turn_reaches_its_caller(redis_port):

@@ -16,8 +16,9 @@ counts Redis's silence, not a call's wait: a call fails with `TimeoutError` (Red
 answering: the limiter's fail-open policy may apply) only once Redis has sent nothing for the
 time limit since the call was written. A burst the gateway itself created makes a long queue
 of calls that Redis works through, answering all the while: each call then waits its turn,
-up to QUEUE_TIMEOUTS time limits, and past that fails with `RedisBusy` (Redis answers, but
-not this call in time: nothing may be admitted without it). A failed call leaves the
+up to its patience (PATIENCE_TIMEOUTS time limits, at least PATIENCE_FLOOR_SECS), and past
+that fails with `RedisBusy` (Redis answers, but not this call in time: nothing may be admitted
+without it). A failed call leaves the
 connection in step.
 """
 
@@ -33,10 +34,11 @@ import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-# How many time limits a call waits for its turn while Redis answers the calls before it
-# (its patience); a connection silent for as long is stuck, not slow: it is closed, so every
-# waiter learns at once and the next command gets a fresh one.
-QUEUE_TIMEOUTS = 20
+# How long a call waits for its turn while Redis answers the calls before it (its patience):
+# this many time limits, and at least the floor. A connection silent for as long is stuck,
+# not slow: it is closed, so every waiter learns at once and the next command gets a new one.
+PATIENCE_TIMEOUTS = 4
+PATIENCE_FLOOR_SECS = 1.0
 # An overdue caller fails only after one more look at the socket, this long after its time
 # limit: the event loop runs its timers before it polls, so after a long loop turn a reply
 # that was already there would be thrown away (for an admission: taken in Redis, unknown here).
@@ -58,6 +60,7 @@ class RedisChannel:
         self._hello = _handshake(options.get("username"), options.get("password"),
                                  int(options.get("db") or 0))
         self._timeout = timeout
+        self._patience = max(PATIENCE_FLOOR_SECS, timeout * PATIENCE_TIMEOUTS)
         self._connect_timeout = max(connect_timeout, timeout)
         self._queued: list[_Call] = []
         self._holding = False  # a call went out this loop turn: gather the others
@@ -72,7 +75,7 @@ class RedisChannel:
     @property
     def patience(self) -> float:
         """How long a call waits for its reply at most, however busily Redis answers."""
-        return self._timeout * QUEUE_TIMEOUTS
+        return self._patience
 
     def send(self, command: tuple, on_late: Callable[[Any], None] | None = None) -> asyncio.Future:
         """Queue one command; its future gets the reply (or the error). A reply that comes
@@ -107,7 +110,7 @@ class RedisChannel:
             return
         if self._proto is not None and self._proto.alive:
             batch, self._queued = self._queued, []
-            self._proto.write(batch, self._timeout)
+            self._proto.write(batch)
         elif self._connecting is None:  # the queue waits for the connection, then goes out
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
 
@@ -131,8 +134,7 @@ class RedisChannel:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 proto = await self._open()
-                await asyncio.gather(*(proto.write_one(_resp(c), self._connect_timeout)
-                                       for c in self._hello))
+                await asyncio.gather(*(proto.write_one(_resp(c)) for c in self._hello))
         except BaseException as exc:  # noqa: BLE001 - every waiting caller must learn of it
             batch, self._queued = self._queued, []
             error = _connect_error(exc, self._address)
@@ -150,13 +152,15 @@ class RedisChannel:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if self._tls else None
         if isinstance(self._address, str):
-            _, proto = await loop.create_unix_connection(lambda: _Protocol(self._unanswered),
-                                                         self._address, ssl=context)
+            _, proto = await loop.create_unix_connection(self._protocol, self._address,
+                                                         ssl=context)
         else:
             host, port = self._address
-            _, proto = await loop.create_connection(lambda: _Protocol(self._unanswered),
-                                                    host, port, ssl=context)
+            _, proto = await loop.create_connection(self._protocol, host, port, ssl=context)
         return proto
+
+    def _protocol(self) -> _Protocol:
+        return _Protocol(self._unanswered, self._timeout, self._patience)
 
 
 class _Call:
@@ -171,13 +175,14 @@ class _Call:
 class _Protocol(asyncio.Protocol):
     """The connection itself: writes batches, matches replies to callers in order."""
 
-    def __init__(self, on_lost: Callable[[list[_Call], Exception], None]) -> None:
+    def __init__(self, on_lost: Callable[[list[_Call], Exception], None], timeout: float,
+                 patience: float) -> None:
         self._on_lost = on_lost
         self._reader = hiredis.Reader(replyError=ResponseError)
         self._waiting: collections.deque[_Call] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._timeout = 1.0
+        self._timeout, self._patience = timeout, patience
         self._heard = 0.0  # loop time of the last bytes Redis sent
         self._looking = False  # overdue calls seen: the socket gets one more read first
         self.alive = False
@@ -186,7 +191,7 @@ class _Protocol(asyncio.Protocol):
         self._transport, self.alive = transport, True
         self._heard = asyncio.get_running_loop().time()
 
-    def write(self, batch: list[_Call], timeout: float) -> None:
+    def write(self, batch: list[_Call]) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for call in batch:
@@ -194,13 +199,12 @@ class _Protocol(asyncio.Protocol):
         self._waiting.extend(batch)
         self._transport.write(b"".join([call.data for call in batch]))
         if self._sweeper is None:
-            self._timeout = timeout
-            self._sweeper = loop.call_at(now + timeout, self._sweep)
+            self._sweeper = loop.call_at(now + self._timeout, self._sweep)
 
-    def write_one(self, data: bytes, timeout: float) -> asyncio.Future:
+    def write_one(self, data: bytes) -> asyncio.Future:
         call = _Call(data, asyncio.get_running_loop().create_future())
         call.resent = True  # part of a handshake: never sent again on another connection
-        self.write([call], timeout)
+        self.write([call])
         return call.future
 
     def data_received(self, data: bytes) -> None:
@@ -237,8 +241,7 @@ class _Protocol(asyncio.Protocol):
         if not self._waiting:
             return
         loop = asyncio.get_running_loop()
-        now, timeout, heard = loop.time(), self._timeout, self._heard
-        patience = timeout * QUEUE_TIMEOUTS
+        now, timeout, patience, heard = loop.time(), self._timeout, self._patience, self._heard
         stuck_at = max(self._waiting[0].sent, heard) + patience  # the oldest call is the first
         overdue, when = [], stuck_at
         for call in self._waiting:  # in the order written: each is due no sooner than the last
