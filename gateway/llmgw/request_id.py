@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+from .secret_shape import holds_piece, letters_and_digits, mixed_case, pieces
+
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _KEY_ID_DIGITS = b"0123456789abcdef"
 
@@ -44,9 +46,21 @@ class RequestIdMiddleware:
 
     def __init__(self, app, secrets: tuple[str, ...] = ()) -> None:
         self.app = app
-        # The deployment's own secrets (admin token, backend key) are refused as ids too: the
-        # gateway's logs mask them, but the backend would log the id as it came.
+        # The deployment's own secrets (admin token, backend key) are refused as ids too, whole
+        # or any 16 characters of them: the gateway's logs mask them, but the backend would log
+        # the id as it came.
         self._secrets = tuple(s.encode() for s in secrets if s)
+        self._pieces = frozenset().union(*(pieces(s) for s in secrets if s))
+
+    def _acceptable(self, value: bytes) -> bool:
+        """A client's id is kept only if sane, not credential-shaped, holding no secret."""
+        if not _SAFE_ID.match(value) or secret_shaped(value):
+            return False
+        if any(secret in value for secret in self._secrets):
+            return False
+        text = letters_and_digits(value)
+        # mixed case: the random part of any key (or any base64url secret), even cut in pieces
+        return not mixed_case(text) and not holds_piece(text, self._pieces)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -55,8 +69,7 @@ class RequestIdMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _SAFE_ID.match(value) and not secret_shaped(value) \
-                        and not any(secret in value for secret in self._secrets):
+                if self._acceptable(value):
                     request_id = value.decode("ascii")
                 break
         if request_id is None:

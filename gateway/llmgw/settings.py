@@ -164,6 +164,10 @@ class Settings(BaseSettings):
             raise ValueError("BACKEND_API_KEY must be printable text (no CR, LF or other controls)")
         if value is not None and value.get_secret_value() == "":
             return None
+        # As the admin token: nginx's access log masks every run of 16 characters or more
+        # between URI delimiters (nginx.conf.template); a shorter key would be logged there.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("BACKEND_API_KEY must be at least 16 characters")
         return value
 
     @field_validator("redis_url")

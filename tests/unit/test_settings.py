@@ -24,6 +24,8 @@ def test_defaults_follow_the_seeds(monkeypatch):
     ("CLIENT_MAX_HEADER_FIELDS", "0", "CLIENT_MAX_HEADER_FIELDS"),
     ("CLIENT_HEADER_TIMEOUT_SECS", "0", "CLIENT_HEADER_TIMEOUT_SECS"),
     ("CLIENT_BODY_TIMEOUT_SECS", "soon", "CLIENT_BODY_TIMEOUT_SECS"),
+    ("BACKEND_API_KEY", "fifteen-chars-x", "BACKEND_API_KEY must be at least 16 characters"),
+    ("ADMIN_TOKEN", "fifteen-chars-x", "ADMIN_TOKEN must be at least 16 characters"),
 ])
 def test_bad_settings_exit_with_the_setting_named(monkeypatch, var, value, expected):
     monkeypatch.setenv(var, value)

@@ -26,8 +26,11 @@ def _structlog_redactor(redactor: Redactor):
     def redact(_logger, _name, event: dict) -> dict:
         for key, value in event.items():
             if isinstance(value, str) and key not in _OWN:
-                event[key] = (redactor.secrets(value) if key in _IDENTIFIERS
-                              else redactor.free_text(value))
+                if key == "path":
+                    event[key] = redactor.path(value)
+                else:
+                    event[key] = (redactor.secrets(value) if key in _IDENTIFIERS
+                                  else redactor.free_text(value))
         return event
     return redact
 

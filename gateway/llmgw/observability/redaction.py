@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from ..secret_shape import mask_random_runs
+
 # The platform's keys (`sk-<16 hex>-<43 base64url>`, tenancy/apikeys.py) wherever they are,
 # even glued to a prefix or cut short; other vendors' `sk-...` keys only at the start of a
 # word, so `task-12345678` or `risk-assessment` in a path or request id stay readable.
@@ -40,6 +42,11 @@ class Redactor:
         if ("r" in text or "R" in text) and "bearer" in text.lower():
             text = _BEARER[0].sub(_BEARER[1], text)
         return text
+
+    def path(self, text: str) -> str:
+        """A path also loses any run shaped like a random secret (the random part of a key sent
+        alone, say): the gateway knows no key but by its digest, so it goes by shape."""
+        return mask_random_runs(self.secrets(text), "[REDACTED_SECRET]")
 
     def free_text(self, text: str) -> str:
         text = self.secrets(text)
