@@ -7,7 +7,10 @@ nginx bounds them in production, but the local stack and anything reaching the g
 directly meet uvicorn alone. Refusals are answered here, before any request reaches the app,
 in OpenAI's error shape, with `Connection: close`: 431 for headers too large or too many, 408
 for a request too slow; a connection that never started a request, or whose refused request
-would answer out of turn, is closed without a word (as nginx).
+would answer out of turn, is closed without a word (as nginx). An answer given before its
+request's body was in full (a 413, a 401 before the body is read) closes the connection too:
+the rest of the body would otherwise be read as the next request, or, once discarded, hold the
+connection open past every deadline; the close lingers (lingering.py) so the answer arrives.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Literal
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .errors import GatewayError, HeadersTooLarge, InvalidRequest, RequestTimeout
+from .lingering import LingeringTransport
 from .request_id import new_request_id
 from .settings import Settings
 
@@ -83,6 +87,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     byte of a later request: keep-alive idleness stays uvicorn's timer) or the body's (from the
     end of the headers). Time spent while uvicorn itself stopped reading (a pipelined request
     waiting its turn, a body the app is slow to take) is never counted against the client.
+
+    A request is kept alive only if its body was in full when its answer began: until then its
+    cycle's keep_alive is off, so uvicorn writes `connection: close` and closes after the answer.
     """
 
     def __init__(self, *args, limits: ClientLimits, **kwargs) -> None:
@@ -96,16 +103,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: GatewayError | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_phase: Phase = "idle"
+        self._keep_alive_after_body = False  # what the client asked for, once its body is in
+        self._closer: LingeringTransport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # Mid-request, the client may still be sending: a close then lingers.
+        self._closer = LingeringTransport(transport, self.loop, lambda: self._phase != "idle")
+        super().connection_made(self.wrap_transport(self._closer))
         self._watch("head")  # the first request's headers are due from the opening, as in nginx
+
+    def wrap_transport(self, transport: LingeringTransport) -> asyncio.Transport:
+        """The transport uvicorn writes to; a subclass may wrap this one (it must pass close()
+        on, after what it holds)."""
+        return transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._watch("idle")
+        self._closer.connection_lost()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        self._keep_alive_after_body = False  # uvicorn's shutdown turns keep-alive off for good
+        super().shutdown()
+
     def data_received(self, data: bytes) -> None:
+        if self._closer.is_closing():  # answered and closing: nothing more is parsed
+            self._closer.discard(data)
+            return
         # The whole chunk is head bytes only if no body was being read when it came and no
         # request ended within it (pipelining); otherwise it is not counted here, and
         # on_headers_complete still measures the finished head exactly.
@@ -143,10 +167,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._stop(self._too_large())
         self._phase = "body"
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not for an upgrade (no new cycle)
+            self._keep_alive_after_body, cycle.keep_alive = cycle.keep_alive, False
 
     def on_message_complete(self) -> None:
         self._phase, self._head_bytes, self._completed_in_feed = "idle", 0, True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:  # the body is in before the answer
+            cycle.keep_alive = self._keep_alive_after_body
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if self._closer.is_closing() and cycle is not None:
+            # Answered and closing: what was taken of a body nobody will read goes now, not
+            # when the client lets go of the socket (up to 64 KiB or more per connection).
+            cycle.body = bytearray()
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request httptools could not parse (or that a callback stopped)."""

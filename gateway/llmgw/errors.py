@@ -68,9 +68,14 @@ class ModelNotSupported(InvalidRequest):
 
 
 class BodyTooLarge(GatewayError):
+    """Answered with `Connection: close`, whether or not the body came in full (as nginx): its
+    client may still be sending it, and nothing more on that connection is worth reading."""
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+    def __init__(self, message: str, **kwargs) -> None:
+        super().__init__(message, headers={"Connection": "close"}, **kwargs)
 
 
 class HeadersTooLarge(GatewayError):

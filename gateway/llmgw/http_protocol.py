@@ -50,5 +50,5 @@ class CoalescingWriter:
 class GatewayHttpProtocol(BoundedHttpToolsProtocol):
     """Built with `limits=ClientLimits(...)` (llmgw.worker.GatewayWorker does)."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingWriter(transport, self.loop))
+    def wrap_transport(self, transport: asyncio.Transport) -> asyncio.Transport:
+        return CoalescingWriter(transport, self.loop)  # outermost: it flushes before closing

@@ -228,6 +228,112 @@ def test_a_huge_declared_body_is_413_at_once(edge):
     assert _status(answer) == 413 and b'"request_too_large"' in answer
 
 
+# Over MAX_BODY_BYTES (1 MiB), as in issue 17's report.
+BIG = b'{"model":"qwen","messages":[{"role":"user","content":"' + b"a" * 1_150_000 + b'"}]}'
+
+
+def _big_request(stack: TestStack, chunked: bool) -> bytes:
+    head = POST + b"Authorization: Bearer " + stack.api_key.encode() + b"\r\n"
+    if not chunked:
+        return head + b"Content-Length: %d\r\n\r\n" % len(BIG) + BIG
+    pieces = [BIG[i:i + 65536] for i in range(0, len(BIG), 65536)]
+    return (head + b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n")
+
+
+def _answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One whole answer (head, body) with a Content-Length, and nothing after it."""
+    seen = b""
+    while b"\r\n\r\n" not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {seen[:200]!r}"
+        seen += chunk
+    head, _, body = seen.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length, "more than one answer"
+    return head, body
+
+
+def _closed_within(sock: socket.socket, secs: float) -> bool:
+    """Whether the server ends the connection within `secs`, sending nothing more."""
+    sock.settimeout(secs)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_over_limit_body_sent_in_full_gets_413_and_the_connection_closes(edge, chunked):
+    """Issue 17: the 413 came at once, but the body was then read and dropped and the
+    connection held for good (the keep-alive timer was never armed again)."""
+    with _connect(edge) as sock:
+        sender = _send_in_background(sock, [_big_request(edge, chunked)])
+        head, body = _answer(sock)
+        sender.join(BOUND_SECS)  # all of it was sent: the gateway read it, or lingered over it
+        assert _status(head) == 413 and b'"request_too_large"' in body
+        assert b"\r\nconnection: close" in head.lower()
+        assert _closed_within(sock, 1.0), "the connection outlived its 413 by a second"
+
+
+def test_a_request_pipelined_behind_a_refused_body_is_not_served(edge):
+    """The 413 says `connection: close`; what follows it on the connection is dropped, never
+    parsed (a leftover of the refused body must not pass for a request either)."""
+    with _connect(edge) as sock:
+        _send_in_background(sock, [_big_request(edge, False)
+                                   + b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"])
+        answers, _ = _read_until_closed(sock)
+    assert _status(answers) == 413 and answers.count(b"HTTP/1.1 ") == 1, answers[:300]
+
+
+def test_an_answer_before_the_body_closes_and_one_after_it_keeps_alive(edge):
+    """A 401 given while the body is still on its way closes the connection; the same 401
+    for a body already in keeps it open for the next request."""
+    head = POST + b"Authorization: Bearer sk-wrong\r\nContent-Length: %d\r\n\r\n" % len(CHAT)
+    with _connect(edge) as sock:
+        sock.sendall(head)  # the body follows only after the answer
+        answer_head, _ = _answer(sock)
+        assert _status(answer_head) == 401 and b"\r\nconnection: close" in answer_head.lower()
+        sock.sendall(CHAT)
+        assert _closed_within(sock, 1.0)
+    with _connect(edge) as sock:
+        for _ in range(2):
+            sock.sendall(head + CHAT)
+            answer_head, _ = _answer(sock)
+            assert _status(answer_head) == 401 and b"connection: close" not in answer_head.lower()
+
+
+def _worker_fds(stack: TestStack) -> int:
+    master = stack.gateway.popen.pid
+    worker = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return len(os.listdir(f"/proc/{worker.stdout.split()[0]}/fd"))
+
+
+def test_refused_connections_are_let_go_though_their_clients_keep_them(edge):
+    """Clients that keep their sockets after the 413 (as a pool does): the worker holds
+    none of them a few seconds later (it held every one, and its memory, for good)."""
+    request = _big_request(edge, False)
+    before = _worker_fds(edge)
+    held = [_connect(edge) for _ in range(40)]
+    try:
+        for sock in held:
+            sender = _send_in_background(sock, [request])
+            assert _status(_answer(sock)[0]) == 413
+            sender.join(BOUND_SECS)
+        for _ in range(100):
+            if _worker_fds(edge) <= before + 2:
+                break
+            time.sleep(0.1)
+        assert _worker_fds(edge) <= before + 2, (before, _worker_fds(edge))
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_normal_traffic_is_untouched(edge):
     """Keep-alive across idle gaps longer than the deadlines, a stream outlasting them, a large
     but legal header, and a body that arrives in pieces within its deadline."""

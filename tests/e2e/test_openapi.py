@@ -30,6 +30,20 @@ CHECKS = [getattr(schemathesis.checks, name) for name in (
     "not_a_server_error", "status_code_conformance", "content_type_conformance",
     "response_schema_conformance", "negative_data_rejection")]
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 30}
+ADMIN_EXAMPLES = 60
+
+
+def _valid_data_accepted(ctx, response, case):
+    """positive_data_acceptance (what the document allows is not refused with a 400), less the
+    one refusal no JSON schema can state: a first key's limits above its new organisation's."""
+    if response.status_code == 400 and response.json()["error"]["code"] == "limit_above_org":
+        return None
+    return schemathesis.checks.positive_data_acceptance(ctx, response, case)
+
+
+# The admin API once refused 2117.0 where its document says integer, and any time zone it did
+# not know where the document said string.
+ADMIN_CHECKS = [*CHECKS[:-1], _valid_data_accepted]
 # Operations guarded by the admin token; every other one is called with the org's API key.
 ADMIN_PATHS = ("/admin/", "/metrics", "/health/detailed")
 # Generous limits: the fuzzer's few hundred requests must meet the API, not the rate limiter.
@@ -45,19 +59,21 @@ def fuzzed_stack(tmp_path_factory):
     stack.stop()
 
 
-def _failures(operation, mode: GenerationMode, headers: dict[str, str]) -> list[str]:
+def _failures(operation, mode: GenerationMode, headers: dict[str, str], *,
+              checks=tuple(CHECKS), examples: int | None = None) -> list[str]:
     """Every distinct failure of one operation in one generation mode, one line each."""
     found: dict[str, str] = {}
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    @hypothesis.settings(max_examples=EXAMPLES[mode], deadline=None, derandomize=True, database=None,
+    @hypothesis.settings(max_examples=examples or EXAMPLES[mode], deadline=None,
+                         derandomize=True, database=None,
                          suppress_health_check=list(hypothesis.HealthCheck),
                          phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
     def run(case) -> None:
         try:
             # Keep-alive connections, reused as a client would: this test found a backend
             # connection returned to its pool with reading paused (a later request on it hung).
-            case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+            case.call_and_validate(headers=headers, checks=list(checks), timeout=30)
         except (Failure, FailureGroup) as exc:
             for failure in getattr(exc, "exceptions", (exc,)):
                 detail = (failure.message.strip().splitlines() or [""])[0][:300]
@@ -74,8 +90,7 @@ def _failures(operation, mode: GenerationMode, headers: dict[str, str]) -> list[
 
 def test_every_operation_answers_as_documented(fuzzed_stack: TestStack):
     api_key = fuzzed_stack.create_org(**LIMITS)["api_key"]
-    config = SchemathesisConfig.from_dict({"base-url": fuzzed_stack.base_url})
-    schema = schemathesis.openapi.from_url(fuzzed_stack.base_url + "/openapi.json", config=config)
+    schema = _schema(fuzzed_stack)
     failures, operations = [], 0
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -85,6 +100,27 @@ def test_every_operation_answers_as_documented(fuzzed_stack: TestStack):
             failures += _failures(operation, mode, {"Authorization": f"Bearer {token}"})
     assert operations >= 20
     assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)
+
+
+def test_what_the_admin_document_allows_is_accepted(fuzzed_stack: TestStack):
+    """Schemathesis' positive-data check on every admin operation: a body the document allows
+    is never a 400 (404 for a generated id, 409 for a taken name are fine)."""
+    schema = _schema(fuzzed_stack)
+    headers = {"Authorization": f"Bearer {fuzzed_stack.admin_token}"}
+    failures, operations = [], 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path.startswith("/admin/"):
+            operations += 1
+            failures += _failures(operation, GenerationMode.POSITIVE, headers,
+                                  checks=ADMIN_CHECKS, examples=ADMIN_EXAMPLES)
+    assert operations >= 10
+    assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)
+
+
+def _schema(stack: TestStack):
+    config = SchemathesisConfig.from_dict({"base-url": stack.base_url})
+    return schemathesis.openapi.from_url(stack.base_url + "/openapi.json", config=config)
 
 
 # Every URL a page names: attributes (src, href, spec-url) and the Swagger UI config's `url: '...'`.

@@ -132,6 +132,14 @@ def test_key_limits_cannot_exceed_the_orgs(sim_stack):
         assert resp.json()["error"]["param"] == "limits.rpm_limit"
         ok = admin.post(f"/admin/orgs/{org['org']['id']}/keys", json={"limits": {"rpm_limit": 30}})
         assert ok.status_code == 201 and ok.json()["key"]["limits"]["rpm_limit"] == 30
+        # The first key, made with its organisation: refused before the organisation is stored
+        # (it was stored, so the same request again got 409 for the name).
+        first = {"name": f"first-key-{org['org']['id']}", "profile": "conservative",
+                 "key": {"limits": {"rpm_limit": 61}}}
+        for _ in range(2):
+            resp = admin.post("/admin/orgs", json=first)
+            assert resp.status_code == 400 and _code(resp) == "limit_above_org", resp.text
+            assert resp.json()["error"]["param"] == "key.limits.rpm_limit"
 
 
 def test_an_orgs_key_reads_and_changes_nothing_of_another(sim_stack):

@@ -35,6 +35,8 @@ class TenancyAdmin:
     async def create_org(self, body: OrgCreate, request_id: str | None) -> tuple[Org, str, ApiKeyRecord]:
         now = self._clock()
         limits = body.limits().over(PROFILES[body.profile]) if body.profile else body.limits()
+        # Before anything is stored: a refused first key once left its organisation behind.
+        self._check_key_limits(body.key, limits, param_prefix="key.")
         org = Org(id=new_org_id(), name=body.name, profile=body.profile, limits=limits,
                   timezone=body.timezone, created_at=now, updated_at=now)
         try:
@@ -75,10 +77,7 @@ class TenancyAdmin:
 
     async def create_key(self, org: Org, body: KeyCreate, request_id: str | None,
                          action: str = "key.create") -> tuple[str, ApiKeyRecord]:
-        too_high = body.limits.exceeding(org.limits.over(self._defaults))
-        if too_high:
-            raise InvalidRequest(f"a key's limits must not exceed its organisation's: {', '.join(too_high)}",
-                                 param=f"limits.{too_high[0]}", code="limit_above_org")
+        self._check_key_limits(body, org.limits)
         now = self._clock()
         key_id, raw = apikeys.new_key()
         expires = now + body.expires_in_secs if body.expires_in_secs else None
@@ -89,6 +88,12 @@ class TenancyAdmin:
         await self._audit.record(action, f"{org.id}/{key_id}", before=None, after=key.public(),
                                  request_id=request_id)
         return raw, key
+
+    def _check_key_limits(self, body: KeyCreate, org_limits: Limits, param_prefix: str = "") -> None:
+        too_high = body.limits.exceeding(org_limits.over(self._defaults))
+        if too_high:
+            raise InvalidRequest(f"a key's limits must not exceed its organisation's: {', '.join(too_high)}",
+                                 param=f"{param_prefix}limits.{too_high[0]}", code="limit_above_org")
 
     async def key(self, key_id: str) -> ApiKeyRecord:
         key = await self._store.get_key(key_id) if apikeys.is_key_id(key_id) else None

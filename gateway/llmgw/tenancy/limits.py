@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
-Count = Annotated[StrictInt, Field(ge=0, le=10**12)]
+
+def _whole_number(value):
+    """2117.0 as 2117: JSON has one number type, and JSON Schema (so the OpenAPI document's
+    `integer`) counts a whole-number float as an integer, as pydantic's lax mode and OpenAI's
+    API do. Anything else (2117.5, "2117", true) is left to StrictInt to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# After an integer field's bounds (before them, pydantic would publish the bounds under
+# their Python names, not as JSON Schema's minimum and maximum).
+WHOLE = BeforeValidator(_whole_number)
+Count = Annotated[StrictInt, Field(ge=0, le=10**12), WHOLE]
 
 
 class Limits(BaseModel):
@@ -14,16 +27,16 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rps: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
-    burst: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
-    rpm_limit: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None
-    tpm_limit: Annotated[StrictInt, Field(ge=1, le=10**10)] | None = None
-    max_concurrent: Annotated[StrictInt, Field(ge=1, le=100_000)] | None = None
+    rps: Annotated[StrictInt, Field(ge=1, le=100_000), WHOLE] | None = None
+    burst: Annotated[StrictInt, Field(ge=1, le=1_000_000), WHOLE] | None = None
+    rpm_limit: Annotated[StrictInt, Field(ge=1, le=10_000_000), WHOLE] | None = None
+    tpm_limit: Annotated[StrictInt, Field(ge=1, le=10**10), WHOLE] | None = None
+    max_concurrent: Annotated[StrictInt, Field(ge=1, le=100_000), WHOLE] | None = None
     daily_token_limit: Count | None = None
     daily_request_limit: Count | None = None
     monthly_token_limit: Count | None = None
-    max_context_tokens: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None
-    max_output_tokens: Annotated[StrictInt, Field(ge=1, le=10_000_000)] | None = None
+    max_context_tokens: Annotated[StrictInt, Field(ge=1, le=10_000_000), WHOLE] | None = None
+    max_output_tokens: Annotated[StrictInt, Field(ge=1, le=10_000_000), WHOLE] | None = None
 
     def explicit(self) -> dict[str, int]:
         return self.model_dump(exclude_none=True)
