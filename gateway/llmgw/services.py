@@ -30,6 +30,7 @@ from .health import HealthMonitor
 from .resilience.breakers import Breakers
 from .resilience.queue import FairQueue
 from .resilience.retry import Backoff, RetryBudget, RetryPolicy
+from .resilience.suspects import Suspects
 from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
 from .routing import RoutingTable
@@ -62,6 +63,7 @@ class Services:
     usage_report: UsageReport
     breakers: Breakers
     queue: FairQueue
+    suspects: Suspects
     redis: Redis | None = None  # the admin-path client, for health pings
     cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
     draining: bool = False
@@ -107,7 +109,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
                             _admission(settings, fast, channel, clock, metrics), BackgroundTasks(), metrics,
-                            UsageReport(slow, defaults), selector.breakers, selector.queue, slow)
+                            UsageReport(slow, defaults), selector.breakers, selector.queue,
+                            selector.suspects, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))

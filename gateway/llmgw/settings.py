@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     # Retries may be at most this share of requests over the budget window.
     retry_budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     retry_budget_window_secs: PositiveFloat = 10.0
+    # After an attempt on a backend fails, it gets no first tries for this long while another
+    # backend of its pool can serve (a success ends it sooner; resilience/suspects.py).
+    failover_hold_secs: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # While another sound backend could take over: the longest wait for a stream's response
+    # head (vLLM sends it once the request is queued), and for a whole non-streaming answer
+    # (above the longest legitimate generation). Past it the backend counts as hung and the
+    # request moves on with what is left of UPSTREAM_TIMEOUT_SECONDS.
+    failover_stream_head_secs: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    failover_answer_secs: Annotated[float, Field(gt=0, le=86400)] = 120.0
     # First backoff before a retry; doubled each time, with full jitter, capped at 1 s.
     retry_backoff_secs: Annotated[float, Field(ge=0, le=1)] = 0.05
     # Longest wait for backend capacity when every backend of a pool is full.

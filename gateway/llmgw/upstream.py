@@ -19,10 +19,9 @@ from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, PoolTime
 from .errors import BadGateway, GatewayError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
-from .resilience.breakers import Breakers
 from .resilience.retry import RetryableFailure, RetryPolicy
 from .resilience.selector import BackendSelector
-from .resilience.tries import Tries
+from .resilience.tries import Tries, TryLimits
 from .routing import Backend, Model
 from .settings import Settings
 
@@ -33,14 +32,16 @@ TRANSPORT_ERRORS = (BackendHTTPError,)  # what a backend's transport can raise
 TOKENIZE_SECS = 5.0
 
 
-def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -> Exception:
+def _attempt_failure(exc: BaseException, backend: Backend, selector: BackendSelector) -> Exception:
     """What a transport error before the response means: breaker outcome and retry reason."""
     error = transport_error(exc, backend)
     if isinstance(exc, PoolTimeout):
         # The gateway's own connection cap, not the backend: not counted, and another backend
         # shares the cap (and the deadline that bounded the wait).
         return error
+    breakers = selector.breakers
     breakers.failure(backend.name)
+    selector.suspects.failed(backend.name)
     if isinstance(exc, ConnectError):
         # Nothing listens there: out of rotation until a health probe passes.
         breakers.refused(backend.name)
@@ -51,10 +52,17 @@ def _attempt_failure(exc: BaseException, backend: Backend, breakers: Breakers) -
     return RetryableFailure(error, "connect")
 
 
-def _status_failure(status: int, content: bytes, backend: Backend, breakers: Breakers) -> Exception:
+def _served(backend: Backend, selector: BackendSelector) -> None:
+    """The backend answered: its breaker's failure count and any suspicion end."""
+    selector.breakers.success(backend.name)
+    selector.suspects.served(backend.name)
+
+
+def _status_failure(status: int, content: bytes, backend: Backend,
+                    selector: BackendSelector) -> Exception:
     error = relayed_error(status, content, backend)
     if status < 500:
-        breakers.success(backend.name)  # a client's 4xx: the backend is fine
+        _served(backend, selector)  # a client's 4xx: the backend is fine
         return error
     # Any 5xx, as Envoy's `5xx` retry policy has it: nothing reached the client yet, and
     # another replica may well answer. Whether it may be retried and whether it counts
@@ -71,6 +79,9 @@ class Upstream:
     connection included. A retry gets only what is left, so a hung backend costs a request
     that long once, not once per try. Waiting for admission to the pool (QUEUE_TIMEOUT_SECS)
     counts against it too; a /tokenize call before the main one has its own TOKENIZE_SECS.
+    While a sound backend the request has not tried could take over, a retry there is
+    failover (no retry budget needed) and the current try is cut short (TryLimits), so a hung
+    replica still leaves time for another.
     """
 
     def __init__(self, http: BackendHTTP, selector: BackendSelector,
@@ -80,6 +91,9 @@ class Upstream:
         self.balancer = selector.balancer
         self._breakers = selector.breakers
         self._retry = retry
+        # How long one try may wait while another sound backend could take over.
+        self._try_limits = TryLimits(stream_head=settings.failover_stream_head_secs,
+                                     answer=settings.failover_answer_secs)
         self._metrics = metrics
         self._max_secs = settings.max_request_secs
         # How long a request's attempts together may wait for an answer (a stream: its head).
@@ -92,16 +106,18 @@ class Upstream:
             self._headers += b"Authorization: Bearer %s\r\n" % key.encode()
 
     async def _post(self, backend: Backend, path: str, body: dict, request_id: str,
-                    left: float, *, stream: bool) -> Response:
+                    left: float, cap: float, *, stream: bool) -> Response:
         """POST within `left`, what remains of the request's deadline: getting a connection
         (also within the connect timeout) and the response head; for a non-streaming call the
-        whole answer, for a stream only its head (then the silence limit holds)."""
+        whole answer, for a stream only its head (then the silence limit holds). `cap` is
+        this try's own limit on the head (a stream) or the answer (TryLimits)."""
         # The request id is ours or passed our check (request_id.py): no CR or LF in it.
         headers = self._headers + b"X-Request-ID: %s\r\n" % request_id.encode()
+        head_by = min(left, cap)
         return await self._http.request(
             backend.origin, b"POST", path.encode(), headers, orjson.dumps(body),
-            read_timeout=self._stream_timeout if stream else left, head_timeout=left,
-            answer_timeout=math.inf if stream else left, connect_within=left)
+            read_timeout=self._stream_timeout if stream else head_by, head_timeout=head_by,
+            answer_timeout=math.inf if stream else head_by, connect_within=left)
 
     def _time_left(self, limit: float) -> Callable[[], float]:
         """What is left of a request's answer deadline, `limit` from now."""
@@ -115,15 +131,16 @@ class Upstream:
             raise UpstreamTimeout(f"no backend answered within {self._answer_timeout:g} s")
 
     async def _attempts(self, model: Model, trace: Trace | None, once,
-                        time_left: Callable[[], float]) -> object:
-        """Run `once(backend)` with retries on other backends while `time_left()`, all within
-        MAX_REQUEST_SECS."""
+                        time_left: Callable[[], float], *, stream: bool) -> object:
+        """Run `once(backend, cap)` with retries on other backends while `time_left()`, all
+        within MAX_REQUEST_SECS. `cap` limits the one try while a sound backend the request
+        has not tried could take over; a retry there is failover and needs no retry budget."""
         tries = Tries(self._selector, model, trace.org if trace else None)
 
         async def attempt(_n: int):
             backend = await tries.acquire()
             try:
-                return await once(backend)
+                return await once(backend, self._try_limits.cap(stream, tries.failover_left()))
             except RetryableFailure as failure:
                 if failure.reason != "status":
                     raise
@@ -138,7 +155,7 @@ class Upstream:
         try:
             # asyncio's own timeout: anyio's cancel scope costs several times more per request.
             async with asyncio.timeout(self._max_secs):
-                return await self._retry.run(attempt, on_retry, time_left)
+                return await self._retry.run(attempt, on_retry, time_left, tries.failover_left)
         except TimeoutError:
             raise UpstreamTimeout(f"the request exceeded the gateway's limit of "
                                   f"{self._max_secs:g} s") from None
@@ -149,30 +166,31 @@ class Upstream:
         it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given)."""
         time_left = self._time_left(self._answer_timeout if limit is None else limit)
 
-        async def once(backend: Backend) -> dict:
-            return await self._forward_once(backend, path, body, request_id, trace, time_left())
-        return await self._attempts(model, trace, once, time_left)
+        async def once(backend: Backend, cap: float) -> dict:
+            return await self._forward_once(backend, path, body, request_id, trace, time_left(),
+                                            cap)
+        return await self._attempts(model, trace, once, time_left, stream=False)
 
     async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                            trace: Trace | None, left: float) -> dict:
+                            trace: Trace | None, left: float, cap: float) -> dict:
         started = time.perf_counter()
         try:
             self._spent(left)
-            resp = await self._post(backend, path, body, request_id, left, stream=False)
+            resp = await self._post(backend, path, body, request_id, left, cap, stream=False)
             try:
                 status, content = resp.status, await resp.read()
             finally:
                 resp.close()  # cancelled or failed mid-body: the connection goes
         except TRANSPORT_ERRORS as exc:
-            raise _attempt_failure(exc, backend, self._breakers) from None
+            raise _attempt_failure(exc, backend, self._selector) from None
         finally:
             self._breakers.abandon(backend.name)  # cancelled mid-call: free a half-open trial
             self._selector.release(backend)
             if trace is not None:
                 trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
         if status != 200:
-            raise _status_failure(status, content, backend, self._breakers)
-        self._breakers.success(backend.name)
+            raise _status_failure(status, content, backend, self._selector)
+        _served(backend, self._selector)
         try:
             answer = orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -187,22 +205,23 @@ class Upstream:
         deadline = asyncio.get_running_loop().time() + self._max_secs
         time_left = self._time_left(self._answer_timeout)
 
-        async def once(backend: Backend) -> OpenStream:
+        async def once(backend: Backend, cap: float) -> OpenStream:
             return await self._open_once(backend, path, body, request_id, trace, deadline,
-                                         time_left())
-        return await self._attempts(model, trace, once, time_left)
+                                         time_left(), cap)
+        return await self._attempts(model, trace, once, time_left, stream=True)
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                         trace: Trace | None, deadline: float, left: float) -> "OpenStream":
+                         trace: Trace | None, deadline: float, left: float,
+                         cap: float) -> "OpenStream":
         started = time.perf_counter()
         try:
             self._spent(left)
-            resp = await self._post(backend, path, body, request_id, left, stream=True)
+            resp = await self._post(backend, path, body, request_id, left, cap, stream=True)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
             self._selector.release(backend)
             if isinstance(exc, TRANSPORT_ERRORS):
-                raise _attempt_failure(exc, backend, self._breakers) from None
+                raise _attempt_failure(exc, backend, self._selector) from None
             raise
         finally:
             if trace is not None:
@@ -215,8 +234,8 @@ class Upstream:
             finally:
                 resp.close()
                 self._selector.release(backend)
-            raise _status_failure(resp.status, content, backend, self._breakers)
-        self._breakers.success(backend.name)
+            raise _status_failure(resp.status, content, backend, self._selector)
+        _served(backend, self._selector)
         return OpenStream(resp, backend, self._selector, deadline, self._max_secs)
 
     async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
@@ -253,6 +272,7 @@ class OpenStream:
     def failure(self, exc: BaseException) -> GatewayError:
         """A transport error mid-stream: the backend failed (counted), the client is told."""
         self._selector.breakers.failure(self.backend.name)
+        self._selector.suspects.failed(self.backend.name)
         return transport_error(exc, self.backend)
 
     def overrun(self) -> GatewayError:

@@ -57,8 +57,8 @@ def test_health_pages(rstack):
                      headers={"Authorization": f"Bearer {rstack.admin_token}"}).json()
     assert resp["redis"] == "ok" and resp["pools"]["chat"]["queued"] == 0
     chat0 = resp["pools"]["chat"]["backends"][0]
-    assert chat0 == {"name": "chat0", "healthy": True, "breaker": "closed", "in_flight": 0,
-                     "capacity": 64}
+    assert chat0 == {"name": "chat0", "healthy": True, "breaker": "closed", "suspect": False,
+                     "in_flight": 0, "capacity": 64}
 
 
 def _stream(stack, max_tokens=60, started: threading.Semaphore | None = None):

@@ -16,7 +16,10 @@ TIMEOUT = 2.0  # UPSTREAM_TIMEOUT_SECONDS and STREAM_IDLE_TIMEOUT_SECS of this s
 ENV = {"CIRCUIT_RECOVERY_TIMEOUT": "2", "UPSTREAM_TIMEOUT_SECONDS": str(TIMEOUT),
        "STREAM_IDLE_TIMEOUT_SECS": str(TIMEOUT), "DEFAULT_MAX_CONCURRENT": "200",
        "DEFAULT_RPS": "1000", "DEFAULT_BURST": "1000", "DEFAULT_RPM_LIMIT": "100000",
-       "DEFAULT_TPM_LIMIT": "100000000", "GLOBAL_MAX_CONCURRENT": "0"}
+       "DEFAULT_TPM_LIMIT": "100000000", "GLOBAL_MAX_CONCURRENT": "0",
+       # No hold on a failed replica: each test here sends it traffic and sees the retries
+       # (test_failover.py covers the hold).
+       "FAILOVER_HOLD_SECS": "0"}
 
 
 @pytest.fixture(scope="module")

@@ -45,15 +45,17 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
 
-@router.get("/health/detailed", summary="Every backend's health, breaker, load and queue, and Redis "
-            "(admin token or a `monitor`-scoped key)",
+@router.get("/health/detailed", summary="Every backend's health, breaker, suspicion, load and "
+            "queue, and Redis (admin token or a `monitor`-scoped key)",
             responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)],
             openapi_extra={"security": MONITOR})
 async def health_detailed(services: ServicesDep) -> JSONResponse:
     breakers, balancer = services.breakers.snapshot(), services.upstream.balancer
+    suspects = services.suspects.snapshot()  # latest try failed: no first tries for a while
     pools = {name: {"queued": services.queue.depth(name),
                     "backends": [{"name": b.name, "healthy": services.health.is_healthy(b),
-                                  "breaker": breakers[b.name], "in_flight": b.in_flight,
+                                  "breaker": breakers[b.name],
+                                  "suspect": suspects.get(b.name, False), "in_flight": b.in_flight,
                                   "capacity": balancer.capacity(b)} for b in pool.backends]}
              for name, pool in services.routing.pools.items()}
     return JSONResponse({"status": "ok" if _serving(services) else "unavailable",

@@ -24,12 +24,16 @@ class RetryableFailure(Exception):
 
 
 class RetryBudget:
-    """Retries may be at most `ratio` of the requests seen over the last `window_secs`.
+    """Retries may be at most `ratio` of the requests seen over the last `window_secs`, but for
+    failover to a sound backend.
 
     When a whole pool is down every request fails, and retrying each would multiply the load
-    on whatever is left; the budget caps that amplification at 1 + ratio. A small floor
-    (`min_retries` per window, as Finagle's budgets have) lets a worker with little traffic
-    still fail over when one backend dies, instead of passing its first failures through.
+    on whatever is left; the budget caps that amplification at 1 + ratio. Failover to a sound
+    backend the request has not tried is always allowed (RetryPolicy's `free`): that is one
+    replica failing, not the pool. It is counted all the same, so once the pool turns out to
+    fail whole the retries that follow stay within the share. A small floor (`min_retries`
+    per window, as Finagle's budgets have) still lets a quiet worker retry what failover
+    cannot cover, such as a dropped keep-alive connection in a pool of one.
     """
 
     def __init__(self, ratio: float, *, window_secs: float = 10.0, min_retries: int = 3,
@@ -47,11 +51,14 @@ class RetryBudget:
     def record_request(self) -> None:
         self._requests.append(self._clock())
 
-    def try_spend(self) -> bool:
-        """Take one retry from the budget, if there is one left."""
+    def try_spend(self, *, free: bool = False) -> bool:
+        """Take one retry from the budget, if there is one left. A `free` one (failover) is
+        taken even when there is none: it still counts against the retries that follow, so
+        a pool that turns out to fail whole gets no more than the budget's share on top."""
         now = self._clock()
         self._trim(now)
-        if len(self._retries) + 1 > max(self._floor, self._ratio * len(self._requests)):
+        allowed = max(self._floor, self._ratio * len(self._requests))
+        if not free and len(self._retries) + 1 > allowed:
             return False
         self._retries.append(now)
         return True
@@ -75,18 +82,22 @@ class RetryPolicy:
         self.max_retries, self.budget, self._backoff = max_retries, budget, backoff
         self._sleep = sleep
 
-    def _should_retry(self, state: tenacity.RetryCallState, time_left: Callable[[], float]) -> bool:
+    def _should_retry(self, state: tenacity.RetryCallState, time_left: Callable[[], float],
+                      free: Callable[[], bool]) -> bool:
         exc = state.outcome.exception() if state.outcome else None
         # The budget is asked last: taking from it is the one side effect.
         return (isinstance(exc, RetryableFailure) and state.attempt_number <= self.max_retries
-                and time_left() > 0 and self.budget.try_spend())
+                and time_left() > 0 and self.budget.try_spend(free=free()))
 
     async def run(self, attempt: Callable[[int], Awaitable], on_retry: Callable[[str], None],
-                  time_left: Callable[[], float] = lambda: float("inf")):
+                  time_left: Callable[[], float] = lambda: float("inf"),
+                  free: Callable[[], bool] = lambda: False):
         """`attempt(n)` for n = 0, 1, ...; the last failure's GatewayError is raised.
 
         `time_left()` is what remains of the deadline the attempts share: no retry starts
-        once it is spent, and no backoff sleeps past it.
+        once it is spent, and no backoff sleeps past it. `free()`, asked after a failure,
+        says whether the next attempt is failover to a sound untried backend: then it needs
+        no retry budget, only attempts and time left.
         """
         self.budget.record_request()
         try:
@@ -97,7 +108,7 @@ class RetryPolicy:
             failure = first
         kwargs = {"sleep": self._sleep} if self._sleep is not None else {}
         retrying = tenacity.AsyncRetrying(
-            retry=lambda state: self._should_retry(state, time_left),
+            retry=lambda state: self._should_retry(state, time_left, free),
             wait=lambda state: min(self._backoff(state), max(0.0, time_left())), reraise=True,
             before_sleep=lambda s: on_retry(s.outcome.exception().reason), **kwargs)
         try:

@@ -11,21 +11,36 @@ from ..observability.metrics import Metrics
 from ..routing import Backend, Model, Pool
 from .breakers import Breakers
 from .queue import FairQueue
+from .suspects import Suspects
 
 
 class BackendSelector:
-    """Balancer + breakers + admission queue: returns a backend with its slot already taken."""
+    """Balancer + breakers + suspects + admission queue: returns a backend with its slot
+    already taken, a sound one (no recent failure) while one has a free slot."""
 
     def __init__(self, balancer: LeastInFlightBalancer, breakers: Breakers, queue: FairQueue, *,
-                 queue_timeout: float, metrics: Metrics | None = None,
+                 queue_timeout: float, suspects: Suspects | None = None,
+                 metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.balancer, self.breakers, self.queue = balancer, breakers, queue
+        self.suspects = suspects if suspects is not None else Suspects(0.0, clock=clock)
         self._timeout, self._metrics, self._clock = queue_timeout, metrics, clock
 
+    def _suspects(self, pool: Pool) -> frozenset[str]:
+        return self.suspects.among(b.name for b in pool.backends)
+
     def _pick(self, model: Model, exclude: frozenset[str], avoid: frozenset[str]) -> Backend | None:
-        # Another backend than the ones already tried, if one can serve; else any not avoided.
-        return self.balancer.pick(model.pool, exclude | avoid) or (
-            self.balancer.pick(model.pool, avoid) if exclude - avoid else None)
+        # A sound backend not tried yet, if one can serve; else any not tried yet; else any
+        # not avoided (a transport failure may go back to a backend already tried).
+        suspects = self._suspects(model.pool)
+        return (suspects and self.balancer.pick(model.pool, exclude | avoid | suspects)) or \
+            self.balancer.pick(model.pool, exclude | avoid) or (
+                self.balancer.pick(model.pool, avoid) if exclude - avoid else None)
+
+    def sound_left(self, model: Model, exclude: frozenset[str]) -> bool:
+        """Could a sound backend not in `exclude` serve (healthy, breaker closed, no recent
+        failure)? Then a retry there fails over rather than amplifies a failing pool's load."""
+        return self.balancer.available(model.pool, exclude | self._suspects(model.pool))
 
     async def acquire(self, model: Model, org: str | None, exclude: frozenset[str] = frozenset(),
                       avoid: frozenset[str] = frozenset()) -> Backend:

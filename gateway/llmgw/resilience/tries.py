@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import BackendUnavailable, GatewayError
 from ..routing import Backend, Model
 from .retry import RetryableFailure
 from .selector import BackendSelector
+
+
+class TryLimits:
+    """How long one try may wait while another sound backend could take over (failover).
+
+    A stream's head comes as soon as vLLM has queued the request, so a head missing for
+    `stream_head` seconds means a hung backend. A non-streaming answer's head comes only with
+    its last token, so a hang looks like a long generation: `answer` must exceed the longest
+    legitimate one. The last backend left gets what remains of the one deadline, as before.
+    """
+
+    def __init__(self, *, stream_head: float, answer: float) -> None:
+        self.stream_head, self.answer = stream_head, answer
+
+    def cap(self, stream: bool, failover_left: bool) -> float:
+        if not failover_left:
+            return math.inf
+        return self.stream_head if stream else self.answer
 
 
 class Tries:
@@ -43,10 +63,17 @@ class Tries:
         self._tried.add(backend.name)
         return backend
 
+    def failover_left(self) -> bool:
+        """Could the next attempt go to a sound backend this request has not tried? A retry
+        there is failover (free of the retry budget) and the current try may be cut short
+        (FAILOVER_*_SECS), as another backend is there to take over."""
+        return self._selector.sound_left(self._model, frozenset(self._tried) | self._ruled_out)
+
     def status_failure(self, backend: Backend, failure: RetryableFailure) -> Exception:
         """`backend` answered a 5xx: counted if it is the request's first; what to raise next
         is the failure while an untried backend could serve, else the answer for the client."""
         breakers = self._selector.breakers
+        self._selector.suspects.failed(backend.name)  # every 5xx: no free retries onto it
         if self._failed is None:
             breakers.failure(backend.name)
         else:

@@ -10,12 +10,14 @@ from ..settings import Settings
 from .breakers import Breakers
 from .queue import FairQueue
 from .selector import BackendSelector
+from .suspects import Suspects
 
 
 def build_selector(settings: Settings, routing: RoutingTable, health: HealthMonitor,
                    metrics: Metrics) -> BackendSelector:
     """A backend is eligible while healthy and its breaker lets requests through; it has
-    capacity while below its max_num_seqs.
+    capacity while below its max_num_seqs; it is preferred while not suspect (no recent
+    failure).
 
     Events flow one way: a refused connection marks the backend down (health); a passing
     health check half-opens its breaker and wakes the queue; a freed slot or a breaker closing
@@ -36,7 +38,8 @@ def build_selector(settings: Settings, routing: RoutingTable, health: HealthMoni
         bounded=True,
         on_release=lambda b: capacity_back(b.name))
     selector = BackendSelector(balancer, breakers, FairQueue(metrics=metrics),
-                               queue_timeout=settings.queue_timeout_secs, metrics=metrics)
+                               queue_timeout=settings.queue_timeout_secs,
+                               suspects=Suspects(settings.failover_hold_secs), metrics=metrics)
 
     def ready(backend: Backend) -> None:
         selector.recovered(backend, pool_of[backend.name])
