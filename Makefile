@@ -48,6 +48,8 @@ bench: venv debs
 	@$(PY) bench/sim_bench.py
 	@$(PY) bench/limiter_bench.py
 	@$(PY) bench/gateway_bench.py
+	@$(PY) bench/flood_bench.py
+	@$(PY) bench/refused_bodies.py --wait 10
 
 clean:
 	rm -rf .stack .pytest_cache
