@@ -1,10 +1,12 @@
-"""Choosing a backend within a pool: fewest requests in flight, ties broken at random."""
+"""Choosing a backend within a pool: by the pool's policy among the backends that can serve
+(eligible, with a free slot); by default the fewest requests in flight, ties at random."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 
+from .placement.policy import choose
 from .routing import Backend, Pool
 
 
@@ -37,8 +39,19 @@ class LeastInFlightBalancer:
     def eligible(self, backend: Backend) -> bool:
         return self._eligible(backend)
 
-    def pick(self, pool: Pool, exclude: frozenset[str] = frozenset()) -> Backend | None:
-        """The eligible backend with a free slot and the fewest requests in flight, or None."""
+    def pick(self, pool: Pool, exclude: frozenset[str] = frozenset(),
+             key: int | None = None) -> Backend | None:
+        """The backend for the next attempt, or None if none can serve now. With a `key`
+        (the pool's policy bound the request: placement/policy.py), the key's backend unless
+        it is much busier than the others; else the one with the fewest requests in flight."""
+        if key is not None or pool.policy.name == "random":
+            free = [b for b in pool.backends if b.name not in exclude
+                    and b.in_flight < self.capacity(b) and self._eligible(b)]
+            if not free:
+                return None
+            if key is None:
+                return self._rng.choice(free)
+            return choose(free, key, pool.policy, _in_flight, _seed)
         best: list[Backend] = []
         lowest = None
         for backend in pool.backends:
@@ -61,3 +74,11 @@ class LeastInFlightBalancer:
         """A slot came free: the admission queue may hand it on."""
         backend.in_flight -= 1
         self._on_release(backend)
+
+
+def _in_flight(backend: Backend) -> int:
+    return backend.in_flight
+
+
+def _seed(backend: Backend) -> int:
+    return backend.seed

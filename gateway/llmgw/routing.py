@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, mod
 
 from .backend_http import Origin
 from .errors import InvalidRequest, ModelNotFound, ModelNotSupported
+from .placement.policy import PlacementPolicy, PolicyName, backend_seed
 
 
 class Endpoint(str, Enum):
@@ -50,9 +51,27 @@ class _BackendSpec(BaseModel):
     max_num_seqs: int = Field(default=256, gt=0)
 
 
+class _PolicySpec(BaseModel):
+    """A pool's routing policy (placement/policy.py says what each one does)."""
+    model_config = ConfigDict(extra="forbid")
+    name: PolicyName = "least_load"
+    prefix_bytes: int = Field(default=2048, ge=64, le=1 << 20)
+    min_prefix_bytes: int = Field(default=32, ge=1, le=1 << 20)
+    balance_abs: int = Field(default=8, ge=0, le=100_000)
+    balance_rel: float = Field(default=1.5, ge=1.0, le=100.0)
+    session_header: str = Field(default="x-session-id", pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _head_fits(self) -> "_PolicySpec":
+        if self.min_prefix_bytes > self.prefix_bytes:
+            raise ValueError("min_prefix_bytes must not exceed prefix_bytes")
+        return self
+
+
 class _PoolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: list[_BackendSpec] = Field(min_length=1)
+    policy: _PolicySpec = _PolicySpec()
 
 
 class _ModelSpec(BaseModel):
@@ -102,11 +121,17 @@ class Backend:
         """Where it listens, parsed once, for the backend HTTP client."""
         return Origin.from_url(self.url)
 
+    @cached_property
+    def seed(self) -> int:
+        """Its place in rendezvous rankings (placement/policy.py), the same in every process."""
+        return backend_seed(self.name)
+
 
 @dataclass(frozen=True)
 class Pool:
     name: str
     backends: tuple[Backend, ...]
+    policy: PlacementPolicy = PlacementPolicy()
 
 
 @dataclass(frozen=True)
@@ -162,7 +187,8 @@ def load_routing(path: Path, env: dict[str, str] | None = None) -> RoutingTable:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"invalid routing file {path}: {detail}") from None
     pools = {name: Pool(name, tuple(Backend(b.name, str(b.url).rstrip("/"), b.max_num_seqs)
-                                    for b in p.backends))
+                                    for b in p.backends),
+                        PlacementPolicy(**p.policy.model_dump()))
              for name, p in spec.pools.items()}
     models = [Model(m.name, m.served_name or m.name, tuple(m.aliases), pools[m.pool],
                     frozenset(m.endpoints), m.owned_by) for m in spec.models]

@@ -55,9 +55,10 @@ async def serve(request: Request, services: Services, principal: Principal,
                                f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
         if hit is not None:
             return await _from_cache(services, admission, cached, hit, body)
+        key = model.pool.policy.key(body, request.headers)  # None: placed by load alone
         if trace.stream:
-            return await _stream(services, model, backend_path, body, admission, cached)
-        return await _answer(services, model, backend_path, body, admission, cached)
+            return await _stream(services, model, backend_path, body, admission, cached, key)
+        return await _answer(services, model, backend_path, body, admission, cached, key)
     finally:
         cached.close()  # identical requests waiting on this call get its answer, or call themselves
 
@@ -168,10 +169,10 @@ async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
 
 
 async def _answer(services: Services, model: Model, path: str, body: dict,
-                  admission: _Admission, cached: Bypass) -> Response:
+                  admission: _Admission, cached: Bypass, key: int | None) -> Response:
     async def forward() -> dict:
         return await services.upstream.forward(model, path, body, admission.request_id,
-                                               admission.trace)
+                                               admission.trace, key=key)
 
     ticket, answering = await admission.beside(forward)
     try:
@@ -186,13 +187,13 @@ async def _answer(services: Services, model: Model, path: str, body: dict,
 
 
 async def _stream(services: Services, model: Model, path: str, body: dict,
-                  admission: _Admission, cached: Bypass) -> Response:
+                  admission: _Admission, cached: Bypass, key: int | None) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
 
     async def open_stream() -> OpenStream:
         return await services.upstream.open_stream(model, path, body, admission.request_id,
-                                                   admission.trace)
+                                                   admission.trace, key=key)
 
     ticket, opening = await admission.beside(open_stream, discard=OpenStream.close)
     try:

@@ -131,11 +131,12 @@ class Upstream:
             raise UpstreamTimeout(f"no backend answered within {self._answer_timeout:g} s")
 
     async def _attempts(self, model: Model, trace: Trace | None, once,
-                        time_left: Callable[[], float], *, stream: bool) -> object:
+                        time_left: Callable[[], float], *, stream: bool,
+                        key: int | None = None) -> object:
         """Run `once(backend, cap)` with retries on other backends while `time_left()`, all
         within MAX_REQUEST_SECS. `cap` limits the one try while a sound backend the request
         has not tried could take over; a retry there is failover and needs no retry budget."""
-        tries = Tries(self._selector, model, trace.org if trace else None)
+        tries = Tries(self._selector, model, trace.org if trace else None, key)
 
         async def attempt(_n: int):
             backend = await tries.acquire()
@@ -161,15 +162,17 @@ class Upstream:
                                   f"{self._max_secs:g} s") from None
 
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
-                      trace: Trace | None = None, limit: float | None = None) -> dict:
+                      trace: Trace | None = None, limit: float | None = None,
+                      key: int | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it), all of
-        it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given)."""
+        it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given). `key` binds it to a
+        backend by its pool's policy (placement/policy.py)."""
         time_left = self._time_left(self._answer_timeout if limit is None else limit)
 
         async def once(backend: Backend, cap: float) -> dict:
             return await self._forward_once(backend, path, body, request_id, trace, time_left(),
                                             cap)
-        return await self._attempts(model, trace, once, time_left, stream=False)
+        return await self._attempts(model, trace, once, time_left, stream=False, key=key)
 
     async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
                             trace: Trace | None, left: float, cap: float) -> dict:
@@ -200,7 +203,7 @@ class Upstream:
         return answer
 
     async def open_stream(self, model: Model, path: str, body: dict, request_id: str,
-                          trace: Trace | None = None) -> "OpenStream":
+                          trace: Trace | None = None, key: int | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         deadline = asyncio.get_running_loop().time() + self._max_secs
         time_left = self._time_left(self._answer_timeout)
@@ -208,7 +211,7 @@ class Upstream:
         async def once(backend: Backend, cap: float) -> OpenStream:
             return await self._open_once(backend, path, body, request_id, trace, deadline,
                                          time_left(), cap)
-        return await self._attempts(model, trace, once, time_left, stream=True)
+        return await self._attempts(model, trace, once, time_left, stream=True, key=key)
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
                          trace: Trace | None, deadline: float, left: float,

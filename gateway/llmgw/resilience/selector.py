@@ -29,13 +29,15 @@ class BackendSelector:
     def _suspects(self, pool: Pool) -> frozenset[str]:
         return self.suspects.among(b.name for b in pool.backends)
 
-    def _pick(self, model: Model, exclude: frozenset[str], avoid: frozenset[str]) -> Backend | None:
+    def _pick(self, model: Model, exclude: frozenset[str], avoid: frozenset[str],
+              key: int | None) -> Backend | None:
         # A sound backend not tried yet, if one can serve; else any not tried yet; else any
         # not avoided (a transport failure may go back to a backend already tried).
-        suspects = self._suspects(model.pool)
-        return (suspects and self.balancer.pick(model.pool, exclude | avoid | suspects)) or \
-            self.balancer.pick(model.pool, exclude | avoid) or (
-                self.balancer.pick(model.pool, avoid) if exclude - avoid else None)
+        pool, pick = model.pool, self.balancer.pick
+        suspects = self._suspects(pool)
+        return (suspects and pick(pool, exclude | avoid | suspects, key)) or \
+            pick(pool, exclude | avoid, key) or (
+                pick(pool, avoid, key) if exclude - avoid else None)
 
     def sound_left(self, model: Model, exclude: frozenset[str]) -> bool:
         """Could a sound backend not in `exclude` serve (healthy, breaker closed, no recent
@@ -43,14 +45,15 @@ class BackendSelector:
         return self.balancer.available(model.pool, exclude | self._suspects(model.pool))
 
     async def acquire(self, model: Model, org: str | None, exclude: frozenset[str] = frozenset(),
-                      avoid: frozenset[str] = frozenset()) -> Backend:
-        """A backend not in `avoid`, preferably not in `exclude` either; its slot taken."""
+                      avoid: frozenset[str] = frozenset(), key: int | None = None) -> Backend:
+        """A backend not in `avoid`, preferably not in `exclude` either; its slot taken.
+        `key` binds the request by the pool's policy (placement/policy.py)."""
         pool = model.pool.name
         deadline = None
         woken = False
         while True:
             if woken or not self.queue.busy(pool):
-                backend = self._pick(model, exclude, avoid)
+                backend = self._pick(model, exclude, avoid, key)
                 if woken:
                     self.queue.taken(pool)
                     woken = False

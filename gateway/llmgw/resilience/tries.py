@@ -43,8 +43,10 @@ class Tries:
     leaves rotation by itself, and a silent one uses up the request's deadline in one try.
     """
 
-    def __init__(self, selector: BackendSelector, model: Model, org: str | None) -> None:
+    def __init__(self, selector: BackendSelector, model: Model, org: str | None,
+                 key: int | None = None) -> None:
         self._selector, self._model, self._org = selector, model, org
+        self._key = key  # binds the request by its pool's policy (placement/policy.py)
         self._tried: set[str] = set()
         self._ruled_out: frozenset[str] = frozenset()  # tried before this request's last 5xx
         self._failed: GatewayError | None = None  # that 5xx, as the client would see it
@@ -53,7 +55,8 @@ class Tries:
         """A backend for the next attempt, its slot taken; untried ones first."""
         try:
             backend = await self._selector.acquire(self._model, self._org,
-                                                   frozenset(self._tried), self._ruled_out)
+                                                   frozenset(self._tried), self._ruled_out,
+                                                   self._key)
         except BackendUnavailable:
             if self._failed is None:
                 raise
