@@ -1,4 +1,5 @@
-"""Choosing a backend within a pool: fewest requests in flight, ties broken at random."""
+"""Choosing a backend within a pool: fewest requests in flight, ties broken by the backends'
+reported load when fresh, else at random."""
 
 from __future__ import annotations
 
@@ -12,15 +13,24 @@ class LeastInFlightBalancer:
     """Least-outstanding-requests balancing.
 
     Counts are per worker process: cheap, lock-free on the event loop, and with several
-    workers each one still spreads its own share evenly. The random tie-break keeps
-    idle pools from sending every first request to the same backend.
+    workers each one still spreads its own share evenly. A tie (common: each worker sees
+    only its own requests) goes to the backend reporting the least running + waiting
+    (`reported`, from the state view: every worker's and replica's requests), but only when
+    every tied backend has fresh figures; otherwise, and without a view, at random, which keeps
+    idle pools from sending every first request to the same backend. Own counts stay first:
+    figures up to an interval old would send every worker to the same backend at once.
+    `on_decision(pool, reason)` hears what decided each choice (ROUTING_REASONS).
     """
 
     def __init__(self, rng: random.Random | None = None,
                  eligible: Callable[[Backend], bool] | None = None, *, bounded: bool = False,
-                 on_release: Callable[[Backend], None] | None = None) -> None:
+                 on_release: Callable[[Backend], None] | None = None,
+                 reported: Callable[[str], float | None] | None = None,
+                 on_decision: Callable[[str, str], None] | None = None) -> None:
         self._rng = rng or random.Random()
         self._eligible = eligible or (lambda _b: True)
+        self._reported = reported or (lambda _name: None)
+        self._on_decision = on_decision or (lambda _pool, _reason: None)
         # bounded: at most max_num_seqs requests per backend from this worker; unbounded, a
         # backend's own queue absorbs the excess.
         self._bounded = bounded
@@ -51,7 +61,21 @@ class LeastInFlightBalancer:
                 best.append(backend)
         if not best:
             return None
-        return best[0] if len(best) == 1 else self._rng.choice(best)
+        if len(best) == 1:
+            self._on_decision(pool.name, "least_in_flight")
+            return best[0]
+        return self._tie(pool, best)
+
+    def _tie(self, pool: Pool, tied: list[Backend]) -> Backend:
+        """The tied backend reporting the least load, or a random one without fresh figures."""
+        loads = [self._reported(b.name) for b in tied]
+        if None in loads:
+            self._on_decision(pool.name, "fallback_own_counts")
+            return self._rng.choice(tied)
+        self._on_decision(pool.name, "backend_load")
+        lowest = min(loads)
+        least = [b for b, load in zip(tied, loads) if load == lowest]
+        return least[0] if len(least) == 1 else self._rng.choice(least)
 
     @staticmethod
     def take(backend: Backend) -> None:
