@@ -1,5 +1,6 @@
-"""Choosing a backend within a pool: by the pool's policy among the backends that can serve
-(eligible, with a free slot); by default the fewest requests in flight, ties at random."""
+"""Choosing a backend within a pool, by the pool's policy among the backends that can serve
+(eligible, with a free slot): by default the fewest requests in flight, ties broken by the
+backends' reported load when fresh, else at random."""
 
 from __future__ import annotations
 
@@ -11,18 +12,31 @@ from .routing import Backend, Pool
 
 
 class LeastInFlightBalancer:
-    """Least-outstanding-requests balancing.
+    """Least-outstanding-requests balancing, and the bound policies (placement/policy.py).
 
     Counts are per worker process: cheap, lock-free on the event loop, and with several
-    workers each one still spreads its own share evenly. The random tie-break keeps
-    idle pools from sending every first request to the same backend.
+    workers each one still spreads its own share evenly. A tie (common: each worker sees
+    only its own requests) goes to the backend reporting the least running + waiting
+    (`reported`, from the state view: every worker's and replica's requests), but only when
+    every tied backend has fresh figures; otherwise, and without a view, at random, which keeps
+    idle pools from sending every first request to the same backend. Own counts stay first:
+    figures up to an interval old would send every worker to the same backend at once.
+
+    A request bound by a key (prefix or session policy) goes to its key's backend unless that
+    one is much busier than the others; its load is the larger of this worker's in-flight
+    count and the backend's fresh report. `on_decision(pool, reason)` hears what decided each
+    choice (ROUTING_REASONS).
     """
 
     def __init__(self, rng: random.Random | None = None,
                  eligible: Callable[[Backend], bool] | None = None, *, bounded: bool = False,
-                 on_release: Callable[[Backend], None] | None = None) -> None:
+                 on_release: Callable[[Backend], None] | None = None,
+                 reported: Callable[[str], float | None] | None = None,
+                 on_decision: Callable[[Pool, str], None] | None = None) -> None:
         self._rng = rng or random.Random()
         self._eligible = eligible or (lambda _b: True)
+        self._reported = reported or (lambda _name: None)
+        self._on_decision = on_decision or (lambda _pool, _reason: None)
         # bounded: at most max_num_seqs requests per backend from this worker; unbounded, a
         # backend's own queue absorbs the excess.
         self._bounded = bounded
@@ -42,16 +56,10 @@ class LeastInFlightBalancer:
     def pick(self, pool: Pool, exclude: frozenset[str] = frozenset(),
              key: int | None = None) -> Backend | None:
         """The backend for the next attempt, or None if none can serve now. With a `key`
-        (the pool's policy bound the request: placement/policy.py), the key's backend unless
-        it is much busier than the others; else the one with the fewest requests in flight."""
+        (the pool's policy bound the request), the key's backend unless it is much busier
+        than the others; else the one with the fewest requests in flight."""
         if key is not None or pool.policy.name == "random":
-            free = [b for b in pool.backends if b.name not in exclude
-                    and b.in_flight < self.capacity(b) and self._eligible(b)]
-            if not free:
-                return None
-            if key is None:
-                return self._rng.choice(free)
-            return choose(free, key, pool.policy, _in_flight, _seed)
+            return self._pick_bound(pool, exclude, key)
         best: list[Backend] = []
         lowest = None
         for backend in pool.backends:
@@ -64,7 +72,37 @@ class LeastInFlightBalancer:
                 best.append(backend)
         if not best:
             return None
-        return best[0] if len(best) == 1 else self._rng.choice(best)
+        if len(best) == 1:
+            self._on_decision(pool, "least_in_flight")
+            return best[0]
+        return self._tie(pool, best)
+
+    def _pick_bound(self, pool: Pool, exclude: frozenset[str], key: int | None) -> Backend | None:
+        free = [b for b in pool.backends if b.name not in exclude
+                and b.in_flight < self.capacity(b) and self._eligible(b)]
+        if not free:
+            return None
+        if key is None:
+            self._on_decision(pool, "random")
+            return self._rng.choice(free)
+        backend, spilled = choose(free, key, pool.policy, self._load)
+        self._on_decision(pool, "spilled" if spilled else "affinity")
+        return backend
+
+    def _load(self, backend: Backend) -> float:
+        reported = self._reported(backend.name)
+        return backend.in_flight if reported is None else max(backend.in_flight, reported)
+
+    def _tie(self, pool: Pool, tied: list[Backend]) -> Backend:
+        """The tied backend reporting the least load, or a random one without fresh figures."""
+        loads = [self._reported(b.name) for b in tied]
+        if None in loads:
+            self._on_decision(pool, "fallback_own_counts")
+            return self._rng.choice(tied)
+        self._on_decision(pool, "backend_load")
+        lowest = min(loads)
+        least = [b for b, load in zip(tied, loads) if load == lowest]
+        return least[0] if len(least) == 1 else self._rng.choice(least)
 
     @staticmethod
     def take(backend: Backend) -> None:
@@ -74,11 +112,3 @@ class LeastInFlightBalancer:
         """A slot came free: the admission queue may hand it on."""
         backend.in_flight -= 1
         self._on_release(backend)
-
-
-def _in_flight(backend: Backend) -> int:
-    return backend.in_flight
-
-
-def _seed(backend: Backend) -> int:
-    return backend.seed

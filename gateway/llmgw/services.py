@@ -25,6 +25,7 @@ from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
 from .background import BackgroundTasks
+from .backend_state import STALE_INTERVALS, MetricsScraper, StateView
 from .cache.lookup import ResponseCache, build_cache
 from .health import HealthMonitor
 from .resilience.breakers import Breakers
@@ -64,6 +65,7 @@ class Services:
     breakers: Breakers
     queue: FairQueue
     suspects: Suspects
+    state: StateView
     redis: Redis | None = None  # the admin-path client, for health pings
     cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
     draining: bool = False
@@ -96,7 +98,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         channel = RedisChannel(settings.redis_url, settings.redis_timeout_secs)
         stack.push_async_callback(channel.aclose)
         metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
-        metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()})
+        metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()},
+                      {name: pool.policy.name for name, pool in routing.pools.items()})
         health = HealthMonitor(client, routing, interval=settings.health_check_interval_secs,
                                timeout=settings.health_probe_timeout_secs, metrics=metrics)
         defaults = settings.default_limits()
@@ -104,18 +107,23 @@ async def running_services(settings: Settings, routing: RoutingTable,
         audit = AuditLog(slow, clock)
         auth = Authenticator(TenancyStore(fast, clock, channel), defaults, clock=clock,
                              cache_ttl=settings.auth_cache_ttl_secs)
-        selector = build_selector(settings, routing, health, metrics)
+        interval = settings.backend_metrics_interval_secs
+        state = StateView([b.name for pool in routing.pools.values() for b in pool.backends],
+                          stale_after=STALE_INTERVALS * interval)
+        scraper = MetricsScraper(client, routing, state, interval=interval, metrics=metrics)
+        selector = build_selector(settings, routing, health, metrics, state)
         services = Services(settings, routing, client, health,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
                             _admission(settings, fast, channel, clock, metrics), BackgroundTasks(), metrics,
                             UsageReport(slow, defaults), selector.breakers, selector.queue,
-                            selector.suspects, slow)
+                            selector.suspects, state, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:
             tg.start_soon(health.run)
+            tg.start_soon(scraper.run)
             tg.start_soon(listen_for_invalidations, listener, auth)
             tg.start_soon(services.admission.renew_forever)
             try:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     max_request_secs: PositiveFloat = 5400.0
     health_check_interval_secs: PositiveFloat = 10.0
     health_probe_timeout_secs: PositiveFloat = 2.0
+    # Each worker reads every backend's /metrics this often (with jitter) for its state view
+    # (backend_state/): running and waiting requests, KV cache use, prefix cache hits. A scrape
+    # may take the interval, at most 2 s; figures older than 3 intervals are ignored. 0 = off.
+    backend_metrics_interval_secs: Annotated[float, Field(ge=0, le=300)] = 1.0
 
     # --- resilience ---
     # Consecutive backend failures (connect errors, timeouts, 5xx) that open its breaker; a
@@ -188,6 +192,14 @@ class Settings(BaseSettings):
 
     def default_limits(self) -> Limits:
         return Limits(**{name: getattr(self, f"default_{name}") for name in LIMIT_FIELDS})
+
+    @field_validator("backend_metrics_interval_secs")
+    @classmethod
+    def _scrape_interval(cls, value: float) -> float:
+        # Below 0.1 s the scrapes would cost the backends (each renders its whole /metrics).
+        if 0 < value < 0.1:
+            raise ValueError("BACKEND_METRICS_INTERVAL_SECS must be 0 (off) or at least 0.1")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -25,6 +25,9 @@ _NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
 _UNAUTHORIZED = orjson.dumps({"error": "Unauthorized"})
 _LOADING = shapes.error("The model is still loading; the server is not ready yet.", "ServiceUnavailableError", 503)
 _METRICS_TYPE = b"text/plain; version=1.0.0; charset=utf-8"
+# What a broken exporter or a proxy's error page might send: no usable vllm: sample in it.
+_METRICS_GARBAGE = (b"<html><body>\x00\xff not metrics</body></html>\n"
+                    b"vllm:num_requests_running{model_name=\"x\"} NaN\nvllm:num_requests_waiting{ oops\n")
 _KIND_ROUTES = {
     "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions"},
     "embed": {"/v1/embeddings": "embeddings"},
@@ -208,6 +211,15 @@ class App:
         conn.respond(200, orjson.dumps({"server_load": self.capacity.running + self.capacity.waiting}))
 
     def _metrics(self, req, conn):
+        fault = self.faults.metrics_fault
+        if fault == "hang":
+            return asyncio.get_running_loop().create_future()  # the client's disconnect cancels it
+        if fault == "garbage":
+            conn.respond(200, _METRICS_GARBAGE, _METRICS_TYPE)
+            return None
+        if fault == "error":
+            conn.respond(500, b"Internal Server Error", b"text/plain; charset=utf-8")
+            return None
         cap = self.capacity
         conn.respond(200, self.metrics.render(cap.running, cap.waiting, cap.usage), _METRICS_TYPE)
 

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-after-tokens", type=int, default=None)
     g.add_argument("--health-fail", action="store_true")
     g.add_argument("--trickle-ms", type=float, default=0.0)
+    g.add_argument("--metrics-fault", choices=("hang", "garbage", "error"), default=None,
+                   help="/metrics never answers, answers garbage, or answers 500")
     return p
 
 
@@ -85,6 +87,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         "drop_after_tokens": args.drop_after_tokens,
         "health_fail": args.health_fail,
         "trickle_ms": args.trickle_ms,
+        "metrics_fault": args.metrics_fault,
     }
     return Config(
         host=args.host,

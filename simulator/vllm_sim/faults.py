@@ -18,10 +18,14 @@ _SPEC = {
     "drop_after_tokens": (lambda v: v is None or (_int(v) and v >= 0), "null or an integer >= 0"),
     "trickle_ms": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "health_fail": (lambda v: isinstance(v, bool), "a boolean"),
+    # /metrics only: never answer, answer 200 with something that is not Prometheus text, or 500
+    "metrics_fault": (lambda v: v in (None, "hang", "garbage", "error"),
+                      'null, "hang", "garbage" or "error"'),
 }
 NO_FAULTS = {
     "slow_factor": 1.0, "error_rate": 0.0, "error_status": 500, "loading_secs": 0.0,
     "hang": False, "drop_after_tokens": None, "health_fail": False, "trickle_ms": 0.0,
+    "metrics_fault": None,
 }
 _ERROR_TYPES = {500: "InternalServerError", 503: "ServiceUnavailableError", 400: "BadRequestError",
                 404: "NotFoundError", 501: "NotImplementedError", 422: "UnprocessableEntityError"}
@@ -98,6 +102,7 @@ class Faults:
         self.drop_after = v["drop_after_tokens"]
         self.health_fail = v["health_fail"]
         self.trickle_s = v["trickle_ms"] / 1000.0
+        self.metrics_fault = v["metrics_fault"]
         # One flag keeps the zero-delay fast path to a single attribute test.
         self.plain = (self.ttft_s == 0 and self.itl_s == 0 and not self.hang and self.drop_after is None
                       and self.trickle_s == 0)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -75,3 +76,20 @@ def test_cli_prints_a_table_and_the_key_once_for_people(sim_stack):
     assert proc.returncode == 0
     assert "api_key" in proc.stdout and "sk-" in proc.stdout
     assert "shown this once" in proc.stderr
+
+
+def test_cli_shows_the_backends_state_view(sim_stack):
+    def fresh_rows() -> list[str]:
+        proc = ctl(sim_stack, "backends")
+        assert proc.returncode == 0, proc.stderr
+        return [line for line in proc.stdout.splitlines()[1:] if line.split()[-2:] == ["True", "-"]]
+    deadline = time.monotonic() + 10
+    while len(rows := fresh_rows()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # every backend of the stack, fresh, no error: pool, name, healthy, breaker, in flight,
+    # then the backend's own running, waiting and KV cache usage
+    assert sorted(r.split()[1] for r in rows) == ["chat0", "chat1", "embed", "rerank", "text2sql"]
+    assert all(r.split()[5:8] == ["0.0", "0.0", "0.0"] for r in rows), rows
+    detailed = ok_json(sim_stack, "backends")
+    state = detailed["pools"]["chat"]["backends"][0]["state"]
+    assert state["fresh"] and state["age_secs"] < 3 and state["error"] is None

@@ -57,8 +57,11 @@ def test_health_pages(rstack):
                      headers={"Authorization": f"Bearer {rstack.admin_token}"}).json()
     assert resp["redis"] == "ok" and resp["pools"]["chat"]["queued"] == 0
     chat0 = resp["pools"]["chat"]["backends"][0]
+    state = chat0.pop("state")  # the state view (tests/e2e/test_backend_state.py)
     assert chat0 == {"name": "chat0", "healthy": True, "breaker": "closed", "suspect": False,
                      "in_flight": 0, "capacity": 64}
+    assert set(state) == {"running", "waiting", "kv_usage", "prefix_hit_ratio", "prefix_hits",
+                          "prefix_queries", "age_secs", "fresh", "error", "failures"}
 
 
 def _stream(stack, max_tokens=60, started: threading.Semaphore | None = None):

@@ -136,3 +136,20 @@ def test_latency_and_slow_factor_at_run_time(start_sim):
     assert 0.71 <= timed_chat(sim) < 1.5
     sim.faults(reset=True)
     assert timed_chat(sim) < 0.15
+
+
+def test_metrics_fault_breaks_only_metrics(start_sim):
+    sim = start_sim("--metrics-fault", "garbage")
+    r = sim.http.get("/metrics")
+    assert r.status_code == 200 and "vllm:num_requests_waiting{model_name" not in r.text
+    assert chat_status(sim) == [200] and sim.http.get("/health").status_code == 200
+    assert sim.faults(metrics_fault="error")["metrics_fault"] == "error"
+    assert sim.http.get("/metrics").status_code == 500
+    sim.faults(metrics_fault="hang")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(sim.url + "/metrics", timeout=0.3)
+    assert chat_status(sim) == [200]
+    assert sim.http.post("/sim/faults", json={"metrics_fault": "slow"}).status_code == 400
+    sim.faults(reset=True)
+    r = sim.http.get("/metrics")
+    assert r.status_code == 200 and "vllm:num_requests_waiting{" in r.text

@@ -45,3 +45,40 @@ def test_ineligible_and_excluded_backends_are_skipped():
     assert balancer.pick(pool).name == "b1"
     assert balancer.pick(pool, exclude=frozenset({"b1"})).name == "b2"
     assert balancer.pick(pool, exclude=frozenset({"b1", "b2"})) is None
+
+
+def _decisions(reported: dict[str, float | None], rng_seed: int = 3):
+    seen: list[tuple[str, str]] = []
+    balancer = LeastInFlightBalancer(rng=random.Random(rng_seed), reported=reported.get,
+                                     on_decision=lambda pool, reason: seen.append((pool.name, reason)))
+    return balancer, seen
+
+
+def test_a_tie_goes_to_the_backend_reporting_the_least_load():
+    balancer, seen = _decisions({"b0": 9, "b1": 2, "b2": 4})
+    assert {balancer.pick(_pool(1, 1, 1)).name for _ in range(50)} == {"b1"}
+    assert seen[-1] == ("p", "backend_load")
+
+
+def test_own_in_flight_comes_before_the_reported_load():
+    balancer, seen = _decisions({"b0": 0, "b1": 50})
+    assert balancer.pick(_pool(2, 1)).name == "b1"
+    assert seen == [("p", "least_in_flight")]
+
+
+def test_without_fresh_figures_for_every_tied_backend_the_tie_is_random_as_before():
+    picks = {}
+    for reported in ({}, {"b0": 0}, {"b0": 0, "b1": None}):
+        balancer, seen = _decisions(reported, rng_seed=1)
+        picks[str(reported)] = [balancer.pick(_pool(0, 0, 0)).name for _ in range(5)]
+        assert set(seen) == {("p", "fallback_own_counts")}
+    plain_balancer = LeastInFlightBalancer(rng=random.Random(1))
+    plain = [plain_balancer.pick(_pool(0, 0, 0)).name for _ in range(5)]
+    assert len(set(plain)) > 1
+    assert all(p == plain for p in picks.values())  # the very choices of a balancer without a view
+
+
+def test_equal_reported_loads_are_still_shared_at_random():
+    balancer, _ = _decisions({"b0": 3, "b1": 3, "b2": 8})
+    counts = Counter(balancer.pick(_pool(0, 0, 0)).name for _ in range(400))
+    assert set(counts) == {"b0", "b1"} and min(counts.values()) > 150

@@ -26,6 +26,8 @@ def test_defaults_follow_the_seeds(monkeypatch):
     ("CLIENT_BODY_TIMEOUT_SECS", "soon", "CLIENT_BODY_TIMEOUT_SECS"),
     ("BACKEND_API_KEY", "fifteen-chars-x", "BACKEND_API_KEY must be at least 16 characters"),
     ("ADMIN_TOKEN", "fifteen-chars-x", "ADMIN_TOKEN must be at least 16 characters"),
+    ("BACKEND_METRICS_INTERVAL_SECS", "0.01", "BACKEND_METRICS_INTERVAL_SECS must be 0 (off)"),
+    ("BACKEND_METRICS_INTERVAL_SECS", "-1", "BACKEND_METRICS_INTERVAL_SECS"),
 ])
 def test_bad_settings_exit_with_the_setting_named(monkeypatch, var, value, expected):
     monkeypatch.setenv(var, value)

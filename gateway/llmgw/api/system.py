@@ -45,8 +45,8 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
 
 
-@router.get("/health/detailed", summary="Every backend's health, breaker, suspicion, load and "
-            "queue, and Redis (admin token or a `monitor`-scoped key)",
+@router.get("/health/detailed", summary="Every backend's health, breaker, suspicion, load, "
+            "state view and queue, and Redis (admin token or a `monitor`-scoped key)",
             responses=MONITOR_ERRORS, dependencies=[Depends(require_monitor)],
             openapi_extra={"security": MONITOR})
 async def health_detailed(services: ServicesDep) -> JSONResponse:
@@ -56,7 +56,9 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
                     "backends": [{"name": b.name, "healthy": services.health.is_healthy(b),
                                   "breaker": breakers[b.name],
                                   "suspect": suspects.get(b.name, False), "in_flight": b.in_flight,
-                                  "capacity": balancer.capacity(b)} for b in pool.backends]}
+                                  "capacity": balancer.capacity(b),
+                                  "state": services.state.snapshot(b.name)}
+                                 for b in pool.backends]}
              for name, pool in services.routing.pools.items()}
     return JSONResponse({"status": "ok" if _serving(services) else "unavailable",
                          "draining": services.draining, "pools": pools,

@@ -1,4 +1,5 @@
-"""gatewayctl's commands: organisations, keys and the audit trail, over the admin API.
+"""gatewayctl's commands: organisations, keys, the audit trail and the backends' state, over the
+admin API.
 
 Base URL and admin token come from --base-url/--admin-token or GATEWAY_URL/ADMIN_TOKEN.
 """
@@ -150,6 +151,25 @@ def quota(c: AdminClient, args) -> None:
     render.table(rows, ["org_id", "limit_name", "limit", "used", "remaining", "resets_at"])
 
 
+BACKEND_COLUMNS = ["pool", "name", "healthy", "breaker", "in_flight", "running", "waiting",
+                   "kv_usage", "prefix_hit_ratio", "age_secs", "fresh", "error"]
+
+
+def backend_rows(detailed: dict) -> list[dict]:
+    """/health/detailed's backends, one row each, the state view's figures beside the rest."""
+    return [{"pool": pool, **{k: v for k, v in b.items() if k != "state"}, **b.get("state", {})}
+            for pool, p in detailed["pools"].items() for b in p["backends"]]
+
+
+def backends(c: AdminClient, args) -> None:
+    detailed = c.call("GET", "/health/detailed")
+    if args.json:
+        return render.as_json(detailed)
+    render.table(backend_rows(detailed), BACKEND_COLUMNS)
+    print("\nas one gateway worker sees them; figures from each backend's /metrics, "
+          "ignored once not fresh", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     return parser.build({"org_create": org_create, "org_list": org_list, "org_show": org_show,
                   "org_set_limits": org_set_limits, "org_delete": org_delete,
@@ -157,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
-                  "smoke": None})
+                  "backends": backends, "smoke": None})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,10 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=commands["quota"])
 
+    p = groups.add_parser("backends", parents=[common],
+                          help="every backend's health, load and state view (/health/detailed)")
+    p.set_defaults(func=commands["backends"])
+
     p = groups.add_parser("smoke", parents=[common], help="check a running platform end to end")
     p.add_argument("--cacert", help="CA bundle to trust (e.g. the local stack's self-signed cert)")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")

@@ -23,6 +23,15 @@ REASONS = ("limit_rps", "limit_rpm", "limit_tpm", "limit_concurrent", "limit_glo
            "invalid_api_key", "insufficient_scope", "org_suspended", "limiter_unavailable",
            "no_capacity")
 
+# What decided a least_load choice (balancer.py): one backend had the fewest requests in flight
+# from this worker; a tie broken by the backends' reported load; a tie broken at random, as
+# some tied backend had no fresh figures.
+# What decided a backend choice, by policy (a bound policy places keyless requests by load).
+_BY_LOAD = ("least_in_flight", "backend_load", "fallback_own_counts")
+ROUTING_REASONS = {"least_load": _BY_LOAD, "random": ("random",),
+                   "prefix": ("affinity", "spilled", *_BY_LOAD),
+                   "session": ("affinity", "spilled", *_BY_LOAD)}
+
 
 class Metrics:
     """Every metric the gateway exports. One instance per worker, built in the lifespan."""
@@ -66,20 +75,52 @@ class Metrics:
                                       multiprocess_mode="livemax", registry=reg)
         self.quota_ratio = Gauge("llmgw_quota_usage_ratio", "Share of a quota used",
                                  (*org, "quota"), multiprocess_mode="livemax", registry=reg)
+        self._backend_state(reg)
         for metric in [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]:
             # labels() validates and locks on every call (about 10 µs); a request makes a
             # dozen such calls. Children never change once made, so remember them.
             metric.labels = functools.lru_cache(maxsize=4096)(metric.labels)
 
-    def prime(self, pools: dict[str, list[str]]) -> None:
-        """Create the label sets known at start, so dashboards show zeros rather than gaps."""
+    def _backend_state(self, reg: CollectorRegistry) -> None:
+        """The state view (backend_state/): each backend's figures as a worker sees them, NaN
+        when it has none fresh; the latest write of any live worker wins."""
+        labels = ("backend", "pool")
+
+        def figure(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, labels, multiprocess_mode="livemostrecent", registry=reg)
+
+        self.backend_running = figure("llmgw_backend_requests_running",
+                                      "Requests the backend reports running (vllm:num_requests_running)")
+        self.backend_waiting = figure("llmgw_backend_requests_waiting",
+                                      "Requests the backend reports waiting (vllm:num_requests_waiting)")
+        self.backend_kv_usage = figure("llmgw_backend_kv_cache_usage",
+                                       "KV cache usage the backend reports, 0 to 1")
+        self.backend_prefix_hit_ratio = figure("llmgw_backend_prefix_cache_hit_ratio",
+                                               "Prefix cache hits per queried token, between scrapes")
+        self.backend_state_age = Gauge("llmgw_backend_state_age_seconds",
+                                       "Age of the backend's figures in the stalest worker's view",
+                                       labels, multiprocess_mode="livemax", registry=reg)
+        self.backend_scrape_failures = Counter("llmgw_backend_state_scrape_failures_total",
+                                               "Scrapes of the backend's /metrics that failed",
+                                               labels, registry=reg)
+        self.routing_decisions = Counter("llmgw_routing_decisions_total",
+                                         "Backend choices, by pool, policy and what decided them",
+                                         ("pool", "policy", "reason"), registry=reg)
+
+    def prime(self, pools: dict[str, list[str]], policies: dict[str, str] | None = None) -> None:
+        """Create the label sets known at start, so dashboards show zeros rather than gaps.
+        `policies` names each pool's routing policy (least_load when not given)."""
         for pool, backends in pools.items():
+            policy = (policies or {}).get(pool, "least_load")
             self.queue_depth.labels(pool)
             self.queue_wait.labels(pool)
             for reason in ("connect", "timeout", "status"):
                 self.retries.labels(pool, reason)
+            for reason in ROUTING_REASONS[policy]:
+                self.routing_decisions.labels(pool, policy, reason)
             for backend in backends:
                 self.breaker.labels(backend).set(0)
+                self.backend_scrape_failures.labels(backend, pool)
         for route in ROUTES:
             self.in_flight.labels(route)
             for result in ("hit", "miss"):

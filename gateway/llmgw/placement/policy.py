@@ -51,21 +51,18 @@ def backend_seed(name: str) -> int:
 
 
 def choose(candidates: Sequence, key: int, policy: PlacementPolicy,
-           load: Callable[[object], float], seed: Callable[[object], int]) -> object:
-    """The backend for a bound request among `candidates` (eligible, with a free slot)."""
+           load: Callable[[object], float]) -> tuple[object, bool]:
+    """The backend for a bound request among `candidates` (eligible, with a free slot, each
+    with a `seed`), and whether it spilled: its key's first choice was too busy."""
     loads = [load(b) for b in candidates]
-    least = min(loads)
-    bound = max(least + policy.balance_abs, policy.balance_rel * sum(loads) / len(loads))
-    best, best_score = None, -1
+    bound = max(min(loads) + policy.balance_abs, policy.balance_rel * sum(loads) / len(loads))
+    best, best_score, top_score = candidates[0], -1, -1
     for backend, backend_load in zip(candidates, loads):
-        if backend_load > bound:
-            continue
-        score = _mix(key ^ seed(backend))
-        if score > best_score:
+        score = _mix(key ^ backend.seed)
+        top_score = max(top_score, score)
+        if backend_load <= bound and score > best_score:
             best, best_score = backend, score
-    if best is None:  # unreachable while the least loaded is within the bound; kept safe
-        return candidates[loads.index(least)]
-    return best
+    return best, best_score != top_score
 
 
 def _hash64(data: bytes) -> int:

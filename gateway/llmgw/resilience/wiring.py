@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backend_state import StateView
 from ..balancer import LeastInFlightBalancer
 from ..health import HealthMonitor
 from ..observability.metrics import Metrics
@@ -14,10 +15,11 @@ from .suspects import Suspects
 
 
 def build_selector(settings: Settings, routing: RoutingTable, health: HealthMonitor,
-                   metrics: Metrics) -> BackendSelector:
+                   metrics: Metrics, state: StateView | None = None) -> BackendSelector:
     """A backend is eligible while healthy and its breaker lets requests through; it has
     capacity while below its max_num_seqs; it is preferred while not suspect (no recent
-    failure).
+    failure). Ties in requests in flight go to the backend reporting the least load in the
+    state view, while its figures are fresh.
 
     Events flow one way: a refused connection marks the backend down (health); a passing
     health check half-opens its breaker and wakes the queue; a freed slot or a breaker closing
@@ -36,7 +38,10 @@ def build_selector(settings: Settings, routing: RoutingTable, health: HealthMoni
         # Each worker enforces the whole max_num_seqs: splitting it by workers refuses work
         # whenever the kernel spreads connections unevenly; vLLM's own queue absorbs overlap.
         bounded=True,
-        on_release=lambda b: capacity_back(b.name))
+        on_release=lambda b: capacity_back(b.name),
+        reported=state.reported_load if state is not None else None,
+        on_decision=lambda pool, reason: metrics.routing_decisions.labels(
+            pool.name, pool.policy.name, reason).inc())
     selector = BackendSelector(balancer, breakers, FairQueue(metrics=metrics),
                                queue_timeout=settings.queue_timeout_secs,
                                suspects=Suspects(settings.failover_hold_secs), metrics=metrics)
