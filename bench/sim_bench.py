@@ -5,6 +5,7 @@ loopback at a fixed concurrency for a bounded time with `wrk` (if installed) or,
 a multi-process asyncio raw-socket load generator pinned to the remaining cores.
 
     .venv/bin/python bench/sim_bench.py [--duration 10] [--concurrency 64] [--tokens 16]
+        [--sim-arg=--num-gpu-blocks=65536 ...]   (extra simulator flags, e.g. the prefix-cache model)
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def chat_body(tokens: int, stream: bool) -> bytes:
                        "max_tokens": tokens, "ignore_eos": True, "stream": stream}).encode()
 
 
-def start_sim(core: int | None) -> tuple[subprocess.Popen, int]:
+def start_sim(core: int | None, extra: list[str]) -> tuple[subprocess.Popen, int]:
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", "0",
-            "--served-model-name", MODEL, "--kind", "chat", "--max-num-seqs", "1024"]
+            "--served-model-name", MODEL, "--kind", "chat", "--max-num-seqs", "1024", *extra]
     if core is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", str(core)] + argv
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -173,17 +174,19 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=16, help="output tokens per response")
     ap.add_argument("--core", type=int, default=0, help="CPU core the simulator is pinned to")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--sim-arg", action="append", default=[], help="extra simulator flag (repeatable)")
     args = ap.parse_args()
     loadgen = args.loadgen
     if loadgen == "auto":
         loadgen = "wrk" if shutil.which("wrk") else "python"
     run = run_wrk if loadgen == "wrk" else run_python
-    proc, port = start_sim(args.core)
+    proc, port = start_sim(args.core, args.sim_arg)
     cores = other_cores(args.core)
     try:
         run(port, chat_body(args.tokens, False), args.concurrency, 1.0, cores)  # warm-up
         print(f"simulator pinned to core {args.core}; load generator: {loadgen} on cores {cores}; "
-              f"concurrency {args.concurrency}; {args.duration:g}s per case; {args.tokens} tokens/response")
+              f"concurrency {args.concurrency}; {args.duration:g}s per case; {args.tokens} tokens/response"
+              + (f"; simulator flags {' '.join(args.sim_arg)}" if args.sim_arg else ""))
         for name, stream in (("non-streaming chat", False), (f"streaming chat ({args.tokens} tokens)", True)):
             rps, bad = run(port, chat_body(args.tokens, stream), args.concurrency, args.duration, cores)
             print(f"{name:32s} {rps:10.0f} req/s   errors: {bad}")

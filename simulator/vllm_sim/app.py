@@ -15,6 +15,7 @@ from . import plans, pooling
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
+from .kv_cache import KVCache
 from .metrics import Metrics
 from .stats import Stats
 from .validate import ApiError, check_model, get_bool, get_str, invalid, json_body, require_list
@@ -45,7 +46,9 @@ class App:
         self.capacity = Capacity(cfg.max_num_seqs)
         self.metrics = Metrics(cfg.model_name, cfg.max_model_len)
         self.stats = Stats()
-        self.engine = Engine(cfg, self.faults, self.capacity, self.metrics, self.stats)
+        # Only generating engines keep a KV cache worth modelling (pooling runs one forward pass).
+        self.kv = KVCache(cfg.num_gpu_blocks, cfg.block_size) if cfg.num_gpu_blocks and cfg.kind == "chat" else None
+        self.engine = Engine(cfg, self.faults, self.capacity, self.metrics, self.stats, self.kv)
         self.created = int(time.time())
         self._key_hashes = [hashlib.sha256(k.encode()).digest() for k in cfg.api_keys]
         self.routes = self._build_routes()
@@ -221,7 +224,8 @@ class App:
             conn.respond(500, b"Internal Server Error", b"text/plain; charset=utf-8")
             return None
         cap = self.capacity
-        conn.respond(200, self.metrics.render(cap.running, cap.waiting, cap.usage), _METRICS_TYPE)
+        usage = self.kv.usage if self.kv is not None else cap.usage  # without blocks: share of slots in use
+        conn.respond(200, self.metrics.render(cap.running, cap.waiting, usage), _METRICS_TYPE)
 
     # ---- simulator control -------------------------------------------------
     def _sim_faults(self, req, conn):
@@ -246,5 +250,10 @@ class App:
                 return
             if isinstance(body, dict) and body.get("reset"):
                 self.stats.reset()
+                if self.kv is not None:
+                    self.kv.reset_counters()
         cap = self.capacity
-        conn.respond(200, orjson.dumps(self.stats.snapshot(cap.running, cap.waiting, cap.limit)))
+        out = self.stats.snapshot(cap.running, cap.waiting, cap.limit)
+        if self.kv is not None:
+            out["kv_cache"] = self.kv.snapshot()
+        conn.respond(200, orjson.dumps(out))

@@ -26,6 +26,8 @@ class Config:
     seed: int
     version: str
     keep_alive_timeout: float
+    num_gpu_blocks: int  # 0: no KV/prefix-cache model (kv_cache_usage_perc = running / max_num_seqs)
+    block_size: int
     faults: dict  # start-up fault/latency settings, same names as POST /sim/faults
 
     @property
@@ -52,9 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version-string", default=VLLM_VERSION)
     p.add_argument("--keep-alive-timeout", type=float, default=5.0,
                    help="close connections idle this long between requests (uvicorn/vLLM default 5 s; 0: never)")
+    p.add_argument("--num-gpu-blocks", type=int, default=0,
+                   help="KV cache size in blocks; turns on the prefix-cache model (0: off)")
+    p.add_argument("--block-size", type=int, default=16, help="tokens per KV block")
     g = p.add_argument_group("latency and faults (runtime-settable via POST /sim/faults)")
     g.add_argument("--ttft-ms", type=float, default=0.0)
     g.add_argument("--itl-ms", type=float, default=0.0)
+    g.add_argument("--prefill-ms-per-token", type=float, default=0.0,
+                   help="prefill cost per uncached prompt token; prefills of one engine run one at a time")
     g.add_argument("--slow-factor", type=float, default=1.0)
     g.add_argument("--error-rate", type=float, default=0.0)
     g.add_argument("--error-status", type=int, default=500)
@@ -68,17 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_kv(args) -> None:
+    if args.block_size < 1 or args.num_gpu_blocks < 0:
+        raise SystemExit("--block-size must be >= 1 and --num-gpu-blocks >= 0")
+    # vLLM refuses to start when one max-length sequence cannot fit in the KV cache.
+    if args.num_gpu_blocks and args.num_gpu_blocks * args.block_size < args.max_model_len:
+        raise SystemExit(f"--max-model-len {args.max_model_len} is larger than the KV cache "
+                         f"({args.num_gpu_blocks} blocks of {args.block_size} tokens)")
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     args = build_parser().parse_args(argv)
     if args.output_len_min < 1 or args.output_len_max < args.output_len_min:
         raise SystemExit("--output-len-min must be >= 1 and <= --output-len-max")
     if args.max_num_seqs < 1:
         raise SystemExit("--max-num-seqs must be >= 1")
+    _check_kv(args)
     # Like vLLM: --api-key wins over VLLM_API_KEY.
     keys = [k for k in (args.api_key or [os.environ.get("VLLM_API_KEY", "")]) if k]
     faults = {
         "ttft_ms": args.ttft_ms,
         "itl_ms": args.itl_ms,
+        "prefill_ms_per_token": args.prefill_ms_per_token,
         "slow_factor": args.slow_factor,
         "error_rate": args.error_rate,
         "error_status": args.error_status,
@@ -104,5 +122,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         seed=args.seed,
         version=args.version_string,
         keep_alive_timeout=args.keep_alive_timeout,
+        num_gpu_blocks=args.num_gpu_blocks,
+        block_size=args.block_size,
         faults=faults,
     )

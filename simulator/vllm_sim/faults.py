@@ -10,6 +10,7 @@ from http import HTTPStatus
 _SPEC = {
     "ttft_ms": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "itl_ms": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "prefill_ms_per_token": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "slow_factor": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "error_rate": (lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "error_status": (lambda v: _int(v) and 100 <= v <= 599, "an HTTP status code"),
@@ -27,6 +28,7 @@ NO_FAULTS = {
     "hang": False, "drop_after_tokens": None, "health_fail": False, "trickle_ms": 0.0,
     "metrics_fault": None,
 }
+_LATENCY = ("ttft_ms", "itl_ms", "prefill_ms_per_token")  # the latency model a reset restores
 _ERROR_TYPES = {500: "InternalServerError", 503: "ServiceUnavailableError", 400: "BadRequestError",
                 404: "NotFoundError", 501: "NotImplementedError", 422: "UnprocessableEntityError"}
 
@@ -80,7 +82,7 @@ class Faults:
         if body.get("reset"):
             # Reset clears every fault and restores the latency model the process started with.
             self._rng = random.Random(self._seed)
-            self._apply({**NO_FAULTS, "ttft_ms": self._startup["ttft_ms"], "itl_ms": self._startup["itl_ms"]})
+            self._apply({**NO_FAULTS, **{k: self._startup[k] for k in _LATENCY}})
         self._apply({k: v for k, v in body.items() if k in _SPEC})
         self._recompute()
         return None
@@ -96,6 +98,7 @@ class Faults:
         v = self.values
         self.ttft_s = v["ttft_ms"] * v["slow_factor"] / 1000.0
         self.itl_s = v["itl_ms"] * v["slow_factor"] / 1000.0
+        self.prefill_s = v["prefill_ms_per_token"] * v["slow_factor"] / 1000.0  # per uncached prompt token
         self.error_rate = v["error_rate"]
         self.error_status = v["error_status"]
         self.hang = v["hang"]
@@ -104,7 +107,7 @@ class Faults:
         self.trickle_s = v["trickle_ms"] / 1000.0
         self.metrics_fault = v["metrics_fault"]
         # One flag keeps the zero-delay fast path to a single attribute test.
-        self.plain = (self.ttft_s == 0 and self.itl_s == 0 and not self.hang and self.drop_after is None
+        self.plain = (self.ttft_s == 0 and self.itl_s == 0 and self.prefill_s == 0 and not self.hang and self.drop_after is None
                       and self.trickle_s == 0)
 
     def loading(self) -> bool:

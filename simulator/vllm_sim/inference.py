@@ -22,8 +22,10 @@ def _sse(obj: dict) -> bytes:
 class Engine:
     """Owns the timing of every engine-bound request: queueing, TTFT, inter-token gaps, faults."""
 
-    def __init__(self, cfg, faults, capacity, metrics, stats):
+    def __init__(self, cfg, faults, capacity, metrics, stats, kv=None):
         self.cfg, self.faults, self.capacity, self.metrics, self.stats = cfg, faults, capacity, metrics, stats
+        self.kv = kv  # KVCache, or None when the prefix cache is not modelled
+        self._prefill_until = 0.0  # when the prefills already scheduled on this engine are done
         digest = hashlib.sha256(f"{cfg.model_path}|{cfg.max_model_len}".encode()).hexdigest()[:8]
         self.fingerprint = f"vllm-{cfg.version}-{digest}"
 
@@ -31,7 +33,8 @@ class Engine:
     def run_generation(self, plan, conn, t0: float):
         """Answer synchronously when nothing needs waiting, else return a coroutine to schedule."""
         slots = len(plan.gens)
-        taken = self.faults.plain and self.capacity.try_acquire(slots)
+        claim = self.kv.claim(plan.kv_prompts) if self.kv is not None else None
+        taken = self.faults.plain and self.capacity.try_acquire(slots, claim)
         if taken:
             try:
                 if plan.stream:
@@ -39,36 +42,54 @@ class Engine:
                     conn.send_raw_chunks([ev for kind, ev in self._events(plan) if kind != _STEP], end=True)
                 else:
                     conn.respond(200, orjson.dumps(self._full_body(plan)))
+                if claim is not None:
+                    claim.finish()
             finally:
-                self.capacity.release(taken)
+                self.capacity.release(taken, claim)
             now = time.perf_counter()
-            self._finished(plan, t0, t0, now, now)
+            self._finished(plan, t0, t0, now, now, claim)
             return None
-        return self._run_generation_async(plan, conn, t0, slots)
+        return self._run_generation_async(plan, conn, t0, slots, claim)
 
-    async def _run_generation_async(self, plan, conn, t0: float, slots: int):
+    async def _run_generation_async(self, plan, conn, t0: float, slots: int, claim):
         taken = 0
         if plan.stream:
             # vLLM answers 200 + headers as soon as the request is queued; events follow later.
             conn.start_stream()
             conn.flush_head()
         try:
-            taken = await self.capacity.acquire(slots)
+            taken = await self.capacity.acquire(slots, claim)
             t_run = time.perf_counter()
-            if self.faults.ttft_s:
-                await asyncio.sleep(self.faults.ttft_s)
+            delay = self.faults.ttft_s + self._prefill_delay(plan, claim, t_run)
+            if delay:
+                await asyncio.sleep(delay)
             if plan.stream:
                 t_first = await self._stream_async(plan, conn)
             else:
                 t_first = await self._full_async(plan, conn)
             if t_first is not None:
-                self._finished(plan, t0, t_run, t_first, time.perf_counter())
+                if claim is not None:
+                    claim.finish()
+                self._finished(plan, t0, t_run, t_first, time.perf_counter(), claim)
         except asyncio.CancelledError:
             self._aborted(len(plan.gens))
             raise
         finally:
             if taken:
-                self.capacity.release(taken)
+                self.capacity.release(taken, claim)
+
+    def _prefill_delay(self, plan, claim, now: float) -> float:
+        """Seconds until this request's uncached prompt tokens are prefilled.
+
+        The engine prefills one request at a time (its compute is shared), so a prefill starts when
+        the ones scheduled before it are done: concurrent long prompts queue, cached ones do not.
+        """
+        per_token = self.faults.prefill_s
+        if not per_token:
+            return 0.0
+        tokens = claim.uncached_tokens if claim is not None else plan.prompt_tokens
+        self._prefill_until = max(self._prefill_until, now) + tokens * per_token
+        return self._prefill_until - now
 
     async def _full_async(self, plan, conn) -> float | None:
         t_first = time.perf_counter()
@@ -196,10 +217,11 @@ class Engine:
                 self.capacity.release(taken)
 
     # ---- accounting -------------------------------------------------------
-    def _finished(self, plan, t0: float, t_run: float, t_first: float, t_end: float):
+    def _finished(self, plan, t0: float, t_run: float, t_first: float, t_end: float, claim=None):
         gen_tokens = sum(len(g.pieces) for g in plan.gens)
+        cached = claim.hit_tokens if claim is not None else 0
         self.metrics.record_finished([g.finish_reason for g in plan.gens], plan.prompt_tokens, gen_tokens,
-                                     plan.max_tokens, t0, t_run, t_first, t_end)
+                                     plan.max_tokens, t0, t_run, t_first, t_end, cached)
         self.stats.completed += 1
 
     def _pooled(self, prompt_tokens: int, t0: float, t_run: float):

@@ -133,12 +133,19 @@ class Metrics:
         self._per_request = [self.hist[name] for name in _PER_REQUEST]
 
     def record_finished(self, reasons, prompt_tokens: int, gen_tokens: int, max_tokens: int,
-                        t_arrive: float, t_run: float, t_first: float, t_end: float):
-        """One finished request; reasons holds one finish reason per sequence (n > 1)."""
+                        t_arrive: float, t_run: float, t_first: float, t_end: float, cached: int = 0):
+        """One finished request; reasons holds one finish reason per sequence (n > 1).
+
+        cached: prompt tokens found in the prefix cache (vLLM's prefix-cache hits, all "device").
+        """
         c, h = self.counters, self.hist
         for name in ("prompt_tokens", "prefix_cache_queries"):
             c[name][""] += prompt_tokens
-        c["prompt_tokens_by_source"]["local_compute"] += prompt_tokens
+        if cached:
+            for name, key in (("prefix_cache_hits", ""), ("prompt_tokens_by_source", "local_cache_hit"),
+                              ("prompt_tokens_cached", ""), ("prompt_tokens_cached_by_source", "device")):
+                c[name][key] += cached
+        c["prompt_tokens_by_source"]["local_compute"] += prompt_tokens - cached
         c["generation_tokens"][""] += gen_tokens
         for reason in reasons:
             self.success[reason] += 1
@@ -146,7 +153,7 @@ class Metrics:
         decode = t_end - t_first
         values = (prompt_tokens, gen_tokens, prompt_tokens, max_tokens, len(reasons), max_tokens,
                   t_first - t_arrive, decode / max(steps - 1, 1), t_end - t_arrive, t_run - t_arrive,
-                  t_end - t_run, t_first - t_run, decode, 0, prompt_tokens)
+                  t_end - t_run, t_first - t_run, decode, 0, prompt_tokens - cached)
         for hist, v in zip(self._per_request, values):  # inlined observe(): this runs on every request
             hist.counts[bisect_left(hist.bounds, v)] += 1
             hist.sum += v

@@ -6,6 +6,7 @@ import time
 
 from . import generate as gen
 from . import openai_shapes as shapes
+from .kv_cache import PromptBlocks
 from .validate import (bad_request, check_model, check_n, check_prompt_len, clamp_max_tokens, get_bool,
                        get_int, get_str, invalid, require_list, stream_flags)
 
@@ -16,7 +17,7 @@ class GenPlan:
     """Everything needed to answer one generation request, computed before any waiting."""
 
     __slots__ = ("chat", "rid", "created", "model", "gens", "prompt_counts", "prompt_ids", "n", "stream",
-                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs")
+                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts")
 
     @property
     def prompt_tokens(self) -> int:
@@ -70,10 +71,22 @@ def chat_plan(body: dict, headers: dict, cfg) -> GenPlan:
         rendered = gen.render_chat(messages, get_bool(body, "add_generation_prompt", True))
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
-    plan.prompt_counts = [gen.count_chat(rendered)]
-    plan.prompt_ids = gen.token_ids(gen.tokenize(rendered, specials=True)) if plan.token_ids else None
+    pieces = gen.tokenize(rendered, specials=True)
+    plan.prompt_counts = [len(pieces)]
+    plan.prompt_ids = gen.token_ids(pieces) if plan.token_ids else None
     _generate(plan, [rendered], requested, cfg.default_max_tokens, body, cfg)
+    _kv_prompts(plan, [pieces], cfg)
     return plan
+
+
+def _kv_prompts(plan: GenPlan, prompts: list, cfg) -> None:
+    """Block hashes of each prompt and of its choices' outputs, when the prefix cache is modelled."""
+    if not cfg.num_gpu_blocks:
+        plan.kv_prompts = None
+        return
+    n = plan.n
+    plan.kv_prompts = [PromptBlocks(p, [g.pieces for g in plan.gens[k * n:(k + 1) * n]], cfg.block_size)
+                       for k, p in enumerate(prompts)]
 
 
 def _prompts(body: dict) -> list:
@@ -100,16 +113,19 @@ def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
     plan = GenPlan()
     plan.chat = False
     requested = _common(plan, body, headers, cfg, "cmpl-", "max_tokens")
-    keys, ids = [], []
+    keys, ids, tokens = [], [], []  # tokens: token strings of a text prompt, the ids of an id prompt
     for p in prompts:
         if isinstance(p, str):
             keys.append(p)
-            ids.append(gen.token_ids(gen.tokenize(p)) if plan.token_ids else None)
+            tokens.append(gen.tokenize(p))
+            ids.append(gen.token_ids(tokens[-1]) if plan.token_ids else None)
         else:
             keys.append("ids:" + ",".join(map(str, p)))
             ids.append(p)
-    plan.prompt_counts = [len(i) if i is not None else gen.count_tokens(k) for k, i in zip(keys, ids)]
+            tokens.append(p)
+    plan.prompt_counts = [len(t) for t in tokens]
     # One prompt_token_ids entry per choice (choices are prompt-major, n per prompt).
     plan.prompt_ids = [ids[c // plan.n] for c in range(len(prompts) * plan.n)] if plan.token_ids else None
     _generate(plan, keys, requested, cfg.default_max_tokens, body, cfg)
+    _kv_prompts(plan, tokens, cfg)
     return plan
