@@ -1,0 +1,54 @@
+"""The head of a prompt that prefix routing keys on: a conversation's start, cut at a limit."""
+
+from llmgw.placement.prompt_head import prompt_head
+
+DOC = "A long shared document. " * 400  # about 9.6 KB
+
+
+def _chat(*messages):
+    return {"messages": [{"role": r, "content": c} for r, c in messages]}
+
+
+def test_every_later_turn_of_a_conversation_has_the_first_turns_head():
+    first = _chat(("system", "Be brief."), ("user", "What is a prefix cache?"))
+    later = _chat(("system", "Be brief."), ("user", "What is a prefix cache?"),
+                  ("assistant", "It keeps KV blocks."), ("user", "And eviction?"))
+    assert prompt_head(first, 2048) == prompt_head(later, 2048)
+    assert b"And eviction" not in prompt_head(later, 2048)
+
+
+def test_conversations_with_a_short_generic_system_prompt_differ_by_their_first_question():
+    a = _chat(("system", "You are a helpful assistant."), ("user", "Plan a trip to Rome"))
+    b = _chat(("system", "You are a helpful assistant."), ("user", "Fix my SQL query"))
+    assert prompt_head(a, 2048) != prompt_head(b, 2048)
+
+
+def test_a_long_shared_document_binds_its_users_together_by_its_first_bytes():
+    a = _chat(("system", DOC), ("user", "Summarise it"))
+    b = _chat(("system", DOC), ("user", "Who wrote it?"))
+    assert prompt_head(a, 2048) == prompt_head(b, 2048) and len(prompt_head(a, 2048)) == 2048
+
+
+def test_tools_and_content_parts_are_part_of_the_head():
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "look"},
+                                                       {"type": "image_url",
+                                                        "image_url": {"url": "https://x/1.png"}}]}]}
+    other = {"messages": [{"role": "user", "content": [{"type": "text", "text": "look"},
+                                                       {"type": "image_url",
+                                                        "image_url": {"url": "https://x/2.png"}}]}]}
+    assert prompt_head(parts, 2048) != prompt_head(other, 2048)
+    with_tools = {**_chat(("user", "hi")), "tools": [{"type": "function", "function": {"name": "f"}}]}
+    assert b'"name":"f"' in prompt_head(with_tools, 2048)
+
+
+def test_completion_prompts_and_odd_shapes():
+    assert prompt_head({"prompt": "x" * 5000}, 100) == b"x" * 100
+    assert prompt_head({"prompt": ["first", "second"]}, 100) == b"first"
+    assert prompt_head({"prompt": [1, 2, 3]}, 100) == b""  # token ids: placed by load
+    assert prompt_head({"messages": [None, 3, {"role": 5, "content": {"x": 1}}]}, 100) == b"\n\n:"
+    assert prompt_head({}, 100) == b""
+
+
+def test_multibyte_text_is_cut_by_bytes():
+    head = prompt_head({"prompt": "é" * 100}, 51)
+    assert len(head) == 51
