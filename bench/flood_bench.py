@@ -54,6 +54,7 @@ def _row(answers: list[Answer]) -> dict:
     return {"admitted": sum(got.values()) - limiter - got.get((401, "invalid_api_key"), 0)
             - sum(n for (status, _), n in got.items() if status == 429),
             "limiter_refusals": limiter,
+            "answers": {f"{status} {code}".strip(): n for (status, code), n in sorted(got.items())},
             "p50_ms": _pct(refused, 0.5), "p99_ms": _pct(refused, 0.99),
             "max_ms": max(refused) * 1000}
 

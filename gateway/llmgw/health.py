@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import anyio
 
-from .backend_http import BackendHTTP, BackendHTTPError, ConnectTimeout, ReadTimeout
+from .backend_http import (BackendHTTP, BackendHTTPError, ConnectionDropped, ConnectTimeout,
+                           ReadTimeout)
 from .observability.metrics import Metrics
 from .routing import Backend, RoutingTable
 
@@ -63,13 +64,13 @@ class HealthMonitor:
         slow = False
         try:
             async with asyncio.timeout(self._timeout):
-                resp = await self._http.request(backend.origin, b"GET", b"/health", b"", b"",
-                                                read_timeout=self._timeout)
                 try:
-                    await resp.read()
-                finally:
-                    resp.close()
-            ok = resp.status == 200
+                    status = await self._get_health(backend)
+                except ConnectionDropped:
+                    # A kept-alive connection the backend had just closed: no verdict on the
+                    # backend. Once more, on a connection of its own.
+                    status = await self._get_health(backend)
+            ok = status == 200
         except (TimeoutError, ConnectTimeout, ReadTimeout):
             ok = slow = True
         except BackendHTTPError:
@@ -85,6 +86,15 @@ class HealthMonitor:
         if self._set(backend.name, ok):
             for listener in self._listeners:
                 listener(backend)
+
+    async def _get_health(self, backend: Backend) -> int:
+        resp = await self._http.request(backend.origin, b"GET", b"/health", b"", b"",
+                                        read_timeout=self._timeout)
+        try:
+            await resp.read()
+        finally:
+            resp.close()
+        return resp.status
 
     async def probe_all(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -152,6 +152,23 @@ def test_idle_connections_close_after_the_keepalive():
     _run(scenario)
 
 
+def test_a_connection_idle_past_the_keepalive_is_not_handed_out_before_its_sweep():
+    """Sweeps run every keepalive/2 (later on a busy loop): a connection idle longer than the
+    keep-alive may be one the backend is closing right now, so it is not used again."""
+    async def scenario(server, origin):
+        http = _client(keepalive_secs=4.0)
+        await _get(http, origin, b"/json")
+        for conns in http._idle.values():
+            for conn in conns:
+                conn.idle_since -= 4.5  # idle past the keep-alive, its sweep still to come
+        await _get(http, origin, b"/json")
+        assert server.accepted == 2  # a new connection, not the stale one
+        await asyncio.sleep(0.05)
+        assert server.open == 1 and http.open == 1  # the stale one was closed
+        await http.aclose()
+    _run(scenario)
+
+
 def test_a_connection_the_backend_closes_is_not_reused():
     async def scenario(server, origin):
         http = _client()

@@ -4,7 +4,7 @@ trial, queue woken), and a draining worker's answers say Connection: close."""
 import asyncio
 from types import SimpleNamespace
 
-from llmgw.backend_http import ConnectError, ReadTimeout
+from llmgw.backend_http import ConnectError, ConnectionDropped, ReadTimeout
 from llmgw.drain import CloseWhenDraining
 from llmgw.health import HealthMonitor
 from llmgw.observability.metrics import Metrics
@@ -29,12 +29,16 @@ class Probes:
         self.up = {"http://b0": True, "http://b1": True}
         self.slow = {"http://b0": False, "http://b1": False}
         self.gate: asyncio.Event | None = None
+        self.dropped = {"http://b0": 0, "http://b1": 0}  # kept-alive connections closed under us
 
     async def request(self, origin, method, path, headers, body, *, read_timeout):
         assert (method, path) == (b"GET", b"/health")
         base = "http://" + origin.host
         if self.gate is not None:
             await self.gate.wait()
+        if self.dropped[base]:
+            self.dropped[base] -= 1
+            raise ConnectionDropped("the backend closed the connection")
         if self.slow[base]:
             raise ReadTimeout("no answer in time")
         if not self.up[base]:
@@ -60,6 +64,22 @@ def _stack(seqs=1, recovery=30.0):
     health = HealthMonitor(probes, routing, interval=10, timeout=1, metrics=metrics)
     settings = Settings(queue_timeout_secs=5, circuit_recovery_timeout=recovery)
     return build_selector(settings, routing, health, metrics), health, probes, model
+
+
+def test_a_probe_on_a_connection_the_backend_had_just_closed_is_tried_once_more():
+    """The keep-alive race (the backend closes an idle connection as the probe is sent) is no
+    verdict on the backend: both backends dropping at once took a whole pool out for a probe
+    interval, and requests got 503 'no backend available'."""
+    async def scenario():
+        _, health, probes, _ = _stack()
+        probes.dropped = {"http://b0": 1, "http://b1": 1}
+        await health.probe_all()
+        assert health.healthy == {"b0": True, "b1": True}
+        probes.dropped = {"http://b0": 2, "http://b1": 0}  # dropped twice: something is wrong
+        await health.probe_all()
+        assert health.healthy == {"b0": False, "b1": True}
+
+    asyncio.run(scenario())
 
 
 def test_a_refused_connection_takes_the_backend_out_until_a_probe_passes():

@@ -135,6 +135,25 @@ def _slow_queue(channel: RedisChannel, n: int, secs: float) -> list[asyncio.Futu
     return calls
 
 
+def test_a_call_sent_into_a_silence_fails_after_its_own_time_limit(redis_port):
+    """Redis busy for 0.6 s: the first call fails after 0.1 s of silence, and one sent later
+    fails 0.1 s after it was sent, not when the connection would count as stuck (1 s)."""
+    async def main():
+        channel = RedisChannel(f"redis://127.0.0.1:{redis_port}/0", 0.1)
+        await channel.send(("PING",))
+        with pytest.raises(RedisTimeoutError):
+            await channel.send(("DEBUG", "SLEEP", "0.6"))
+        await asyncio.sleep(0.1)
+        began = time.monotonic()
+        with pytest.raises(RedisTimeoutError) as failed:
+            await channel.send(("ECHO", "into the silence"))
+        assert time.monotonic() - began < 0.3 and not isinstance(failed.value, RedisBusy)
+        await asyncio.sleep(0.5)
+        assert await channel.send(("ECHO", "after")) == b"after"
+        await channel.aclose()
+    uvloop.run(main())
+
+
 def test_a_queue_that_redis_works_through_is_waited_out(redis_port):
     """The last call waits 0.4 s (four time limits) behind a queue that Redis answers all
     the while: not taken for Redis being unreachable, since only silence counts."""

@@ -198,8 +198,13 @@ class _Protocol(asyncio.Protocol):
             call.sent = now
         self._waiting.extend(batch)
         self._transport.write(b"".join([call.data for call in batch]))
-        if self._sweeper is None:
-            self._sweeper = loop.call_at(now + self._timeout, self._sweep)
+        due = now + self._timeout
+        if self._sweeper is None or self._sweeper.when() > due:
+            # The sweep may be set for a stuck connection's check, far off: these calls must
+            # not wait for it to learn that Redis stays silent.
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweeper = loop.call_at(due, self._sweep)
 
     def write_one(self, data: bytes) -> asyncio.Future:
         call = _Call(data, asyncio.get_running_loop().create_future())

@@ -25,10 +25,12 @@ from .redis_channel import RedisBusy, RedisChannel
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 log = logging.getLogger("llmgw.admission")
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
-# An admission script does nothing once this share of a call's patience (the channel's
-# longest wait) has passed since it was sent: the rest covers its reply's way back, so a
-# verdict either reaches a caller still waiting for it or was never taken, and a connection
-# the channel closes as stuck holds no admission that could still be taken.
+# An admission script does nothing once this share of the Redis time limit has passed since
+# it was sent: the rest covers its reply's way back. A caller gives up once Redis has been
+# silent that long, so a verdict either reaches a caller still waiting for it or was never
+# taken: a stalled Redis (a pause, SIGSTOP) that resumes runs none of the admissions queued
+# meanwhile. A script that waited that long in a queue Redis was working through answers
+# "expired" and is sent once more; a second "expired" is RedisBusy (503 limiter_busy).
 DEADLINE_SHARE = 0.8
 _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "daily_token_limit",
                  "daily_request_limit", "monthly_token_limit")
@@ -110,7 +112,7 @@ class RedisLimiter:
         self._global_max = global_max_concurrent
         self._retention = usage_retention_secs
         self._clock = clock or RedisClock(time.monotonic, time.time)
-        self._within = channel.patience * DEADLINE_SHARE
+        self._within = channel.timeout * DEADLINE_SHARE
 
     async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
                     tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None) -> Verdict:

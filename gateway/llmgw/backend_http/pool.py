@@ -94,12 +94,18 @@ class BackendHTTP:
     async def _acquire(self, origin: Origin, wait: float) -> Connection:
         """An idle connection to `origin`, else a new one within `wait` seconds."""
         idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
         while idle:  # newest first: the one least likely to have been closed by the backend
             conn = idle.pop()
             self._idle_count -= 1
-            if not conn.closed:
+            if conn.closed:
+                continue
+            if loop.time() - conn.idle_since < self._keepalive:
                 return conn
-        loop = asyncio.get_running_loop()
+            # Idle past the keep-alive, not yet swept (sweeps run every keepalive/2, and a
+            # busy loop runs them late): the backend may be closing it right now, and a
+            # request sent down it would fail as if the backend had broken it.
+            conn.abort()
         connect_by = loop.time() + wait
         if self._open >= self._max_open:
             try:
