@@ -70,7 +70,7 @@ def policy_env(spec: str) -> dict[str, str]:
     """`prefix(balance_abs=2,balance_rel=1.25)` -> the RBENCH_* variables of routing_bench.yaml."""
     m = re.fullmatch(r"(\w+)(?:\((.*)\))?", spec)
     env = {"RBENCH_POLICY": m.group(1), **{var: "" for var in POLICY_VARS.values()}}
-    for item in filter(None, (m.group(2) or "").split(",")):
+    for item in filter(None, re.split(r"[,;]", m.group(2) or "")):
         name, value = item.split("=")
         env[POLICY_VARS[name.strip()]] = value.strip()
     return env
@@ -170,9 +170,9 @@ def agreement(prefixes: int, repeats: int, seed: int) -> dict:
                   if i < prefixes // 2 else Conversation(f"agree{i}", None, [words(rng, 1500)])
                   for i in range(prefixes)]
         asyncio.run(_agreement_requests(bench, starts, repeats, seed))
-        chosen = _logged_backends(bench.stack.logs, "agree")
     finally:
-        bench.stop()
+        bench.stop()  # after which every access line is written
+    chosen = _logged_backends(bench.stack.logs, "agree")
     by_prefix: dict[str, list[str]] = defaultdict(list)
     for rid, backend in chosen.items():
         by_prefix[rid.rsplit("-t", 1)[0].rsplit("-r", 1)[0]].append(backend)
@@ -245,7 +245,7 @@ def main() -> None:
             print(f"{name}: capacity {cap:.1f} req/s under least_load", flush=True)
             rows = []
             for load in map(float, args.loads.split(",")):
-                for policy in args.policies.split(","):
+                for policy in re.split(r",(?![^()]*\))", args.policies):
                     rows.append({"load": load, **run_one(bench, name, policy, load * cap,
                                                          args.duration, args.seed)})
                     print(json.dumps(rows[-1]), flush=True)
