@@ -19,11 +19,12 @@ prompts, one `hot` prefix taking half the traffic):
 Also: routing decision CPU for an 8k-token prompt (in process), and agreement: the same
 prefixes sent through 2 gateway replicas x 2 workers, backends read from the access logs.
 The caches are sized so the `shared` documents fit in the pool's 4 caches but not in one.
-Results: bench/results/routing.json and routing.md. Loopback only; ~20 min (--quick: ~6).
+Results: bench/results/routing.json and routing.md. Loopback only; about 15 min (--quick: 4).
 
     PYTHONPATH=gateway:simulator .venv/bin/python bench/routing_bench.py [--quick]
         [--workloads shared,unique,hot] [--loads 0.5,0.7,0.9] [--duration 20]
-        [--policies random,least_load,prefix,session]
+        [--policies random,least_load,prefix,session,'prefix(balance_abs=2,balance_rel=1.25)']
+        [--gateway-env BACKEND_METRICS_INTERVAL_SECS=0]
 """
 
 from __future__ import annotations
@@ -225,9 +226,12 @@ def _args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per run")
     p.add_argument("--capacity-secs", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a gateway setting for every run, e.g. BACKEND_METRICS_INTERVAL_SECS=0")
     p.add_argument("--no-agreement", action="store_true")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
+    GATEWAY_ENV.update(item.split("=", 1) for item in args.gateway_env)
     if args.quick:
         args.loads, args.duration, args.capacity_secs = "0.7", 10.0, 10.0
     return args
