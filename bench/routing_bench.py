@@ -161,8 +161,12 @@ def run_one(bench: BenchStack, name: str, policy: str, rate: float, duration: fl
                      policy=policy, rate=rate)
 
 
-def agreement(prefixes: int, repeats: int, seed: int) -> dict:
-    """Share of prefixes whose requests, through 2 replicas x 2 workers, all chose one backend."""
+def agreement(prefixes: int, repeats: int, seed: int, loaded_rate: float = 0,
+              duration: float = 20.0) -> dict:
+    """Through 2 gateway replicas x 2 workers (prefix policy): the share of prefixes whose
+    requests all chose one backend, and of requests on their prefix's usual backend; first
+    `prefixes` x `repeats` requests 8 at a time, then (with `loaded_rate`) the `shared`
+    workload's open loop at that many requests/s, each document a prefix."""
     bench = BenchStack(replicas=2).start("prefix")
     try:
         rng = random.Random(seed)
@@ -171,16 +175,40 @@ def agreement(prefixes: int, repeats: int, seed: int) -> dict:
                   if i < prefixes // 2 else Conversation(f"agree{i}", None, [words(rng, 1500)])
                   for i in range(prefixes)]
         asyncio.run(_agreement_requests(bench, starts, repeats, seed))
+        loaded = asyncio.run(_loaded(bench, loaded_rate, duration, seed)) if loaded_rate else {}
     finally:
         bench.stop()  # after which every access line is written
-    chosen = _logged_backends(bench.stack.logs, "agree")
+    chosen = _logged_backends(bench.stack.logs, "")
+    light = _agreeing({rid: b for rid, b in chosen.items() if rid.startswith("agree")},
+                      lambda rid: rid.rsplit("-r", 1)[0])
+    light["repeats"] = repeats
+    if loaded:
+        light["loaded"] = {"rate_rps": round(loaded_rate, 2), **_agreeing(
+            {rid: b for rid, b in chosen.items() if rid in loaded}, loaded.get)}
+    return light
+
+
+def _agreeing(chosen: dict[str, str], prefix_of) -> dict:
     by_prefix: dict[str, list[str]] = defaultdict(list)
     for rid, backend in chosen.items():
-        by_prefix[rid.rsplit("-t", 1)[0].rsplit("-r", 1)[0]].append(backend)
+        by_prefix[prefix_of(rid)].append(backend)
+    if not by_prefix:
+        return {"prefixes": 0, "requests": 0}
     modal = sum(Counter(b).most_common(1)[0][1] for b in by_prefix.values())
-    return {"prefixes": len(by_prefix), "requests": len(chosen), "repeats": repeats,
+    return {"prefixes": len(by_prefix), "requests": len(chosen),
             "one_backend_share": sum(len(set(b)) == 1 for b in by_prefix.values()) / len(by_prefix),
             "modal_request_share": modal / len(chosen)}
+
+
+async def _loaded(bench: BenchStack, rate: float, duration: float, seed: int) -> dict[str, str]:
+    """The `shared` open loop through every gateway replica in turns: request id -> document."""
+    workload = Workload("shared", seed)
+    driver = Driver(bench.stack.base_urls, bench.key)
+    try:
+        await driver.open_loop(workload, rate / workload.mean_turns, duration)
+    finally:
+        await driver.close()
+    return {f"{s.cid}-t{s.turn}": s.prefix for s in driver.samples if s.ok}
 
 
 async def _agreement_requests(bench: BenchStack, starts: list[Conversation], repeats: int,
@@ -257,7 +285,8 @@ def main() -> None:
     finally:
         bench.stop()
     if not args.no_agreement:
-        result["agreement"] = agreement(40, 8, args.seed)
+        shared = result["workloads"].get("shared", {}).get("capacity_rps", 0)
+        result["agreement"] = agreement(40, 8, args.seed, 0.7 * shared, args.duration)
     result["run_time_s"] = round(time.monotonic() - started)
     _write(result, Path(args.out))
 

@@ -167,7 +167,15 @@ def markdown(result: dict) -> str:
         lines += [f"Agreement (prefix policy, 2 gateway replicas x 2 workers): {a['prefixes']} "
                   f"prefixes x {a['repeats']} requests; {a['one_backend_share']:.1%} of prefixes "
                   f"always on one backend, {a['modal_request_share']:.1%} of requests on their "
-                  "prefix's usual backend.", ""]
+                  "prefix's usual backend."]
+        if a.get("loaded"):
+            b = a["loaded"]
+            lines += [f"Under load (`shared` at {b['rate_rps']} req/s, both replicas in turns): "
+                      f"{b['prefixes']} documents, {b['requests']} requests; "
+                      f"{b['one_backend_share']:.1%} of documents always on one backend, "
+                      f"{b['modal_request_share']:.1%} of requests on their document's usual "
+                      "backend (the rest spilled by the load bound)."]
+        lines += [""]
     lines += ["Done when:", ""] + checks(result) + _cpu_checks(result)
     if "run_time_s" in result:
         lines += ["", f"Bench run time: {result['run_time_s']} s."]
