@@ -12,11 +12,14 @@ from pathlib import Path
 from llmgw.routing import Endpoint, RoutingTable, load_routing
 
 # Fixed local ports (issue: chat0 8101, chat1 8102, text2sql 8103, embed 8104, rerank 8105).
+# chat2 and chat3 serve only routing files that name them (bench/routing_bench.yaml's 4-replica
+# chat pool); the shipped routing.yaml does not, so the stack starts no process for them.
 DEFAULT_BACKEND_PORTS = {"chat0": 8101, "chat1": 8102, "text2sql": 8103, "embed": 8104,
-                         "rerank": 8105}
+                         "rerank": 8105, "chat2": 8106, "chat3": 8107}
 # The environment variable routing.yaml reads each backend's URL from.
 URL_VARS = {"chat0": "CHAT0_URL", "chat1": "CHAT1_URL", "text2sql": "TEXT2SQL_URL",
-            "embed": "EMBED_URL", "rerank": "RERANK_URL"}
+            "embed": "EMBED_URL", "rerank": "RERANK_URL", "chat2": "CHAT2_URL",
+            "chat3": "CHAT3_URL"}
 
 
 @dataclass(frozen=True)
