@@ -60,6 +60,7 @@ class _PolicySpec(BaseModel):
     balance_abs: int = Field(default=8, ge=0, le=100_000)
     balance_rel: float = Field(default=1.5, ge=1.0, le=100.0)
     session_header: str = Field(default="x-session-id", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    bind_first_turns: bool = False
 
     @model_validator(mode="after")
     def _head_fits(self) -> "_PolicySpec":

@@ -1,5 +1,5 @@
 """Prefix placement through real processes: every worker of every gateway replica sends a
-conversation to the same backend, turn after turn, and a backend leaving moves only the
+conversation's later turns to the same backend, and a backend leaving moves only the
 conversations it held."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _send(stack: TestStack, conversation: int, send: int, tag: str) -> None:
             "Authorization": f"Bearer {stack.open_key}",
             "X-Request-ID": f"{tag}-{conversation}-{send}"},
             json={"model": "qwen", "max_tokens": 1,
-                  "messages": _conversation(conversation, 1 + send % 3)})
+                  "messages": _conversation(conversation, 2 + send % 3)})
         resp.raise_for_status()
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .prompt_head import prompt_head
+from .prompt_head import head_and_sharing
 
 MASK = (1 << 64) - 1
 PolicyName = Literal["least_load", "random", "prefix", "session"]
@@ -33,11 +33,14 @@ class PlacementPolicy:
     balance_abs: int = 8            # a bound request may go to a backend this much busier...
     balance_rel: float = 1.5        # ... or this many times the mean load
     session_header: str = "x-session-id"
+    bind_first_turns: bool = False  # also bind a first turn whose preamble is short
 
     def key(self, body: dict, headers: Mapping[str, str]) -> int | None:
         """The 64-bit key binding this request, or None: placed by load alone."""
         if self.name == "prefix":
-            head = prompt_head(body, self.prefix_bytes)
+            head, shared = head_and_sharing(body, self.prefix_bytes)
+            if not shared and not self.bind_first_turns:
+                return None  # a conversation's own first turn: placed by load
             return _hash64(head) if len(head) >= self.min_prefix_bytes else None
         if self.name == "session":
             session = headers.get(self.session_header) or body.get("user")

@@ -20,6 +20,15 @@ SEPARATOR = "\n"
 
 def prompt_head(body: dict, limit: int) -> bytes:
     """The first `limit` bytes of the prompt as rendered for routing (b"" if there is none)."""
+    return head_and_sharing(body, limit)[0]
+
+
+def head_and_sharing(body: dict, limit: int) -> tuple[bytes, bool]:
+    """The head, and whether the request is likely to share it with others: a later turn of a
+    conversation (its earlier turns are cached where its start was sent), a preamble (tools,
+    system prompt) that fills the head by itself (a shared prompt or document), or a
+    completion prompt. A conversation's first turn with a short preamble is its own: binding
+    it would place unshared work by hash, not by load."""
     parts: list[str] = []
     size = 0
     tools = body.get("tools")
@@ -29,21 +38,25 @@ def prompt_head(body: dict, limit: int) -> bytes:
         size += len(rendered)
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
+        shared = False
+        for i, message in enumerate(messages):
             if size >= limit:
+                shared = True  # the preamble alone fills the head
                 break
             text = _message_text(message, limit - size)
             parts.append(text)
             size += len(text)
             if isinstance(message, dict) and message.get("role") == "user":
+                shared = i < len(messages) - 1  # a later turn resends this start
                 break  # the conversation's start: every later turn begins with it
     else:
+        shared = True
         prompt = body.get("prompt")
         if isinstance(prompt, str):
             parts.append(prompt[:limit])
         elif isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             parts.append(prompt[0][:limit])  # a batch of prompts: the first one places it
-    return SEPARATOR.join(parts).encode("utf-8", "replace")[:limit]
+    return SEPARATOR.join(parts).encode("utf-8", "replace")[:limit], shared
 
 
 def _message_text(message: object, budget: int) -> str:

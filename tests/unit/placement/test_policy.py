@@ -86,8 +86,19 @@ def test_keys_from_bodies_and_headers():
                          {"role": "user", "content": "question one"}]}
     later = {"messages": body["messages"] + [{"role": "assistant", "content": "a"},
                                              {"role": "user", "content": "two"}]}
-    assert PREFIX.key(body, {}) == PREFIX.key(later, {}) is not None
-    assert PREFIX.key({"messages": [{"role": "user", "content": "hi"}]}, {}) is None  # too short
+    # a conversation's own first turn (short preamble) is placed by load; its later turns
+    # are bound, and to the key its first turn would have had
+    assert PREFIX.key(body, {}) is None and PREFIX.key(later, {}) is not None
+    eager = PlacementPolicy(name="prefix", bind_first_turns=True)
+    assert eager.key(body, {}) == PREFIX.key(later, {})
+    # a preamble that fills the head (a shared document) binds the first turn too
+    doc = {"messages": [{"role": "system", "content": "D" * 3000},
+                        {"role": "user", "content": "question one"}]}
+    doc_later = {"messages": doc["messages"] + later["messages"][2:]}
+    assert PREFIX.key(doc, {}) == PREFIX.key(doc_later, {}) is not None
+    tiny = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+                         {"role": "user", "content": "b"}]}
+    assert PREFIX.key(tiny, {}) is None  # a head under min_prefix_bytes: by load
     assert PlacementPolicy().key(body, {}) is None  # least_load binds nothing
     session = PlacementPolicy(name="session")
     assert session.key({}, {"x-session-id": "abc"}) == session.key({"user": "abc"}, {})
