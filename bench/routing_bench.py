@@ -223,8 +223,12 @@ async def _agreement_requests(bench: BenchStack, starts: list[Conversation], rep
     async def one(conv: Conversation, r: int) -> None:
         async with gate:
             copy = Conversation(f"{conv.cid}-r{r}", conv.system, conv.questions)
+            # Without a document, a conversation's second turn: a first turn of its own with a
+            # short preamble is placed by load, not bound (placement/prompt_head.py).
+            later = [] if conv.system else [{"role": "assistant", "content": "noted"},
+                                            {"role": "user", "content": f"and then {r}?"}]
             await driver.request(copy, 0, copy.first_messages() + [
-                {"role": "user", "content": conv.questions[0]}], None)
+                {"role": "user", "content": conv.questions[0]}] + later, None)
     await asyncio.gather(*(one(c, r) for c, r in jobs))
     await driver.close()
 
@@ -257,6 +261,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                    help="a gateway setting for every run, e.g. BACKEND_METRICS_INTERVAL_SECS=0")
     p.add_argument("--no-agreement", action="store_true")
+    p.add_argument("--agreement-only", metavar="RESULTS_JSON",
+                   help="measure agreement again into an earlier run's results")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
     GATEWAY_ENV.update(item.split("=", 1) for item in args.gateway_env)
@@ -267,6 +273,12 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
+    if args.agreement_only:
+        result = json.loads(Path(args.agreement_only).read_text())
+        shared = result["workloads"].get("shared", {}).get("capacity_rps", 0)
+        result["agreement"] = agreement(40, 8, args.seed, 0.7 * shared, args.duration)
+        _write(result, Path(args.out))
+        return
     started = time.monotonic()
     result = {"sim_argv": SIM_ARGV, "gateway": {"workers": 2, **GATEWAY_ENV},
               "duration_s": args.duration, "routing_cpu": routing_cpu(), "workloads": {}}
