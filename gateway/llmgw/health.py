@@ -39,6 +39,7 @@ class HealthMonitor:
         # Bumped by mark_down: a probe that started before it must not overwrite it.
         self._generation: dict[str, int] = {b.name: 0 for b in self._backends}
         self._listeners: list[Callable[[Backend], None]] = []
+        self._after_round: list[Callable[[], None]] = []
         self._slow: dict[str, int] = {b.name: 0 for b in self._backends}  # timeouts in a row
 
     def when_ready(self, listener: Callable[[Backend], None]) -> None:
@@ -101,10 +102,16 @@ class HealthMonitor:
             for backend in self._backends:
                 tg.start_soon(self._probe, backend)
 
+    def after_round(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each round of probes (work batched per interval)."""
+        self._after_round.append(listener)
+
     async def run(self) -> None:
         """Probe forever; cancelled by the lifespan at shutdown."""
         while True:
             await self.probe_all()
+            for listener in self._after_round:
+                listener()
             await anyio.sleep(self._interval)
 
     def summary(self, routing: RoutingTable) -> dict[str, dict[str, int]]:

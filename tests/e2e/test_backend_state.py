@@ -90,9 +90,10 @@ def test_healthy_backends_show_fresh_figures_that_follow_the_load(vstack):
         assert load.result() == [200] * 8
     _poll(lambda: all(b["state"]["running"] == 0 and b["state"]["waiting"] == 0
                       for b in _detailed(vstack).values()), 5, "the figures back to idle")
-    # Idle ties were broken by the backends' figures, which every worker had fresh.
-    assert _metric(vstack, "llmgw_routing_decisions_total", pool="chat", policy="least_load",
-                   reason="backend_load") > 0
+    # Idle ties were broken by the backends' figures, which every worker had fresh (the
+    # decisions reach Prometheus after each health round).
+    _poll(lambda: _metric(vstack, "llmgw_routing_decisions_total", pool="chat",
+                          policy="least_load", reason="backend_load") > 0, 3, "the decisions")
 
 
 
@@ -115,8 +116,9 @@ def test_a_broken_metrics_endpoint_changes_nothing_but_the_view(vstack, fault, e
     served = httpx.get(vstack.backend_url("chat0") + "/sim/stats").json()["by_endpoint"]
     # chat0 keeps its share: ties fall back to random, as without the view
     assert served.get("/v1/chat/completions", 0) - before.get("/v1/chat/completions", 0) >= 5
-    assert _metric(vstack, "llmgw_routing_decisions_total", pool="chat", policy="least_load",
-                   reason="fallback_own_counts") > 0
+    _poll(lambda: _metric(vstack, "llmgw_routing_decisions_total", pool="chat",
+                          policy="least_load", reason="fallback_own_counts") > 0, 3,
+          "the fallback decisions")
     # The gauges are written after each scrape: the stalest worker's age, NaN for figures
     _poll(lambda: _metric(vstack, "llmgw_backend_state_age_seconds", backend="chat0",
                           pool="chat") > STALE, 3, "the age gauge past staleness")

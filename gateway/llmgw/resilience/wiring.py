@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend_state import StateView
 from ..balancer import LeastInFlightBalancer
 from ..health import HealthMonitor
+from ..observability.decision_counts import DecisionCounts
 from ..observability.metrics import Metrics
 from ..routing import Backend, RoutingTable
 from ..settings import Settings
@@ -30,6 +31,8 @@ def build_selector(settings: Settings, routing: RoutingTable, health: HealthMoni
     def capacity_back(name: str) -> None:
         selector.wake(pool_of[name])  # bound below, before any request or probe can call this
 
+    decisions = DecisionCounts(metrics.routing_decisions)
+    health.after_round(decisions.flush)
     breakers = Breakers(list(pool_of), failure_threshold=settings.circuit_failure_threshold,
                         recovery_secs=settings.circuit_recovery_timeout, metrics=metrics,
                         on_refused=health.mark_down, on_closed=capacity_back)
@@ -40,8 +43,7 @@ def build_selector(settings: Settings, routing: RoutingTable, health: HealthMoni
         bounded=True,
         on_release=lambda b: capacity_back(b.name),
         reported=state.reported_load if state is not None else None,
-        on_decision=lambda pool, reason: metrics.routing_decisions.labels(
-            pool.name, pool.policy.name, reason).inc())
+        on_decision=decisions.note)
     selector = BackendSelector(balancer, breakers, FairQueue(metrics=metrics),
                                queue_timeout=settings.queue_timeout_secs,
                                suspects=Suspects(settings.failover_hold_secs), metrics=metrics)
