@@ -18,11 +18,6 @@ import orjson
 SEPARATOR = "\n"
 
 
-def prompt_head(body: dict, limit: int) -> bytes:
-    """The first `limit` bytes of the prompt as rendered for routing (b"" if there is none)."""
-    return head_and_sharing(body, limit)[0]
-
-
 def head_and_sharing(body: dict, limit: int) -> tuple[bytes, bool]:
     """The head, and whether the request is likely to share it with others: a later turn of a
     conversation (its earlier turns are cached where its start was sent), a preamble (tools,

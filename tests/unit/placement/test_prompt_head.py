@@ -1,8 +1,12 @@
 """The head of a prompt that prefix routing keys on: a conversation's start, cut at a limit."""
 
-from llmgw.placement.prompt_head import prompt_head
+from llmgw.placement.prompt_head import head_and_sharing
 
 DOC = "A long shared document. " * 400  # about 9.6 KB
+
+
+def prompt_head(body: dict, limit: int) -> bytes:
+    return head_and_sharing(body, limit)[0]
 
 
 def _chat(*messages):
@@ -15,6 +19,8 @@ def test_every_later_turn_of_a_conversation_has_the_first_turns_head():
                   ("assistant", "It keeps KV blocks."), ("user", "And eviction?"))
     assert prompt_head(first, 2048) == prompt_head(later, 2048)
     assert b"And eviction" not in prompt_head(later, 2048)
+    # the first turn shares nothing yet (placed by load); the later one resends its start
+    assert not head_and_sharing(first, 2048)[1] and head_and_sharing(later, 2048)[1]
 
 
 def test_conversations_with_a_short_generic_system_prompt_differ_by_their_first_question():
@@ -27,6 +33,7 @@ def test_a_long_shared_document_binds_its_users_together_by_its_first_bytes():
     a = _chat(("system", DOC), ("user", "Summarise it"))
     b = _chat(("system", DOC), ("user", "Who wrote it?"))
     assert prompt_head(a, 2048) == prompt_head(b, 2048) and len(prompt_head(a, 2048)) == 2048
+    assert head_and_sharing(a, 2048)[1]  # a preamble that fills the head is shared
 
 
 def test_tools_and_content_parts_are_part_of_the_head():
