@@ -14,7 +14,9 @@ prompts, one `hot` prefix taking half the traffic):
    end-to-end p50 ([DONE]), throughput, the prefix-cache hit rate (simulators' counters,
    in prompt tokens) next to an oracle's on the same requests (routing_oracle.py), the spread
    of load (requests served per replica, time-averaged running+waiting sampled from
-   /sim/stats: max / mean) and the client's own CPU and send lag.
+   /sim/stats: max / mean) and the client's own CPU and send lag. With --repeats N, each
+   load's policies run N times in turns, on N workloads (seeds); tables and checks take the
+   medians, with the spread of TTFT and throughput.
 
 Also: routing decision CPU for an 8k-token prompt (in process), and agreement: the same
 prefixes sent through 2 gateway replicas x 2 workers, backends read from the access logs.
@@ -24,7 +26,7 @@ Results: bench/results/routing.json and routing.md. Loopback only; about 15 min 
     PYTHONPATH=gateway:simulator .venv/bin/python bench/routing_bench.py [--quick]
         [--workloads shared,unique,hot] [--loads 0.5,0.7,0.9] [--duration 20]
         [--policies random,least_load,prefix,session,'prefix(balance_abs=2,balance_rel=1.25)']
-        [--gateway-env BACKEND_METRICS_INTERVAL_SECS=0]
+        [--gateway-env BACKEND_METRICS_INTERVAL_SECS=0] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -258,6 +260,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per run")
     p.add_argument("--capacity-secs", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per load and policy (seeds seed..seed+N-1); tables show medians")
     p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
                    help="a gateway setting for every run, e.g. BACKEND_METRICS_INTERVAL_SECS=0")
     p.add_argument("--no-agreement", action="store_true")
@@ -289,10 +293,12 @@ def main() -> None:
             print(f"{name}: capacity {cap:.1f} req/s under least_load", flush=True)
             rows = []
             for load in map(float, args.loads.split(",")):
-                for policy in re.split(r",(?![^()]*\))", args.policies):
-                    rows.append({"load": load, **run_one(bench, name, policy, load * cap,
-                                                         args.duration, args.seed)})
-                    print(json.dumps(rows[-1]), flush=True)
+                for repeat in range(args.repeats):  # policies in turns: drift hits them alike
+                    for policy in re.split(r",(?![^()]*\))", args.policies):
+                        rows.append({"load": load, "repeat": repeat,
+                                     **run_one(bench, name, policy, load * cap, args.duration,
+                                               args.seed + repeat)})
+                        print(json.dumps(rows[-1]), flush=True)
             result["workloads"][name] = {"capacity_rps": round(cap, 2), "rows": rows}
     finally:
         bench.stop()

@@ -81,7 +81,7 @@ def routing_cpu(calls: int = 20_000) -> dict:
         pool = Pool("chat", backends, policy)
 
         def decide(pool=pool, policy=policy) -> None:
-            balancer.pick(pool, key=policy.key(body, headers))
+            balancer.pick(pool, placement=policy.place(body, headers))
         decide()
         out[name] = _per_call_us(decide, calls)
     prefix = PlacementPolicy(name="prefix")

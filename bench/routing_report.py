@@ -58,14 +58,44 @@ def _fmt(value) -> str:
                                       else str(value))
 
 
+SPREAD_FIELDS = ("ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "throughput_rps")
+
+
+def merged(rows: list[dict]) -> list[dict]:
+    """One row per (load, policy): a figure's median over its repeats, with `runs` and the
+    min-max `range` of SPREAD_FIELDS; single runs as they are."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["load"], r["policy"]), []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0], runs=len(group))
+        if len(group) > 1:
+            for field, value in group[0].items():
+                values = [g[field] for g in group if g.get(field) is not None]
+                if isinstance(value, (int, float)) and field not in ("load", "repeat") and values:
+                    row[field] = round(statistics.median(values), 3)
+            row["range"] = {f: [min(v), max(v)] for f in SPREAD_FIELDS
+                            if (v := [g[f] for g in group if g.get(f) is not None])}
+        out.append(row)
+    return out
+
+
+def _with_range(r: dict, field: str) -> str:
+    low_high = r.get("range", {}).get(field)
+    return _fmt(r[field]) + (f" ({_fmt(low_high[0])}–{_fmt(low_high[1])})" if low_high else "")
+
+
 def _table(name: str, w: dict) -> list[str]:
     lines = [f"### `{name}` (capacity under least_load: {w['capacity_rps']} req/s)", "",
-             "| load | policy | offered / done req/s | TTFT p50 / p90 / p99 ms | e2e p50 ms | hit rate | oracle | served max/mean | load max/mean | errors | client CPU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in w["rows"]:
+             "| load | policy | runs | offered / done req/s | TTFT p50 / p90 / p99 ms | e2e p50 ms | hit rate | oracle | served max/mean | load max/mean | errors | client CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in merged(w["rows"]):
         lines.append(
-            f"| {r['load']:.0%} | {r['policy']} | {r['offered_rps']} / {r['throughput_rps']} | "
-            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p90_ms'])} / {_fmt(r['ttft_p99_ms'])} | "
+            f"| {r['load']:.0%} | {r['policy']} | {r['runs']} | {r['offered_rps']} / "
+            f"{_with_range(r, 'throughput_rps')} | "
+            f"{_with_range(r, 'ttft_p50_ms')} / {_fmt(r['ttft_p90_ms'])} / "
+            f"{_with_range(r, 'ttft_p99_ms')} | "
             f"{_fmt(r['e2e_p50_ms'])} | {_fmt(r['hit_rate'])} | {_fmt(r['oracle_hit_rate'])} | "
             f"{_fmt(r['served_spread'])} | {_fmt(r['load_spread'])} | {r['errors']} | "
             f"{r['client_cpu_share']:.0%} |")
@@ -73,7 +103,7 @@ def _table(name: str, w: dict) -> list[str]:
 
 
 def _rows(result: dict, workload: str, load: float | None = None) -> dict[str, dict]:
-    rows = result["workloads"].get(workload, {}).get("rows", [])
+    rows = merged(result["workloads"].get(workload, {}).get("rows", []))
     return {r["policy"]: r for r in rows if load is None or abs(r["load"] - load) < 1e-9}
 
 
@@ -153,7 +183,8 @@ def markdown(result: dict) -> str:
              f"{WARMUP_SHARE:.0%}. Hit rates in prompt tokens, from the simulators; the oracle "
              "knows every cache. Load spread: time-averaged running+waiting per replica, "
              "max / mean. The client's CPU (share of a core) is in the tables, its send lag "
-             "(p99) in routing.json.", ""]
+             "(p99) in routing.json. With several runs per row: medians, and the min–max of "
+             "TTFT p50 and p99 and of throughput in brackets.", ""]
     if any(_rows(result, name, 0.7) for name in result["workloads"]):
         lines += ["At 70 % of capacity:", ""] + headline(result)
     for name, w in result["workloads"].items():

@@ -111,11 +111,13 @@ class _TableSpec(BaseModel):
 
 @dataclass(eq=False)
 class Backend:
-    """One vLLM server; `in_flight` is this worker's count of requests it is serving."""
+    """One vLLM server; `in_flight` is this worker's count of requests it is serving, and
+    `prefill_pending` its estimate of their prompt tokens not yet prefilled (placement/)."""
     name: str
     url: str
     max_num_seqs: int
     in_flight: int = 0
+    prefill_pending: int = 0
 
     @cached_property
     def origin(self) -> Origin:

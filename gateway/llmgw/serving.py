@@ -19,6 +19,7 @@ from .cache.lookup import Bypass, Lookup
 from .cache.store import CachedAnswer
 from .errors import BadInput, GatewayError
 from .observability.trace import Trace
+from .placement.policy import Placement
 from .protocol import validate
 from .routing import Endpoint, Model
 from .services import Services
@@ -55,10 +56,12 @@ async def serve(request: Request, services: Services, principal: Principal,
                                f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
         if hit is not None:
             return await _from_cache(services, admission, cached, hit, body)
-        key = model.pool.policy.key(body, request.headers)  # None: placed by load alone
+        placement = model.pool.policy.place(body, request.headers)  # None: by request counts
         if trace.stream:
-            return await _stream(services, model, backend_path, body, admission, cached, key)
-        return await _answer(services, model, backend_path, body, admission, cached, key)
+            return await _stream(services, model, backend_path, body, admission, cached,
+                                 placement)
+        return await _answer(services, model, backend_path, body, admission, cached,
+                             placement)
     finally:
         cached.close()  # identical requests waiting on this call get its answer, or call themselves
 
@@ -169,10 +172,11 @@ async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
 
 
 async def _answer(services: Services, model: Model, path: str, body: dict,
-                  admission: _Admission, cached: Bypass, key: int | None) -> Response:
+                  admission: _Admission, cached: Bypass,
+                  placement: Placement | None) -> Response:
     async def forward() -> dict:
         return await services.upstream.forward(model, path, body, admission.request_id,
-                                               admission.trace, key=key)
+                                               admission.trace, placement=placement)
 
     ticket, answering = await admission.beside(forward)
     try:
@@ -187,13 +191,14 @@ async def _answer(services: Services, model: Model, path: str, body: dict,
 
 
 async def _stream(services: Services, model: Model, path: str, body: dict,
-                  admission: _Admission, cached: Bypass, key: int | None) -> Response:
+                  admission: _Admission, cached: Bypass,
+                  placement: Placement | None) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
 
     async def open_stream() -> OpenStream:
         return await services.upstream.open_stream(model, path, body, admission.request_id,
-                                                   admission.trace, key=key)
+                                                   admission.trace, placement=placement)
 
     ticket, opening = await admission.beside(open_stream, discard=OpenStream.close)
     try:

@@ -87,6 +87,7 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
                 head, events = events.split(b"\n\n", 1)
                 if out := meter.process(head + b"\n\n"):
                     first = False
+                    stream.prefilled()
                     yield out
                     await asyncio.sleep(0)  # the loop comes round: the held write goes out
             if events and (out := meter.process(events)):

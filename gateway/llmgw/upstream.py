@@ -19,6 +19,7 @@ from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, PoolTime
 from .errors import BadGateway, GatewayError, UpstreamTimeout
 from .observability.metrics import Metrics
 from .observability.trace import Trace
+from .placement.policy import Placement
 from .resilience.retry import RetryableFailure, RetryPolicy
 from .resilience.selector import BackendSelector
 from .resilience.tries import Tries, TryLimits
@@ -132,16 +133,17 @@ class Upstream:
 
     async def _attempts(self, model: Model, trace: Trace | None, once,
                         time_left: Callable[[], float], *, stream: bool,
-                        key: int | None = None) -> object:
-        """Run `once(backend, cap)` with retries on other backends while `time_left()`, all
+                        placement: Placement | None = None) -> object:
+        """Run `once(backend, cap, prefill)` with retries on other backends while `time_left()`, all
         within MAX_REQUEST_SECS. `cap` limits the one try while a sound backend the request
         has not tried could take over; a retry there is failover and needs no retry budget."""
-        tries = Tries(self._selector, model, trace.org if trace else None, key)
+        tries = Tries(self._selector, model, trace.org if trace else None, placement)
 
         async def attempt(_n: int):
-            backend = await tries.acquire()
+            backend, prefill = await tries.acquire()
             try:
-                return await once(backend, self._try_limits.cap(stream, tries.failover_left()))
+                return await once(backend, self._try_limits.cap(stream, tries.failover_left()),
+                                  prefill)
             except RetryableFailure as failure:
                 if failure.reason != "status":
                     raise
@@ -163,19 +165,21 @@ class Upstream:
 
     async def forward(self, model: Model, path: str, body: dict, request_id: str,
                       trace: Trace | None = None, limit: float | None = None,
-                      key: int | None = None) -> dict:
+                      placement: Placement | None = None) -> dict:
         """A non-streaming call: the parsed answer (the caller renames and meters it), all of
-        it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given). `key` binds it to a
-        backend by its pool's policy (placement/policy.py)."""
+        it within `limit` (UPSTREAM_TIMEOUT_SECONDS unless given). `placement` places it by
+        its pool's policy (placement/policy.py)."""
         time_left = self._time_left(self._answer_timeout if limit is None else limit)
 
-        async def once(backend: Backend, cap: float) -> dict:
+        async def once(backend: Backend, cap: float, prefill: int) -> dict:
             return await self._forward_once(backend, path, body, request_id, trace, time_left(),
-                                            cap)
-        return await self._attempts(model, trace, once, time_left, stream=False, key=key)
+                                            cap, prefill)
+        return await self._attempts(model, trace, once, time_left, stream=False,
+                                    placement=placement)
 
     async def _forward_once(self, backend: Backend, path: str, body: dict, request_id: str,
-                            trace: Trace | None, left: float, cap: float) -> dict:
+                            trace: Trace | None, left: float, cap: float,
+                            prefill: int = 0) -> dict:
         started = time.perf_counter()
         try:
             self._spent(left)
@@ -188,7 +192,7 @@ class Upstream:
             raise _attempt_failure(exc, backend, self._selector) from None
         finally:
             self._breakers.abandon(backend.name)  # cancelled mid-call: free a half-open trial
-            self._selector.release(backend)
+            self._selector.release(backend, prefill)
             if trace is not None:
                 trace.backend, trace.upstream_secs = backend.name, time.perf_counter() - started
         if status != 200:
@@ -203,26 +207,28 @@ class Upstream:
         return answer
 
     async def open_stream(self, model: Model, path: str, body: dict, request_id: str,
-                          trace: Trace | None = None, key: int | None = None) -> "OpenStream":
+                          trace: Trace | None = None,
+                          placement: Placement | None = None) -> "OpenStream":
         """A streaming call, once the backend has accepted it (status 200, headers read)."""
         deadline = asyncio.get_running_loop().time() + self._max_secs
         time_left = self._time_left(self._answer_timeout)
 
-        async def once(backend: Backend, cap: float) -> OpenStream:
+        async def once(backend: Backend, cap: float, prefill: int) -> OpenStream:
             return await self._open_once(backend, path, body, request_id, trace, deadline,
-                                         time_left(), cap)
-        return await self._attempts(model, trace, once, time_left, stream=True, key=key)
+                                         time_left(), cap, prefill)
+        return await self._attempts(model, trace, once, time_left, stream=True,
+                                    placement=placement)
 
     async def _open_once(self, backend: Backend, path: str, body: dict, request_id: str,
                          trace: Trace | None, deadline: float, left: float,
-                         cap: float) -> "OpenStream":
+                         cap: float, prefill: int = 0) -> "OpenStream":
         started = time.perf_counter()
         try:
             self._spent(left)
             resp = await self._post(backend, path, body, request_id, left, cap, stream=True)
         except BaseException as exc:
             self._breakers.abandon(backend.name)
-            self._selector.release(backend)
+            self._selector.release(backend, prefill)
             if isinstance(exc, TRANSPORT_ERRORS):
                 raise _attempt_failure(exc, backend, self._selector) from None
             raise
@@ -236,10 +242,10 @@ class Upstream:
                 content = b""
             finally:
                 resp.close()
-                self._selector.release(backend)
+                self._selector.release(backend, prefill)
             raise _status_failure(resp.status, content, backend, self._selector)
         _served(backend, self._selector)
-        return OpenStream(resp, backend, self._selector, deadline, self._max_secs)
+        return OpenStream(resp, backend, self._selector, deadline, self._max_secs, prefill)
 
     async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
         """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say
@@ -261,12 +267,19 @@ class OpenStream:
     """An accepted upstream stream; `close` frees the backend slot and the connection, once.
 
     `deadline` (event-loop time) is the request's hard cap: the relay stops reading there.
+    `prefill` is the request's prefill estimate on the backend, given back at its first event.
     """
 
-    def __init__(self, resp: Response, backend: Backend,
-                 selector: BackendSelector, deadline: float, max_secs: float) -> None:
+    def __init__(self, resp: Response, backend: Backend, selector: BackendSelector,
+                 deadline: float, max_secs: float, prefill: int = 0) -> None:
         self.resp, self.backend, self._selector, self._closed = resp, backend, selector, False
-        self.deadline, self.max_secs = deadline, max_secs
+        self.deadline, self.max_secs, self._prefill = deadline, max_secs, prefill
+
+    def prefilled(self) -> None:
+        """The first event came: the backend has prefilled the prompt."""
+        if self._prefill:
+            self._selector.prefilled(self.backend, self._prefill)
+            self._prefill = 0
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a silence longer than the idle limit raises a timeout."""
@@ -285,7 +298,8 @@ class OpenStream:
         if self._closed:
             return
         self._closed = True
-        self._selector.release(self.backend)
+        self._selector.release(self.backend, self._prefill)
+        self._prefill = 0
         # Complete: the connection went back to the pool already. Cut short (client gone, idle
         # limit, deadline): closing the connection is what makes vLLM abort the generation.
         self.resp.close()

@@ -4,6 +4,7 @@ import random
 from collections import Counter
 
 from llmgw.balancer import LeastInFlightBalancer
+from llmgw.placement.policy import Placement, PlacementPolicy
 from llmgw.routing import Backend, Pool
 
 
@@ -82,3 +83,38 @@ def test_equal_reported_loads_are_still_shared_at_random():
     balancer, _ = _decisions({"b0": 3, "b1": 3, "b2": 8})
     counts = Counter(balancer.pick(_pool(0, 0, 0)).name for _ in range(400))
     assert set(counts) == {"b0", "b1"} and min(counts.values()) > 150
+
+
+def _prefix_pool(n: int) -> Pool:
+    return Pool("chat", tuple(Backend(f"c{i}", f"http://c{i}", 64) for i in range(n)),
+                PlacementPolicy(name="prefix", slot_tokens=64))
+
+
+def test_unbound_requests_of_a_prefix_pool_go_to_the_least_prefill_work():
+    pool, balancer = _prefix_pool(3), LeastInFlightBalancer()
+    c0, c1, c2 = pool.backends
+    c0.in_flight, c0.prefill_pending = 1, 4000   # one long prompt still prefilling
+    c1.in_flight, c1.prefill_pending = 3, 30     # three cheap ones
+    c2.in_flight, c2.prefill_pending = 2, 2000
+    assert balancer.pick(pool, placement=Placement(None, 3000, 50)) is c1
+    c1.in_flight = 40                             # ...unless it decodes many: 64 tokens a slot
+    assert balancer.pick(pool, placement=Placement(None, 3000, 50)) is c2
+
+
+def test_a_request_weighs_its_whole_prompt_where_its_prefix_is_not_held():
+    pool, balancer = _prefix_pool(4), LeastInFlightBalancer()
+    key = 12345
+    first = balancer.pick(pool, placement=Placement(key, 3000, 50))
+    assert balancer.take(first, pool, Placement(key, 3000, 50)) == 50  # its first choice holds it
+    other = next(b for b in pool.backends if b is not first)
+    assert balancer.take(other, pool, Placement(key, 3000, 50)) == 3000  # a spill: all of it
+    assert balancer.take(other, pool, Placement(key, 3000, 50)) == 50    # now held there too
+    assert balancer.take(other, pool, Placement(None, 3000, 50)) == 3000  # unbound: all of it
+    assert other.prefill_pending == 6050 and other.in_flight == 3
+    balancer.prefilled(other, 3000)  # a stream's first event
+    balancer.release(other, 0)
+    balancer.release(other, 50)
+    balancer.release(other, 3000)  # a non-streamed answer gives it back at the end
+    assert other.prefill_pending == 0 and other.in_flight == 0
+    # least_load and random pools place by counts: no estimate taken
+    assert balancer.take(first) == 0 and first.prefill_pending == 50

@@ -88,7 +88,7 @@ def test_a_refused_connection_takes_the_backend_out_until_a_probe_passes():
         sel.breakers.refused("b0")
         assert not health.healthy["b0"]
         for _ in range(3):
-            assert (await sel.acquire(model, "o")).name == "b1"
+            assert (await sel.acquire(model, "o"))[0].name == "b1"
         await health.probe_all()
         assert health.healthy["b0"]
 
@@ -149,14 +149,14 @@ def test_queued_requests_get_a_recovered_backend_at_once_not_at_their_timeout():
         sel, health, probes, model = _stack(seqs=2)
         probes.up["http://b0"] = False
         await health.probe_all()
-        held = [await sel.acquire(model, "o") for _ in range(2)]  # b1 full
+        held = [(await sel.acquire(model, "o"))[0] for _ in range(2)]  # b1 full
         waiters = [asyncio.create_task(sel.acquire(model, org)) for org in ("x", "y")]
         await asyncio.sleep(0.01)
         assert sel.queue.depth("p") == 2
         probes.up["http://b0"] = True
         await health.probe_all()  # b0 ready again, with 2 free slots
         got = await asyncio.wait_for(asyncio.gather(*waiters), 1.0)  # queue timeout is 5 s
-        assert [b.name for b in got] == ["b0", "b0"] and [b.name for b in held] == ["b1", "b1"]
+        assert [b.name for b, _ in got] == ["b0", "b0"] and [b.name for b in held] == ["b1", "b1"]
 
     asyncio.run(scenario())
 

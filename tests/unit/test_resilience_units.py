@@ -193,14 +193,14 @@ def _selector(timeout=0.05, healthy=True, seqs=1):
 def test_selector_queues_when_full_and_hands_freed_slots_on():
     async def scenario():
         sel, model = _selector(timeout=1)
-        first = await sel.acquire(model, "a")
-        second = await sel.acquire(model, "a")
+        first = (await sel.acquire(model, "a"))[0]
+        second = (await sel.acquire(model, "a"))[0]
         assert {first.name, second.name} == {"b0", "b1"}
         waiting = asyncio.create_task(sel.acquire(model, "b"))
         await asyncio.sleep(0.01)
         assert sel.queue.depth("p") == 1
         sel.release(first)
-        assert (await waiting) is first
+        assert (await waiting)[0] is first
 
     asyncio.run(scenario())
 
@@ -225,7 +225,7 @@ def test_selector_prefers_an_untried_backend():
     async def scenario():
         sel, model = _selector(seqs=4)
         for _ in range(5):
-            backend = await sel.acquire(model, "a", frozenset({"b0"}))
+            backend = (await sel.acquire(model, "a", frozenset({"b0"})))[0]
             assert backend.name == "b1"
             sel.release(backend)
 
@@ -237,11 +237,11 @@ def test_a_5xx_is_retried_only_on_an_untried_backend_and_counted_once_per_reques
         sel, model = _selector(seqs=4)
         for _ in range(3):  # three "poison" requests, each failed by both backends
             tries = Tries(sel, model, "a")
-            first = await tries.acquire()
+            first = (await tries.acquire())[0]
             failure = RetryableFailure(BadGateway("500"), "status")
             assert tries.status_failure(first, failure) is failure  # the other may answer
             sel.release(first)
-            second = await tries.acquire()
+            second = (await tries.acquire())[0]
             assert second is not first
             final = tries.status_failure(second, RetryableFailure(BadGateway("500"), "status"))
             assert isinstance(final, BadGateway)  # none left: the answer, not a retry
@@ -256,7 +256,7 @@ def test_after_a_5xx_no_untried_backend_in_rotation_means_that_5xx_is_the_answer
     async def scenario():
         sel, model = _selector(seqs=4)
         tries = Tries(sel, model, "a")
-        first = await tries.acquire()
+        first = (await tries.acquire())[0]
         failure = RetryableFailure(BadGateway("500"), "status")
         assert tries.status_failure(first, failure) is failure
         sel.release(first)

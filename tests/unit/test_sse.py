@@ -41,6 +41,7 @@ class _Stream:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.prefills = 0
         self.deadline = asyncio.get_running_loop().time() + 60
 
     async def _chunks(self):
@@ -48,6 +49,9 @@ class _Stream:
 
     def chunks(self):
         return self._chunks()
+
+    def prefilled(self) -> None:
+        self.prefills += 1  # the relay says so at the first event, once
 
 
 def test_the_first_event_of_a_read_leaves_before_the_rest_is_rewritten():
@@ -57,9 +61,11 @@ def test_the_first_event_of_a_read_leaves_before_the_rest_is_rewritten():
     async def main():
         loop, seen = asyncio.get_running_loop(), []
         meter = StreamMeter("public", keep_final_usage=False, keep_each_usage=False)
-        async for out in relay(_Stream(b"".join(events) + DONE), meter):
+        stream = _Stream(b"".join(events) + DONE)
+        async for out in relay(stream, meter):
             seen.append(out)
             loop.call_soon(seen.append, "loop came round")
+            assert stream.prefills == 1  # the backend's prefill counted done at the first event
         return seen
     seen = asyncio.run(main())
     assert len(seen) == 4 and seen[1] == "loop came round", seen

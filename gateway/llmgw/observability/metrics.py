@@ -26,11 +26,13 @@ REASONS = ("limit_rps", "limit_rpm", "limit_tpm", "limit_concurrent", "limit_glo
 # What decided a least_load choice (balancer.py): one backend had the fewest requests in flight
 # from this worker; a tie broken by the backends' reported load; a tie broken at random, as
 # some tied backend had no fresh figures.
-# What decided a backend choice, by policy (a bound policy places keyless requests by load).
+# What decided a backend choice, by policy: a bound request went to its key's first choice, to
+# a backend it spilled to lately, or spilled past the load bound; an unbound one of a prefix or
+# session pool went to the least work (placement/policy.py).
 _BY_LOAD = ("least_in_flight", "backend_load", "fallback_own_counts")
+_PLACED = ("affinity", "learned", "spilled", "least_work")
 ROUTING_REASONS = {"least_load": _BY_LOAD, "random": ("random",),
-                   "prefix": ("affinity", "spilled", *_BY_LOAD),
-                   "session": ("affinity", "spilled", *_BY_LOAD)}
+                   "prefix": _PLACED, "session": _PLACED}
 
 
 class Metrics:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from ..balancer import LeastInFlightBalancer
 from ..errors import BackendUnavailable, NoCapacity
 from ..observability.metrics import Metrics
+from ..placement.policy import Placement
 from ..routing import Backend, Model, Pool
 from .breakers import Breakers
 from .queue import FairQueue
@@ -30,14 +31,14 @@ class BackendSelector:
         return self.suspects.among(b.name for b in pool.backends)
 
     def _pick(self, model: Model, exclude: frozenset[str], avoid: frozenset[str],
-              key: int | None) -> Backend | None:
+              placement: Placement | None) -> Backend | None:
         # A sound backend not tried yet, if one can serve; else any not tried yet; else any
         # not avoided (a transport failure may go back to a backend already tried).
         pool, pick = model.pool, self.balancer.pick
         suspects = self._suspects(pool)
-        return (suspects and pick(pool, exclude | avoid | suspects, key)) or \
-            pick(pool, exclude | avoid, key) or (
-                pick(pool, avoid, key) if exclude - avoid else None)
+        return (suspects and pick(pool, exclude | avoid | suspects, placement)) or \
+            pick(pool, exclude | avoid, placement) or (
+                pick(pool, avoid, placement) if exclude - avoid else None)
 
     def sound_left(self, model: Model, exclude: frozenset[str]) -> bool:
         """Could a sound backend not in `exclude` serve (healthy, breaker closed, no recent
@@ -45,22 +46,24 @@ class BackendSelector:
         return self.balancer.available(model.pool, exclude | self._suspects(model.pool))
 
     async def acquire(self, model: Model, org: str | None, exclude: frozenset[str] = frozenset(),
-                      avoid: frozenset[str] = frozenset(), key: int | None = None) -> Backend:
-        """A backend not in `avoid`, preferably not in `exclude` either; its slot taken.
-        `key` binds the request by the pool's policy (placement/policy.py)."""
+                      avoid: frozenset[str] = frozenset(),
+                      placement: Placement | None = None) -> tuple[Backend, int]:
+        """A backend not in `avoid`, preferably not in `exclude` either, its slot taken, and
+        the request's prefill estimate there (give it back to `prefilled` or `release`).
+        `placement` places the request by a prefix or session pool's policy (placement/)."""
         pool = model.pool.name
         deadline = None
         woken = False
         while True:
             if woken or not self.queue.busy(pool):
-                backend = self._pick(model, exclude, avoid, key)
+                backend = self._pick(model, exclude, avoid, placement)
                 if woken:
                     self.queue.taken(pool)
                     woken = False
                 if backend is not None:
-                    self.balancer.take(backend)
+                    prefill = self.balancer.take(backend, model.pool, placement)
                     self.breakers.taken(backend.name)
-                    return backend
+                    return backend, prefill
             if not self.balancer.available(model.pool, avoid):
                 # All down, loading or open: waiting would not help, say so at once.
                 raise BackendUnavailable(f"no backend available for model {model.name}",
@@ -73,8 +76,11 @@ class BackendSelector:
                                  headers={"Retry-After": "1"})
             woken = True
 
-    def release(self, backend: Backend) -> None:
-        self.balancer.release(backend)
+    def release(self, backend: Backend, prefill: int = 0) -> None:
+        self.balancer.release(backend, prefill)
+
+    def prefilled(self, backend: Backend, prefill: int) -> None:
+        self.balancer.prefilled(backend, prefill)
 
     def wake(self, pool: Pool) -> None:
         """Offer the queue every free slot of `pool` not already promised to a woken waiter.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..errors import BackendUnavailable, GatewayError
+from ..placement.policy import Placement
 from ..routing import Backend, Model
 from .retry import RetryableFailure
 from .selector import BackendSelector
@@ -44,19 +45,19 @@ class Tries:
     """
 
     def __init__(self, selector: BackendSelector, model: Model, org: str | None,
-                 key: int | None = None) -> None:
+                 placement: Placement | None = None) -> None:
         self._selector, self._model, self._org = selector, model, org
-        self._key = key  # binds the request by its pool's policy (placement/policy.py)
+        self._placement = placement  # places it by its pool's policy (placement/policy.py)
         self._tried: set[str] = set()
         self._ruled_out: frozenset[str] = frozenset()  # tried before this request's last 5xx
         self._failed: GatewayError | None = None  # that 5xx, as the client would see it
 
-    async def acquire(self) -> Backend:
-        """A backend for the next attempt, its slot taken; untried ones first."""
+    async def acquire(self) -> tuple[Backend, int]:
+        """A backend for the next attempt, its slot taken, untried ones first; and the
+        request's prefill estimate there."""
         try:
-            backend = await self._selector.acquire(self._model, self._org,
-                                                   frozenset(self._tried), self._ruled_out,
-                                                   self._key)
+            backend, prefill = await self._selector.acquire(
+                self._model, self._org, frozenset(self._tried), self._ruled_out, self._placement)
         except BackendUnavailable:
             if self._failed is None:
                 raise
@@ -64,7 +65,7 @@ class Tries:
             # the request's answer, not the pool's state.
             raise self._failed from None
         self._tried.add(backend.name)
-        return backend
+        return backend, prefill
 
     def failover_left(self) -> bool:
         """Could the next attempt go to a sound backend this request has not tried? A retry

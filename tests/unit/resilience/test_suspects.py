@@ -60,17 +60,17 @@ def test_first_tries_avoid_a_suspect_while_a_sound_backend_has_a_free_slot():
         clock = Clock()
         sel, model = _selector(clock, seqs=2)
         sel.suspects.failed("b0")
-        taken = [await sel.acquire(model, "a") for _ in range(2)]
+        taken = [(await sel.acquire(model, "a"))[0] for _ in range(2)]
         assert [b.name for b in taken] == ["b1", "b1"]
         # b1 is full: the suspect still serves rather than the request waiting.
-        taken.append(await sel.acquire(model, "a"))
+        taken.append((await sel.acquire(model, "a"))[0])
         assert taken[-1].name == "b0"
         for backend in taken:
             sel.release(backend)
         clock.now += 10  # the hold is over: both are candidates again
         names = set()
         for _ in range(40):
-            backend = await sel.acquire(model, "a")
+            backend = (await sel.acquire(model, "a"))[0]
             names.add(backend.name)
             sel.release(backend)
         assert names == {"b0", "b1"}
