@@ -14,6 +14,7 @@ from .api import admin, docs, inference, metrics, models, system
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
+from .endpoints import ENDPOINTS
 from .observability import logs
 from .observability.access import AccessMiddleware
 from .request_id import RequestIdMiddleware
@@ -50,15 +51,16 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app = GatewayApp(title="LLM inference gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, default_response_class=OrjsonResponse,
                   docs_url=None, redoc_url=None)  # api/docs.py serves both pages offline
-    app.include_router(inference.router)
+    inference_routes = inference.routes()
+    app.include_router(inference_routes)
     app.include_router(models.router)
     app.include_router(system.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
     docs.install(app)
     error_handlers.install(app)
-    openapi.install(app, [*inference.REQUEST_MODELS, OrgCreate, OrgPatch, KeyCreate, KeyRotate],
-                    openapi.served_models(routing, inference.REQUEST_MODELS))
+    openapi.install(app, [*{e.request: None for e in ENDPOINTS}, OrgCreate, OrgPatch, KeyCreate,
+                          KeyRotate], openapi.served_models(routing, ENDPOINTS))
     if settings.gzip_min_bytes:
         # Innermost: it sees the answer as the route made it. It never touches text/event-stream
         # (its default exclusions), so streams are neither buffered nor compressed.
@@ -68,6 +70,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.add_middleware(CloseWhenDraining)
     # Added last: outermost, so every answer has an id.
     app.add_middleware(RequestIdMiddleware, secrets=secrets)
-    app.open_lanes({route.path: route.get_route_handler() for route in inference.router.routes},
+    app.open_lanes({route.path: route.get_route_handler() for route in inference_routes.routes},
                    gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL, secrets=secrets)
     return app

@@ -7,12 +7,18 @@ endpoint serves, errors are 400 (never FastAPI's 422), and each operation names 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from .protocol import ErrorResponse
 from .routing import Endpoint, RoutingTable
+
+if TYPE_CHECKING:
+    from .endpoints import EndpointSpec
 
 _REF = "#/components/schemas/{model}"
 
@@ -64,14 +70,14 @@ INFERENCE_ERRORS = {**error_responses(400, 401, 403, 404, 413, 415, 429, 502, 50
                           "(its message relayed)."}}
 
 
-def served_models(routing: RoutingTable, endpoints: dict[type[BaseModel], Endpoint]
+def served_models(routing: RoutingTable, endpoints: Iterable[EndpointSpec]
                   ) -> dict[str, tuple[list[str], bool]]:
     """Per request model: the names (and aliases) its endpoint serves, and whether `model` is
     required (everywhere but text2sql with a default model)."""
-    return {schema.__name__: ([n for m in routing.models if endpoint in m.endpoints
-                               for n in (m.name, *m.aliases)],
-                              not (endpoint is Endpoint.TEXT2SQL and routing.text2sql_default))
-            for schema, endpoint in endpoints.items()}
+    return {e.request.__name__: ([n for m in routing.models if e.serves in m.endpoints
+                                  for n in (m.name, *m.aliases)],
+                                 not (e.serves is Endpoint.TEXT2SQL and routing.text2sql_default))
+            for e in endpoints}
 
 
 def install(app: FastAPI, request_models: list[type[BaseModel]],

@@ -7,27 +7,26 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import orjson
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .admission.cost import Cost, check_bounds, estimate_prompt, output_budget
+from .admission.cost import Cost, check_bounds, output_budget
 from .admission.gate import Ticket
 from .admission.overlap import admit_beside, free_if_finished
 from .body import read_json_object
 from .cache.lookup import Bypass, Lookup
 from .cache.store import CachedAnswer
+from .endpoints import EndpointSpec
 from .errors import BadInput, GatewayError
 from .observability.trace import Trace
 from .placement.policy import Placement
 from .protocol import validate
-from .routing import Endpoint, Model
+from .routing import Model
 from .services import Services
 from .streaming import RelayResponse, StreamMeter, relay
 from .upstream import OpenStream
 from .tenancy.auth import Principal
 from .tenancy.limits import Limits
-from .tenancy.records import ENDPOINT_SCOPE
 
 # The gateway always asks for usage on every chunk: a stream cut short still reports what
 # it generated. What the client did not ask for is removed on the way out.
@@ -36,11 +35,11 @@ T = TypeVar("T")
 
 
 async def serve(request: Request, services: Services, principal: Principal,
-                schema: type[BaseModel], endpoint: Endpoint, backend_path: str) -> Response:
-    principal.require(ENDPOINT_SCOPE[endpoint])
+                endpoint: EndpointSpec) -> Response:
+    principal.require(endpoint.scope)
     body = await read_json_object(request, services.settings.max_body_bytes)
-    parsed = validate(schema, body)
-    model = services.routing.resolve(body.get("model"), endpoint)
+    parsed = validate(endpoint.request, body)
+    model = services.routing.resolve(body.get("model"), endpoint.serves)
     body["model"] = model.served_name
     request_id = request.state.request_id
     trace: Trace = request.state.trace
@@ -53,14 +52,14 @@ async def serve(request: Request, services: Services, principal: Principal,
     try:
         hit = await cached.find()
         admission = _Admission(services, principal, cost.reserve, request_id,
-                               f"{principal.key_id}|{model.name}|{endpoint.value}|", trace, cached)
+                               f"{principal.key_id}|{model.name}|{endpoint.name}|", trace, cached)
         if hit is not None:
             return await _from_cache(services, admission, cached, hit, body)
         placement = model.pool.policy.place(body, request.headers)  # None: by request counts
         if trace.stream:
-            return await _stream(services, model, backend_path, body, admission, cached,
+            return await _stream(services, model, endpoint.backend_path, body, admission, cached,
                                  placement)
-        return await _answer(services, model, backend_path, body, admission, cached,
+        return await _answer(services, model, endpoint.backend_path, body, admission, cached,
                              placement)
     finally:
         cached.close()  # identical requests waiting on this call get its answer, or call themselves
@@ -95,16 +94,16 @@ class _Admission:
         return ticket
 
 
-async def _cost(services: Services, model: Model, endpoint: Endpoint, body: dict,
+async def _cost(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                 limits: Limits, request_id: str) -> Cost:
-    prompt, prompts = estimate_prompt(endpoint, body)
-    max_tokens, n = output_budget(endpoint, body, limits)
+    prompt, prompts = endpoint.prompt(body)
+    max_tokens, n = output_budget(endpoint.output, body, limits)
     cost = Cost(prompt, n * prompts if max_tokens else 0, max_tokens)
     try:
         check_bounds(cost, limits)
     except BadInput:
         # Refuse on the exact count only: the estimate is an upper bound, not the truth.
-        if endpoint in (Endpoint.EMBEDDINGS, Endpoint.RERANK):
+        if endpoint.output is None:  # /tokenize counts a chat or completion prompt only
             raise
         exact = await services.upstream.tokenize(model, body, request_id)
         if exact is None or exact >= cost.prompt:

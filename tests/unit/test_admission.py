@@ -2,17 +2,17 @@
 
 import pytest
 
-from llmgw.admission.cost import Cost, check_bounds, estimate_prompt, output_budget
+from llmgw.admission.cost import Cost, check_bounds, output_budget
 from llmgw.admission.headers import duration, ratelimit_headers
 from llmgw.admission.local_limiter import LocalLimiter
 from llmgw.errors import BadInput
-from llmgw.routing import Endpoint
+from llmgw.endpoints import BY_NAME
 from llmgw.tenancy.limits import Limits
 
 
 def test_chat_estimate_bounds_the_bytes_and_template():
     body = {"messages": [{"role": "user", "content": "héllo"}, {"role": "assistant", "content": "x"}]}
-    tokens, prompts = estimate_prompt(Endpoint.CHAT, body)
+    tokens, prompts = BY_NAME["chat"].prompt(body)
     # 6 + 1 UTF-8 bytes of text, the role names, 8 per message, 64 per conversation
     assert (tokens, prompts) == (6 + 1 + len("user") + len("assistant") + 16 + 64, 1)
 
@@ -20,56 +20,56 @@ def test_chat_estimate_bounds_the_bytes_and_template():
 def test_tools_and_content_parts_count():
     parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "abc"}]}],
              "tools": [{"type": "function", "function": {"name": "f"}}]}
-    tokens, _ = estimate_prompt(Endpoint.CHAT, parts)
+    tokens, _ = BY_NAME["chat"].prompt(parts)
     assert tokens > 3 + 4 + 8 + 64  # the tools' JSON is counted too
 
 
 @pytest.mark.parametrize("value,expected", [("abc", (5, 1)), (["ab", "c"], (7, 2)), ([1, 2, 3], (3, 1)),
                                             ([[1, 2], [3]], (3, 2))])
 def test_prompt_and_input_forms(value, expected):
-    assert estimate_prompt(Endpoint.COMPLETIONS, {"prompt": value}) == expected
-    assert estimate_prompt(Endpoint.EMBEDDINGS, {"input": value}) == expected
+    assert BY_NAME["completions"].prompt({"prompt": value}) == expected
+    assert BY_NAME["embeddings"].prompt({"input": value}) == expected
 
 
 def test_rerank_counts_every_pair():
-    tokens, pairs = estimate_prompt(Endpoint.RERANK, {"query": "qq", "documents": ["a", "bbb"]})
+    tokens, pairs = BY_NAME["rerank"].prompt({"query": "qq", "documents": ["a", "bbb"]})
     assert pairs == 2 and tokens == (2 + 1 + 4) + (2 + 3 + 4)
 
 
 def test_missing_max_tokens_becomes_the_cap_and_is_sent_on():
     body = {"messages": [], "n": 2}
-    assert output_budget(Endpoint.CHAT, body, Limits(max_output_tokens=100)) == (100, 2)
+    assert output_budget(BY_NAME["chat"].output, body, Limits(max_output_tokens=100)) == (100, 2)
     assert body["max_tokens"] == 100
 
 
 def test_max_tokens_over_the_cap_is_bad_input():
     with pytest.raises(BadInput) as err:
-        output_budget(Endpoint.CHAT, {"max_tokens": 101}, Limits(max_output_tokens=100))
+        output_budget(BY_NAME["chat"].output, {"max_tokens": 101}, Limits(max_output_tokens=100))
     assert err.value.param == "max_tokens" and err.value.status == 400
 
 
 @pytest.mark.parametrize("endpoint,body,field,budget", [
     # /v1/completions obeys only max_tokens: max_completion_tokens must not set the budget
-    (Endpoint.COMPLETIONS, {"max_completion_tokens": 1, "max_tokens": 50}, "max_tokens", 50),
-    (Endpoint.COMPLETIONS, {"max_completion_tokens": 1}, "max_tokens", 16),  # vLLM's default
+    (BY_NAME["completions"], {"max_completion_tokens": 1, "max_tokens": 50}, "max_tokens", 50),
+    (BY_NAME["completions"], {"max_completion_tokens": 1}, "max_tokens", 16),  # vLLM's default
     # chat obeys max_completion_tokens over max_tokens
-    (Endpoint.CHAT, {"max_completion_tokens": 5, "max_tokens": 90}, "max_completion_tokens", 5),
-    (Endpoint.CHAT, {"max_tokens": 90}, "max_tokens", 90),
+    (BY_NAME["chat"], {"max_completion_tokens": 5, "max_tokens": 90}, "max_completion_tokens", 5),
+    (BY_NAME["chat"], {"max_tokens": 90}, "max_tokens", 90),
 ])
 def test_the_budget_is_the_field_the_backend_obeys_and_only_it_is_sent(endpoint, body, field, budget):
-    assert output_budget(endpoint, body, Limits(max_output_tokens=100)) == (budget, 1)
+    assert output_budget(endpoint.output, body, Limits(max_output_tokens=100)) == (budget, 1)
     assert body == {field: budget}
 
 
 def test_completions_max_tokens_over_the_cap_is_refused_whatever_max_completion_tokens_says():
     with pytest.raises(BadInput) as err:
-        output_budget(Endpoint.COMPLETIONS, {"max_completion_tokens": 1, "max_tokens": 1000},
+        output_budget(BY_NAME["completions"].output, {"max_completion_tokens": 1, "max_tokens": 1000},
                       Limits(max_output_tokens=64))
     assert err.value.param == "max_tokens"
 
 
 def test_embeddings_reserve_no_output():
-    assert output_budget(Endpoint.EMBEDDINGS, {}, Limits(max_output_tokens=100)) == (0, 0)
+    assert output_budget(BY_NAME["embeddings"].output, {}, Limits(max_output_tokens=100)) == (0, 0)
 
 
 @pytest.mark.parametrize("limits", [Limits(max_context_tokens=99), Limits(tpm_limit=149),

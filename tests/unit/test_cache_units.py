@@ -14,9 +14,9 @@ from llmgw.cache.key import cache_key, is_deterministic
 from llmgw.cache.lookup import BYPASS, Lookup, ResponseCache, directives
 from llmgw.cache.replay import sse_events
 from llmgw.cache.store import AnswerStore, CachedAnswer, redis_key
+from llmgw.endpoints import BY_NAME
 from llmgw.observability.metrics import Metrics
 from llmgw.observability.trace import Trace
-from llmgw.routing import Endpoint
 
 MSG = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "tiny-chat", "messages": MSG, "temperature": 0, "max_tokens": 8}
@@ -32,41 +32,41 @@ class Clock:
 
 # ---- key and determinism ----------------------------------------------------------------
 def test_delivery_fields_do_not_change_the_key():
-    plain = cache_key("org1", Endpoint.CHAT, "Qwen", CHAT)
+    plain = cache_key("org1", BY_NAME["chat"], "Qwen", CHAT)
     streamed = {**CHAT, "stream": True, "stream_options": {"include_usage": True}, "user": "bob",
                 "model": "qwen-alias", "n": 1, "seed": None}
-    assert cache_key("org1", Endpoint.CHAT, "Qwen", streamed) == plain
-    assert cache_key("org1", Endpoint.CHAT, "Qwen", {**CHAT, "temperature": 0.0}) == plain
+    assert cache_key("org1", BY_NAME["chat"], "Qwen", streamed) == plain
+    assert cache_key("org1", BY_NAME["chat"], "Qwen", {**CHAT, "temperature": 0.0}) == plain
     # key order inside the request does not matter either
-    assert cache_key("org1", Endpoint.CHAT, "Qwen", dict(reversed(list(CHAT.items())))) == plain
+    assert cache_key("org1", BY_NAME["chat"], "Qwen", dict(reversed(list(CHAT.items())))) == plain
 
 
 @pytest.mark.parametrize("org,endpoint,model,change", [
-    ("org2", Endpoint.CHAT, "Qwen", {}),
-    ("org1", Endpoint.TEXT2SQL, "Qwen", {}),
-    ("org1", Endpoint.CHAT, "Other", {}),
-    ("org1", Endpoint.CHAT, "Qwen", {"max_tokens": 9}),
-    ("org1", Endpoint.CHAT, "Qwen", {"messages": [{"role": "user", "content": "hi!"}]}),
-    ("org1", Endpoint.CHAT, "Qwen", {"stop": ["x"]}),
-    ("org1", Endpoint.CHAT, "Qwen", {"seed": 1}),
-    ("org1", Endpoint.CHAT, "Qwen", {"top_k": 5}),  # a vLLM-only parameter counts too
+    ("org2", BY_NAME["chat"], "Qwen", {}),
+    ("org1", BY_NAME["text2sql"], "Qwen", {}),
+    ("org1", BY_NAME["chat"], "Other", {}),
+    ("org1", BY_NAME["chat"], "Qwen", {"max_tokens": 9}),
+    ("org1", BY_NAME["chat"], "Qwen", {"messages": [{"role": "user", "content": "hi!"}]}),
+    ("org1", BY_NAME["chat"], "Qwen", {"stop": ["x"]}),
+    ("org1", BY_NAME["chat"], "Qwen", {"seed": 1}),
+    ("org1", BY_NAME["chat"], "Qwen", {"top_k": 5}),  # a vLLM-only parameter counts too
 ])
 def test_anything_that_changes_the_answer_changes_the_key(org, endpoint, model, change):
-    assert cache_key(org, endpoint, model, {**CHAT, **change}) != cache_key("org1", Endpoint.CHAT, "Qwen", CHAT)
+    assert cache_key(org, endpoint, model, {**CHAT, **change}) != cache_key("org1", BY_NAME["chat"], "Qwen", CHAT)
 
 
 @pytest.mark.parametrize("endpoint,body,expected", [
-    (Endpoint.EMBEDDINGS, {"input": "x"}, True),
-    (Endpoint.RERANK, {"query": "q", "documents": ["d"]}, True),
-    (Endpoint.CHAT, {"messages": MSG}, False),                        # default temperature samples
-    (Endpoint.CHAT, {"messages": MSG, "temperature": 0}, True),
-    (Endpoint.CHAT, {"messages": MSG, "temperature": 0.7}, False),
-    (Endpoint.CHAT, {"messages": MSG, "temperature": 0.7, "seed": 3}, True),
-    (Endpoint.CHAT, {"messages": MSG, "temperature": 0, "n": 2}, False),
-    (Endpoint.CHAT, {"messages": MSG, "temperature": 0, "n": 1}, True),
-    (Endpoint.COMPLETIONS, {"prompt": "p", "temperature": 0}, True),
-    (Endpoint.COMPLETIONS, {"prompt": "p", "seed": None}, False),
-    (Endpoint.TEXT2SQL, {"messages": MSG, "temperature": 0}, True),
+    (BY_NAME["embeddings"], {"input": "x"}, True),
+    (BY_NAME["rerank"], {"query": "q", "documents": ["d"]}, True),
+    (BY_NAME["chat"], {"messages": MSG}, False),                        # default temperature samples
+    (BY_NAME["chat"], {"messages": MSG, "temperature": 0}, True),
+    (BY_NAME["chat"], {"messages": MSG, "temperature": 0.7}, False),
+    (BY_NAME["chat"], {"messages": MSG, "temperature": 0.7, "seed": 3}, True),
+    (BY_NAME["chat"], {"messages": MSG, "temperature": 0, "n": 2}, False),
+    (BY_NAME["chat"], {"messages": MSG, "temperature": 0, "n": 1}, True),
+    (BY_NAME["completions"], {"prompt": "p", "temperature": 0}, True),
+    (BY_NAME["completions"], {"prompt": "p", "seed": None}, False),
+    (BY_NAME["text2sql"], {"messages": MSG, "temperature": 0}, True),
 ])
 def test_only_deterministic_requests_are_cached(endpoint, body, expected):
     assert is_deterministic(endpoint, body) is expected
@@ -194,7 +194,7 @@ def test_identical_concurrent_misses_make_one_call():
     calls = []
 
     async def request(results):
-        lookup = cache.plan("org1", Endpoint.CHAT, "Qwen", dict(CHAT), None)
+        lookup = cache.plan("org1", BY_NAME["chat"], "Qwen", dict(CHAT), None)
         trace = _trace()
         hit = await lookup.find()
         assert trace.cache is None  # counted only once admitted
@@ -221,28 +221,28 @@ def test_identical_concurrent_misses_make_one_call():
 
 def test_no_store_and_no_cache_and_non_deterministic_requests():
     cache = _cache(Clock())
-    assert cache.plan("o", Endpoint.CHAT, "Qwen", {"messages": MSG}, None) is BYPASS
+    assert cache.plan("o", BY_NAME["chat"], "Qwen", {"messages": MSG}, None) is BYPASS
 
     async def main():
-        no_store = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-store")
+        no_store = cache.plan("o", BY_NAME["chat"], "Qwen", dict(CHAT), "no-store")
         assert await no_store.find() is None
         no_store.fill(b"{}")
         no_store.close()
-        miss = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
+        miss = cache.plan("o", BY_NAME["chat"], "Qwen", dict(CHAT), None)
         assert await miss.find() is None  # no-store kept nothing
         miss.close()  # a miss that leads must land its flight (serving does it in a finally)
-        filler = cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None)
+        filler = cache.plan("o", BY_NAME["chat"], "Qwen", dict(CHAT), None)
         await filler.find()
         filler.fill(b"{}")
         filler.close()
-        assert await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), "no-cache").find() is None
-        assert (await cache.plan("o", Endpoint.CHAT, "Qwen", dict(CHAT), None).find()).body == b"{}"
+        assert await cache.plan("o", BY_NAME["chat"], "Qwen", dict(CHAT), "no-cache").find() is None
+        assert (await cache.plan("o", BY_NAME["chat"], "Qwen", dict(CHAT), None).find()).body == b"{}"
     anyio.run(main)
 
 
 def test_disabled_cache_bypasses_everything():
     cache = ResponseCache(_store(Clock()), Metrics(tenant_labels=False), enabled=False, bill_tokens=False)
-    assert cache.plan("o", Endpoint.EMBEDDINGS, "E", {"input": "x"}, None) is BYPASS
+    assert cache.plan("o", BY_NAME["embeddings"], "E", {"input": "x"}, None) is BYPASS
 
 
 # ---- stream assembly and replay -------------------------------------------------------------
@@ -312,10 +312,10 @@ def test_chat_replay_framing_with_and_without_usage():
                               "finish_reason": None}]},
         {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]},
     ]
-    plain = sse_events(Endpoint.CHAT, ANSWER, include_usage=False)
+    plain = sse_events("chat", ANSWER, include_usage=False)
     assert plain.startswith(b"data: {") and plain.endswith(b"data: [DONE]\n\n")
     assert _events(plain) == [*expected, b"[DONE]"]
-    with_usage = _events(sse_events(Endpoint.CHAT, ANSWER, include_usage=True))
+    with_usage = _events(sse_events("chat", ANSWER, include_usage=True))
     assert with_usage == [*expected, {**head, "choices": [], "usage": ANSWER["usage"]}, b"[DONE]"]
 
 
@@ -323,7 +323,7 @@ def test_replaying_an_assembled_stream_gives_the_same_text():
     collector = StreamCollector(chat=True)
     for chunk in _chunks():
         collector.add(chunk)
-    events = _events(sse_events(Endpoint.CHAT, collector.answer(None), include_usage=False))
+    events = _events(sse_events("chat", collector.answer(None), include_usage=False))
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])
     assert text == "Hello" and events[-2]["choices"][0]["finish_reason"] == "stop"
 
@@ -331,7 +331,7 @@ def test_replaying_an_assembled_stream_gives_the_same_text():
 def test_completion_replay_and_tool_calls():
     answer = {"id": "c", "created": 1, "model": "M", "choices": [
         {"index": 0, "text": "abc", "logprobs": None, "finish_reason": "length"}]}
-    events = _events(sse_events(Endpoint.COMPLETIONS, answer, include_usage=True))
+    events = _events(sse_events("completion", answer, include_usage=True))
     assert [e["choices"][0]["text"] for e in events[:2]] == ["abc", ""]
     assert events[0]["object"] == "text_completion" and events[1]["choices"][0]["finish_reason"] == "length"
     assert len(events) == 3  # no usage chunk: the answer had none to replay
@@ -339,7 +339,7 @@ def test_completion_replay_and_tool_calls():
     tool = {**ANSWER, "choices": [{"index": 0, "message": {"role": "assistant", "content": None,
                                                            "tool_calls": [call]},
                                    "finish_reason": "tool_calls"}]}
-    delta = _events(sse_events(Endpoint.CHAT, tool, include_usage=False))[1]["choices"][0]["delta"]
+    delta = _events(sse_events("chat", tool, include_usage=False))[1]["choices"][0]["delta"]
     assert delta == {"tool_calls": [{"index": 0, **call}]}
 
 
@@ -347,7 +347,7 @@ def test_completion_replay_and_tool_calls():
 def test_hit_billing_setting(bill_tokens, expected):
     cache = ResponseCache(_store(Clock()), Metrics(tenant_labels=False), enabled=True,
                           bill_tokens=bill_tokens)
-    lookup = cache.plan("o", Endpoint.EMBEDDINGS, "E", {"input": "x"}, None)
+    lookup = cache.plan("o", BY_NAME["embeddings"], "E", {"input": "x"}, None)
     assert isinstance(lookup, Lookup)
     assert lookup.billed_usage(CachedAnswer(b'{"usage":{"prompt_tokens":3}}', 0)) == expected
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import orjson
 
 from ..errors import BadInput
-from ..routing import Endpoint
 from ..tenancy.limits import Limits
 
 PER_MESSAGE = 8        # role markers and separators of a chat template
@@ -56,44 +55,59 @@ def _inputs(value) -> tuple[int, int]:
     return sum(_text_bytes(v) + PER_TEXT for v in value), len(value)
 
 
-def estimate_prompt(endpoint: Endpoint, body: dict) -> tuple[int, int]:
-    """(estimated prompt tokens, number of prompts) of a validated body."""
-    if endpoint in (Endpoint.CHAT, Endpoint.TEXT2SQL):
-        tokens = PER_CONVERSATION + sum(_text_bytes(m.get("content")) + len(m.get("role", "")) + PER_MESSAGE
-                                        for m in body["messages"])
-        for extra in ("tools", "functions", "response_format"):
-            if body.get(extra):
-                tokens += len(orjson.dumps(body[extra]))
-        return tokens, 1
-    if endpoint is Endpoint.COMPLETIONS:
-        return _inputs(body["prompt"])
-    if endpoint is Endpoint.EMBEDDINGS:
-        return _inputs(body["input"])
+def chat_prompt(body: dict) -> tuple[int, int]:
+    """(estimated prompt tokens, 1) of a validated chat body."""
+    tokens = PER_CONVERSATION + sum(_text_bytes(m.get("content")) + len(m.get("role", "")) + PER_MESSAGE
+                                    for m in body["messages"])
+    for extra in ("tools", "functions", "response_format"):
+        if body.get(extra):
+            tokens += len(orjson.dumps(body[extra]))
+    return tokens, 1
+
+
+def completion_prompt(body: dict) -> tuple[int, int]:
+    return _inputs(body["prompt"])
+
+
+def embedding_prompt(body: dict) -> tuple[int, int]:
+    return _inputs(body["input"])
+
+
+def rerank_prompt(body: dict) -> tuple[int, int]:
+    """Every (query, document) pair is one input."""
     query = _text_bytes(body["query"])
     docs = body["documents"]
     return sum(query + _text_bytes(d if isinstance(d, str) else orjson.dumps(d).decode()) + 2 * PER_TEXT
                for d in docs), len(docs)
 
 
-def _length_field(endpoint: Endpoint, body: dict) -> tuple[str, int | None]:
-    """The output-length field this endpoint's backend obeys, and its default there. vLLM's chat
-    takes max_completion_tokens over max_tokens; its completions know only max_tokens (16 when
-    absent, as OpenAI's). Reserving on any other field would let a request bill 1 token and
-    generate thousands."""
-    if endpoint is Endpoint.COMPLETIONS:
-        return "max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS
-    if body.get("max_completion_tokens") is not None:
-        return "max_completion_tokens", None
-    return "max_tokens", None
+@dataclass(frozen=True)
+class OutputRule:
+    """Which output-length field an endpoint's backend obeys, and its default there. vLLM's
+    chat takes max_completion_tokens over max_tokens; its completions know only max_tokens
+    (16 when absent, as OpenAI's). Reserving on any other field would let a request bill 1
+    token and generate thousands."""
+    completion_field: bool   # max_completion_tokens, when given, wins over max_tokens
+    default: int | None      # the backend's own default; None: up to the context
+
+    def field(self, body: dict) -> tuple[str, int | None]:
+        if self.completion_field and body.get("max_completion_tokens") is not None:
+            return "max_completion_tokens", None
+        return "max_tokens", self.default
 
 
-def output_budget(endpoint: Endpoint, body: dict, limits: Limits) -> tuple[int, int]:
-    """(max_tokens per sequence, sequences). The body leaves with exactly one length field, the
-    one the backend obeys, set to what was reserved: the backend cannot generate more."""
-    if endpoint in (Endpoint.EMBEDDINGS, Endpoint.RERANK):
+CHAT_OUTPUT = OutputRule(completion_field=True, default=None)
+COMPLETION_OUTPUT = OutputRule(completion_field=False, default=COMPLETIONS_DEFAULT_MAX_TOKENS)
+
+
+def output_budget(rule: OutputRule | None, body: dict, limits: Limits) -> tuple[int, int]:
+    """(max_tokens per sequence, sequences); (0, 0) where nothing is generated (`rule` None).
+    The body leaves with exactly one length field, the one the backend obeys, set to what was
+    reserved: the backend cannot generate more."""
+    if rule is None:
         return 0, 0
     cap = limits.max_output_tokens
-    field, default = _length_field(endpoint, body)
+    field, default = rule.field(body)
     asked = body.get(field)
     if asked is None:
         asked = cap if default is None else min(default, cap or default)

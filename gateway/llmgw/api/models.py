@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from ..deps import PrincipalDep, ServicesDep
 from ..openapi import error_responses
 from ..protocol import ModelCard, ModelList
-from ..tenancy.records import ENDPOINT_SCOPE
+from ..endpoints import SCOPE_OF
 
 router = APIRouter(tags=["models"])
 
@@ -18,7 +18,7 @@ async def list_models(services: ServicesDep, principal: PrincipalDep, response: 
     started = services.routing_loaded_at
     cards = []
     for m in services.routing.models:
-        allowed = sorted(e.value for e in m.endpoints if ENDPOINT_SCOPE[e] in principal.scopes)
+        allowed = sorted(e.value for e in m.endpoints if SCOPE_OF[e] in principal.scopes)
         if allowed:
             cards.append(ModelCard(id=m.name, created=started, owned_by=m.owned_by,
                                    aliases=list(m.aliases), endpoints=allowed))

@@ -6,18 +6,17 @@ import hashlib
 
 import orjson
 
-from ..routing import Endpoint
+from ..endpoints import EndpointSpec
 
 # Fields that change how an answer is delivered or attributed, never what it says.
 DELIVERY_FIELDS = frozenset(("stream", "stream_options", "user", "model"))
-ALWAYS_DETERMINISTIC = frozenset((Endpoint.EMBEDDINGS, Endpoint.RERANK))
 
 
-def is_deterministic(endpoint: Endpoint, body: dict) -> bool:
+def is_deterministic(endpoint: EndpointSpec, body: dict) -> bool:
     """Embeddings and rerank always; generations only when greedy (temperature 0) or seeded,
     and with one choice. An absent temperature means the model's default (sampling): not
     deterministic."""
-    if endpoint in ALWAYS_DETERMINISTIC:
+    if endpoint.cache == "always":
         return True
     n = body.get("n")
     if n is not None and n != 1:
@@ -39,10 +38,10 @@ def normalised(body: dict) -> dict:
     return out
 
 
-def cache_key(org_id: str, endpoint: Endpoint, model: str, body: dict) -> str:
+def cache_key(org_id: str, endpoint: EndpointSpec, model: str, body: dict) -> str:
     """A digest of organisation, endpoint, public model (after alias resolution) and the
     normalised request. The organisation is inside the digest, so two organisations sending
     the same request never share an entry."""
-    material = orjson.dumps([org_id, endpoint.value, model, normalised(body)],
+    material = orjson.dumps([org_id, endpoint.name, model, normalised(body)],
                             option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(material, digest_size=16).hexdigest()

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from ..observability.trace import Trace
 from ..background import BackgroundTasks
 from ..observability.metrics import Metrics
-from ..routing import Endpoint
+from ..endpoints import EndpointSpec
 from ..settings import Settings
 from ..streaming import SSE_HEADERS
 from .collapse import Flight, Flights
@@ -64,7 +64,7 @@ class Lookup(Bypass):
     misses follow; streams neither lead nor follow (a follower would lose progressive
     delivery), but they read the cache (replayed) and fill it when they complete."""
 
-    def __init__(self, cache: ResponseCache, org_id: str, endpoint: Endpoint, key: str, *,
+    def __init__(self, cache: ResponseCache, org_id: str, endpoint: EndpointSpec, key: str, *,
                  read: bool, write: bool, stream: bool) -> None:
         self._cache, self.org_id, self.endpoint, self.key = cache, org_id, endpoint, key
         self.read, self.write, self.stream = read, write, stream
@@ -96,7 +96,7 @@ class Lookup(Bypass):
 
     def collector(self) -> StreamCollector | None:
         if self.write:
-            self._collector = StreamCollector(chat=self.endpoint is not Endpoint.COMPLETIONS)
+            self._collector = StreamCollector(chat=self.endpoint.events == "chat")
         return self._collector
 
     def fill(self, body: bytes) -> bytes:
@@ -128,7 +128,7 @@ class Lookup(Bypass):
             return Response(hit.body, media_type="application/json", headers=headers)
         asked = stream_options or {}
         usage = bool(asked.get("include_usage") or asked.get("continuous_usage_stats"))
-        events = sse_events(self.endpoint, hit.answer(), include_usage=usage)
+        events = sse_events(self.endpoint.events or "chat", hit.answer(), include_usage=usage)
         return Response(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
 
 
@@ -143,7 +143,7 @@ class ResponseCache:
         self.enabled = enabled
         self.bill_tokens = bill_tokens
 
-    def plan(self, org_id: str, endpoint: Endpoint, model: str, body: dict,
+    def plan(self, org_id: str, endpoint: EndpointSpec, model: str, body: dict,
              cache_control: str | None) -> Bypass:
         """The request's part in the cache. Call once the body is final (after the cost step
         fills a missing max_tokens) and before the stream options are rewritten."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import orjson
 
-from ..routing import Endpoint
 from ..sse import DONE
 
 
@@ -43,9 +42,10 @@ def _text_chunks(head: dict, choice: dict) -> list[dict]:
     return [{**head, "choices": [c]} for c in (body, end)]
 
 
-def sse_events(endpoint: Endpoint, answer: dict, *, include_usage: bool) -> bytes:
-    """The whole stream of one cached chat or completion answer, ending with [DONE]."""
-    chat = endpoint is not Endpoint.COMPLETIONS
+def sse_events(events: str, answer: dict, *, include_usage: bool) -> bytes:
+    """The whole stream of one cached chat or completion answer (`events`: "chat" or
+    "completion", its endpoint's chunk format), ending with [DONE]."""
+    chat = events == "chat"
     head = {"id": answer.get("id"), "object": "chat.completion.chunk" if chat else "text_completion",
             "created": answer.get("created"), "model": answer.get("model")}
     if answer.get("system_fingerprint") is not None:

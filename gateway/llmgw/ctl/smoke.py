@@ -1,5 +1,6 @@
 """`gatewayctl smoke`: an end-to-end check of a running platform, as an operator runs it after a
-deployment. It makes a throw-away organisation, uses every endpoint once, and removes it."""
+deployment. It makes a throw-away organisation, calls every endpoint of the endpoint table once
+(its example body, on a model that serves it), and removes the organisation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import time
 from collections.abc import Callable
 
 import httpx
+from pydantic import ValidationError
+
+from ..endpoints import ENDPOINTS, EndpointSpec
 
 MSG = [{"role": "user", "content": "Say hello in five words."}]
 
@@ -28,10 +32,12 @@ def _expect(resp: httpx.Response, status: int, what: str) -> dict:
         return {}
 
 
-def _stream(http: httpx.Client, auth: dict) -> str:
-    events = []
+def _stream(http: httpx.Client, auth: dict, models: list[dict]) -> str:
+    model = next((m["id"] for m in models if "chat" in m["endpoints"]), None)
+    if model is None:
+        return "no model here serves chat"
     with http.stream("POST", "/v1/chat/completions", headers=auth,
-                     json={"model": "qwen", "messages": MSG, "max_tokens": 8, "stream": True}) as resp:
+                     json={"model": model, "messages": MSG, "max_tokens": 8, "stream": True}) as resp:
         if resp.status_code != 200:
             raise SmokeFailure(f"chat stream: status {resp.status_code}")
         events = [line for line in resp.iter_lines() if line.startswith("data: ")]
@@ -49,12 +55,27 @@ def _checks(http: httpx.Client, token: str, state: dict) -> list[tuple[str, Call
         state["org"], state["auth"] = created["org"]["id"], {"Authorization": f"Bearer {created['api_key']}"}
         return f"{created['org']['id']} with key {created['key']['key_id']}"
 
-    def call(path: str, body: dict, check: Callable[[dict], bool]) -> Callable[[], str]:
+    def models() -> str:
+        state["models"] = _expect(http.get("/v1/models", headers=state["auth"]), 200, "models")["data"]
+        return f"{len(state['models'])} models"
+
+    def endpoint_call(endpoint: EndpointSpec) -> Callable[[], str]:
+        """The endpoint's example body (endpoints.py) on a model that serves it; the answer
+        must match the endpoint's answer schema."""
         def run() -> str:
-            answer = _expect(http.post(path, headers=state["auth"], json=body), 200, path)
-            if not check(answer):
-                raise SmokeFailure(f"{path}: unexpected answer {json.dumps(answer)[:200]}")
-            return "ok"
+            model = next((m["id"] for m in state.get("models", ())
+                          if endpoint.serves.value in m["endpoints"]), None)
+            if model is None:
+                return "no model here serves it"
+            path = endpoint.paths[0]
+            answer = _expect(http.post(path, headers=state["auth"],
+                                       json={"model": model, **endpoint.example}), 200, path)
+            try:
+                endpoint.answer.model_validate(answer)
+            except ValidationError as exc:
+                raise SmokeFailure(f"{path}: unexpected answer {json.dumps(answer)[:200]}: "
+                                   f"{exc.errors()[:1]}") from None
+            return f"ok ({model})"
         return run
 
     def limit() -> str:
@@ -70,19 +91,9 @@ def _checks(http: httpx.Client, token: str, state: dict) -> list[tuple[str, Call
         ("admin with a wrong token", lambda: _expect(http.get("/admin/orgs", headers={
             "X-Admin-Token": "wrong-" + secrets.token_hex(8)}), 401, "wrong token")["error"]["code"]),
         ("create organisation and key", create),
-        ("models", lambda: f"{len(_expect(http.get('/v1/models', headers=state['auth']), 200, 'models')['data'])} models"),
-        ("chat", call("/v1/chat/completions", {"model": "qwen", "messages": MSG, "max_tokens": 8},
-                      lambda a: bool(a["choices"][0]["message"]["content"] is not None))),
-        ("chat stream", lambda: _stream(http, state["auth"])),
-        ("completions", call("/v1/completions", {"model": "qwen", "prompt": "Hello", "max_tokens": 4},
-                             lambda a: "text" in a["choices"][0])),
-        ("text2sql", call("/v1/text2sql", {"messages": [{"role": "user", "content": "Show all users"}],
-                                           "max_tokens": 8}, lambda a: bool(a["choices"]))),
-        ("embeddings", call("/v1/embeddings", {"model": "snowflake-arctic-embed", "input": "hello"},
-                            lambda a: len(a["data"][0]["embedding"]) > 0)),
-        ("rerank", call("/v1/rerank", {"model": "bge-reranker-v2-m3", "query": "capital of France",
-                                       "documents": ["Paris is the capital", "London is a city"]},
-                        lambda a: len(a["results"]) == 2)),
+        ("models", models),
+        ("chat stream", lambda: _stream(http, state["auth"], state.get("models", []))),
+        *((f"{e.name} ({e.paths[0]})", endpoint_call(e)) for e in ENDPOINTS),
         ("limit refusal", limit),
     ]
 

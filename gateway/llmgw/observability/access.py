@@ -10,13 +10,12 @@ import time
 
 import structlog
 
+from ..endpoints import ENDPOINTS
 from .metrics import REASONS, Metrics
 from .trace import Trace
 
-ROUTE_OF_PATH = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
-                 "/v1/text2sql": "text2sql", "/v1/embeddings": "embeddings",
-                 "/v1/rerank": "rerank", "/v1/models": "models"}
-INFERENCE = frozenset(("chat", "completions", "text2sql", "embeddings", "rerank"))
+ROUTE_OF_PATH = {**{path: e.name for e in ENDPOINTS for path in e.paths}, "/v1/models": "models"}
+INFERENCE = frozenset(e.name for e in ENDPOINTS)
 QUIET = frozenset(("/livez", "/healthz", "/health", "/metrics"))  # probes: no access line
 
 

@@ -14,10 +14,12 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, gen
                                multiprocess)
 from prometheus_client.metrics import MetricWrapperBase
 
+from ..endpoints import ENDPOINTS
+
 # LLM latencies run from milliseconds (embeddings) to minutes (long generations).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
-ROUTES = ("chat", "completions", "text2sql", "embeddings", "rerank")
+ROUTES = tuple(e.name for e in ENDPOINTS)  # inference routes, labelled by their table row
 REASONS = ("limit_rps", "limit_rpm", "limit_tpm", "limit_concurrent", "limit_global_concurrent",
            "quota_daily_tokens", "quota_daily_requests", "quota_monthly_tokens", "bad_input",
            "invalid_api_key", "insufficient_scope", "org_suspended", "limiter_unavailable",

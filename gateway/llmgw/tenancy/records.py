@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..routing import Endpoint
 from .limits import Limits
 
 
@@ -22,14 +21,6 @@ class Scope(str, Enum):
 
 INFERENCE_SCOPES = (Scope.CHAT, Scope.TEXT2SQL, Scope.EMBEDDINGS, Scope.RERANK)
 
-# The scope each inference endpoint requires.
-ENDPOINT_SCOPE = {
-    Endpoint.CHAT: Scope.CHAT,
-    Endpoint.COMPLETIONS: Scope.CHAT,
-    Endpoint.TEXT2SQL: Scope.TEXT2SQL,
-    Endpoint.EMBEDDINGS: Scope.EMBEDDINGS,
-    Endpoint.RERANK: Scope.RERANK,
-}
 
 
 class Org(BaseModel):

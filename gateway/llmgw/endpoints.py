@@ -1,0 +1,76 @@
+"""The public inference endpoints, one row each: everything the gateway knows about one.
+
+The routes (api/inference.py), the scope a key needs, the cost estimate and output budget
+(admission/cost.py), the response cache (cache/), the OpenAPI document, /v1/models and
+`gatewayctl smoke` all read this table. Adding an endpoint is a row here, its schemas in
+protocol.py, and its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, OutputRule, chat_prompt,
+                             completion_prompt, embedding_prompt, rerank_prompt)
+from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
+                       CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
+                       RerankResponse, Text2SQLRequest)
+from .routing import Endpoint
+from .tenancy.records import Scope
+
+
+@dataclass(frozen=True, eq=False)
+class EndpointSpec:
+    """One public endpoint."""
+    name: str                      # metrics and log label, cache key part, usage meter part
+    paths: tuple[str, ...]         # public POST paths: the first is documented, the rest aliases
+    backend_path: str              # where vLLM serves it
+    serves: Endpoint               # what a model must serve (routing.yaml `endpoints`) to be called here
+    scope: Scope                   # the key scope it needs
+    request: type[BaseModel]       # the body's schema
+    answer: type[BaseModel]        # the answer's schema (OpenAPI)
+    prompt: Callable[[dict], tuple[int, int]]  # (estimated prompt tokens, prompts) of a valid body
+    output: OutputRule | None      # the output-length field the backend obeys; None: no generation
+    events: Literal["chat", "completion"] | None  # the stream's chunk format; None: never streams
+    cache: Literal["always", "deterministic"]  # cacheable always, or when greedy or seeded
+    summary: str
+    example: Mapping                # a small valid body, `model` left out: docs and the smoke test
+    description: str = ""
+
+
+ENDPOINTS: tuple[EndpointSpec, ...] = (
+    EndpointSpec(
+        "chat", ("/v1/chat/completions",), "/v1/chat/completions", Endpoint.CHAT, Scope.CHAT,
+        ChatCompletionRequest, ChatCompletionResponse, chat_prompt, CHAT_OUTPUT, "chat",
+        "deterministic", "Chat completion (streaming or not)",
+        {"messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8}),
+    EndpointSpec(
+        "completions", ("/v1/completions",), "/v1/completions", Endpoint.COMPLETIONS,
+        Scope.CHAT, CompletionRequest, CompletionResponse, completion_prompt, COMPLETION_OUTPUT,
+        "completion", "deterministic", "Text completion (streaming or not)",
+        {"prompt": "Hello", "max_tokens": 4}),
+    EndpointSpec(
+        "text2sql", ("/v1/text2sql",), "/v1/chat/completions", Endpoint.TEXT2SQL,
+        Scope.TEXT2SQL, Text2SQLRequest, ChatCompletionResponse, chat_prompt, CHAT_OUTPUT,
+        "chat", "deterministic", "Text to SQL: a chat completion on the text2sql model",
+        {"messages": [{"role": "user", "content": "Show all users"}], "max_tokens": 8},
+        "Same body and answer as /v1/chat/completions; `model` may be omitted."),
+    EndpointSpec(
+        "embeddings", ("/v1/embeddings",), "/v1/embeddings", Endpoint.EMBEDDINGS,
+        Scope.EMBEDDINGS, EmbeddingRequest, EmbeddingResponse, embedding_prompt, None, None,
+        "always", "Embeddings", {"input": "hello world"}),
+    EndpointSpec(
+        "rerank", ("/v1/rerank",), "/v1/rerank", Endpoint.RERANK, Scope.RERANK,
+        RerankRequest, RerankResponse, rerank_prompt, None, None, "always",
+        "Rerank documents against a query",
+        {"query": "capital of France", "documents": ["Paris is in France.", "Berlin."]}),
+)
+
+BY_NAME: Mapping[str, EndpointSpec] = MappingProxyType({e.name: e for e in ENDPOINTS})
+# The scope a key needs to use a model for each thing it serves (GET /v1/models).
+SCOPE_OF: Mapping[Endpoint, Scope] = MappingProxyType({e.serves: e.scope for e in ENDPOINTS})
