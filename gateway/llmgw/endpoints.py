@@ -16,10 +16,10 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, OutputRule, chat_prompt,
-                             completion_prompt, embedding_prompt, rerank_prompt)
+                             completion_prompt, embedding_prompt, no_tokens, rerank_prompt)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
-                       RerankResponse, Text2SQLRequest)
+                       RerankResponse, Text2SQLRequest, TokenizeRequest, TokenizeResponse)
 from .routing import Endpoint
 from .tenancy.records import Scope
 
@@ -37,10 +37,11 @@ class EndpointSpec:
     prompt: Callable[[dict], tuple[int, int]]  # (estimated prompt tokens, prompts) of a valid body
     output: OutputRule | None      # the output-length field the backend obeys; None: no generation
     events: Literal["chat", "completion"] | None  # the stream's chunk format; None: never streams
-    cache: Literal["always", "deterministic"]  # cacheable always, or when greedy or seeded
+    cache: Literal["always", "deterministic", "never"]  # always, when greedy or seeded, or never
     summary: str
     example: Mapping                # a small valid body, `model` left out: docs and the smoke test
     description: str = ""
+    names_model: bool = True        # the answer's `model` is set to the public name
 
 
 ENDPOINTS: tuple[EndpointSpec, ...] = (
@@ -69,6 +70,12 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         RerankRequest, RerankResponse, rerank_prompt, None, None, "always",
         "Rerank documents against a query",
         {"query": "capital of France", "documents": ["Paris is in France.", "Berlin."]}),
+    EndpointSpec(
+        "tokenize", ("/tokenize",), "/tokenize", Endpoint.CHAT, Scope.CHAT, TokenizeRequest,
+        TokenizeResponse, no_tokens, None, None, "never",
+        "Tokenize a prompt, or chat messages as the model's template renders them",
+        {"prompt": "Hello world"}, "vLLM's /tokenize; costs a request, no tokens.",
+        names_model=False),
 )
 
 BY_NAME: Mapping[str, EndpointSpec] = MappingProxyType({e.name: e for e in ENDPOINTS})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
-                      ValidationError)
+                      ValidationError, model_validator)
 
 from .errors import InvalidRequest
 
@@ -77,6 +77,22 @@ class RerankRequest(_Open):
     query: Annotated[StrictStr, Field(min_length=1)]
     documents: list[StrictStr | dict[str, Any]] = Field(min_length=1)
     top_n: PositiveInt | None = None
+
+
+class TokenizeRequest(_Open):
+    """vLLM's /tokenize: a prompt, or chat messages as the model's chat template renders them."""
+    model: StrictStr | None = None
+    prompt: Annotated[StrictStr, Field(min_length=1)] | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | None = None
+    add_special_tokens: StrictBool | None = None
+    add_generation_prompt: StrictBool | None = None
+    return_token_strs: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "TokenizeRequest":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give either prompt or messages")
+        return self
 
 
 def _param(loc: tuple) -> str:
@@ -177,6 +193,13 @@ class RerankResponse(_Open):
     model: str
     usage: dict[str, int]
     results: list[RerankResult]
+
+
+class TokenizeResponse(_Open):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
 
 
 class ModelCard(BaseModel):

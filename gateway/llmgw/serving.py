@@ -43,7 +43,9 @@ async def serve(request: Request, services: Services, principal: Principal,
     body["model"] = model.served_name
     request_id = request.state.request_id
     trace: Trace = request.state.trace
-    trace.model, trace.stream = model.name, bool(getattr(parsed, "stream", False))
+    # Only an endpoint with a stream format streams: `stream` elsewhere is an unknown field.
+    trace.model = model.name
+    trace.stream = endpoint.events is not None and bool(getattr(parsed, "stream", False))
     if services.settings.log_content:
         trace.content = _content(body)[:2000]
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
@@ -57,9 +59,9 @@ async def serve(request: Request, services: Services, principal: Principal,
             return await _from_cache(services, admission, cached, hit, body)
         placement = model.pool.policy.place(body, request.headers)  # None: by request counts
         if trace.stream:
-            return await _stream(services, model, endpoint.backend_path, body, admission, cached,
+            return await _stream(services, model, endpoint, body, admission, cached,
                                  placement)
-        return await _answer(services, model, endpoint.backend_path, body, admission, cached,
+        return await _answer(services, model, endpoint, body, admission, cached,
                              placement)
     finally:
         cached.close()  # identical requests waiting on this call get its answer, or call themselves
@@ -170,17 +172,19 @@ async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
     return cached.response(hit, ticket.headers, body.get("stream_options"))
 
 
-async def _answer(services: Services, model: Model, path: str, body: dict,
+async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                   admission: _Admission, cached: Bypass,
                   placement: Placement | None) -> Response:
     async def forward() -> dict:
-        return await services.upstream.forward(model, path, body, admission.request_id,
+        return await services.upstream.forward(model, endpoint.backend_path, body,
+                                               admission.request_id,
                                                admission.trace, placement=placement)
 
     ticket, answering = await admission.beside(forward)
     try:
         answer = await answering
-        answer["model"] = model.name
+        if endpoint.names_model:
+            answer["model"] = model.name
         payload = cached.fill(orjson.dumps(answer))
     except BaseException as exc:
         _refund(services, ticket, exc)
@@ -189,15 +193,16 @@ async def _answer(services: Services, model: Model, path: str, body: dict,
     return Response(payload, media_type="application/json", headers=ticket.headers)
 
 
-async def _stream(services: Services, model: Model, path: str, body: dict,
+async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                   admission: _Admission, cached: Bypass,
                   placement: Placement | None) -> Response:
     asked = body.get("stream_options") or {}
     body["stream_options"] = {**asked, **METERED}
 
     async def open_stream() -> OpenStream:
-        return await services.upstream.open_stream(model, path, body, admission.request_id,
-                                                   admission.trace, placement=placement)
+        return await services.upstream.open_stream(model, endpoint.backend_path, body,
+                                                   admission.request_id, admission.trace,
+                                                   placement=placement)
 
     ticket, opening = await admission.beside(open_stream, discard=OpenStream.close)
     try:

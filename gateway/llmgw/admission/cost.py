@@ -81,6 +81,11 @@ def rerank_prompt(body: dict) -> tuple[int, int]:
                for d in docs), len(docs)
 
 
+def no_tokens(_body: dict) -> tuple[int, int]:
+    """A call that costs a request and no tokens (tokenize, detokenize)."""
+    return 0, 1
+
+
 @dataclass(frozen=True)
 class OutputRule:
     """Which output-length field an endpoint's backend obeys, and its default there. vLLM's

@@ -16,8 +16,8 @@ def is_deterministic(endpoint: EndpointSpec, body: dict) -> bool:
     """Embeddings and rerank always; generations only when greedy (temperature 0) or seeded,
     and with one choice. An absent temperature means the model's default (sampling): not
     deterministic."""
-    if endpoint.cache == "always":
-        return True
+    if endpoint.cache != "deterministic":
+        return endpoint.cache == "always"
     n = body.get("n")
     if n is not None and n != 1:
         return False
