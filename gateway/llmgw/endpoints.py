@@ -19,7 +19,8 @@ from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, OutputRule, chat_pr
                              completion_prompt, embedding_prompt, no_tokens, rerank_prompt)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
-                       RerankResponse, Text2SQLRequest, TokenizeRequest, TokenizeResponse)
+                       DetokenizeRequest, DetokenizeResponse, RerankResponse, Text2SQLRequest,
+                       TokenizeRequest, TokenizeResponse)
 from .routing import Endpoint
 from .tenancy.records import Scope
 
@@ -76,6 +77,11 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         "Tokenize a prompt, or chat messages as the model's template renders them",
         {"prompt": "Hello world"}, "vLLM's /tokenize; costs a request, no tokens.",
         names_model=False),
+    EndpointSpec(
+        "detokenize", ("/detokenize",), "/detokenize", Endpoint.CHAT, Scope.CHAT,
+        DetokenizeRequest, DetokenizeResponse, no_tokens, None, None, "never",
+        "Turn token ids back into text", {"tokens": [1, 2, 3]},
+        "vLLM's /detokenize; costs a request, no tokens.", names_model=False),
 )
 
 BY_NAME: Mapping[str, EndpointSpec] = MappingProxyType({e.name: e for e in ENDPOINTS})

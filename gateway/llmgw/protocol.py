@@ -95,6 +95,11 @@ class TokenizeRequest(_Open):
         return self
 
 
+class DetokenizeRequest(_Open):
+    model: StrictStr | None = None
+    tokens: list[Annotated[StrictInt, Field(ge=0)]] = Field(min_length=1)
+
+
 def _param(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -200,6 +205,10 @@ class TokenizeResponse(_Open):
     max_model_len: int
     tokens: list[int]
     token_strs: list[str] | None = None
+
+
+class DetokenizeResponse(_Open):
+    prompt: str
 
 
 class ModelCard(BaseModel):

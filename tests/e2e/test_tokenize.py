@@ -1,4 +1,4 @@
-"""/tokenize through the gateway: vLLM's answer as the backend gives it, its own scope, bad
+"""/tokenize and /detokenize through the gateway: vLLM's answer as the backend gives it, its own scope, bad
 input as OpenAI-style errors, and a request's cost without tokens."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ def _post(stack, path: str, body: dict, key: str | None = None) -> httpx.Respons
     return httpx.post(stack.base_url + path, json=body, headers=headers, timeout=60)
 
 
-def _direct(stack, path: str, body: dict) -> httpx.Response:
+def _direct(stack, path: str, body: dict, backend: str = "chat0") -> httpx.Response:
     """The same call straight to a chat backend, under its own served name."""
     auth = {"Authorization": f"Bearer {stack.backend_key}"}
-    url = stack.backend_url("chat0")
+    url = stack.backend_url(backend)
     served = httpx.get(url + "/v1/models", headers=auth, timeout=10).json()["data"][0]["id"]
     return httpx.post(url + path, json={**body, "model": served}, headers=auth, timeout=60)
 
@@ -71,3 +71,24 @@ def test_tokenize_is_not_cached_and_ignores_a_stream_flag(sim_stack):
     resp = _post(sim_stack, "/tokenize", {"model": "qwen", "prompt": "abc", "stream": True})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/json")
     assert resp.json()["count"] > 0
+
+
+def test_detokenize_answers_as_the_backend_does_and_round_trips(stack):
+    tokens = _post(stack, "/tokenize", {"model": "qwen", "prompt": "round trip"}).json()["tokens"]
+    for backend in ("chat0", "chat1"):  # the simulator spells back only ids it has made itself
+        assert _direct(stack, "/tokenize", {"prompt": "round trip"}, backend).json()["tokens"] == tokens
+    resp = _post(stack, "/detokenize", {"model": "qwen", "tokens": tokens})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == _direct(stack, "/detokenize", {"tokens": tokens}).json()
+    assert "round trip" in resp.json()["prompt"]
+
+
+@pytest.mark.parametrize("body,param", [({"model": "qwen"}, "tokens"),
+                                        ({"model": "qwen", "tokens": []}, "tokens"),
+                                        ({"model": "qwen", "tokens": [1, -2]}, "tokens[1]"),
+                                        ({"model": "qwen", "tokens": ["a"]}, "tokens[0]"),
+                                        ({"model": "qwen", "tokens": "12"}, "tokens")])
+def test_bad_detokenize_bodies_are_400_naming_the_field(sim_stack, body, param):
+    resp = _post(sim_stack, "/detokenize", body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
