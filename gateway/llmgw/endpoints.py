@@ -16,10 +16,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, OutputRule, chat_prompt,
-                             completion_prompt, embedding_prompt, no_tokens, rerank_prompt)
+                             completion_prompt, embedding_prompt, no_tokens, rerank_prompt,
+                             score_prompt)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
-                       DetokenizeRequest, DetokenizeResponse, RerankResponse, Text2SQLRequest,
+                       DetokenizeRequest, DetokenizeResponse, RerankResponse, ScoreRequest,
+                       ScoreResponse, Text2SQLRequest,
                        TokenizeRequest, TokenizeResponse)
 from .routing import Endpoint
 from .tenancy.records import Scope
@@ -67,10 +69,18 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         Scope.EMBEDDINGS, EmbeddingRequest, EmbeddingResponse, embedding_prompt, None, None,
         "always", "Embeddings", {"input": "hello world"}),
     EndpointSpec(
-        "rerank", ("/v1/rerank",), "/v1/rerank", Endpoint.RERANK, Scope.RERANK,
+        "rerank", ("/v1/rerank", "/rerank", "/v2/rerank"), "/v1/rerank", Endpoint.RERANK,
+        Scope.RERANK,
         RerankRequest, RerankResponse, rerank_prompt, None, None, "always",
         "Rerank documents against a query",
-        {"query": "capital of France", "documents": ["Paris is in France.", "Berlin."]}),
+        {"query": "capital of France", "documents": ["Paris is in France.", "Berlin."]},
+        "Also at /rerank and /v2/rerank (Cohere-style clients), as vLLM serves it."),
+    EndpointSpec(
+        "score", ("/v1/score", "/score"), "/v1/score", Endpoint.RERANK, Scope.RERANK,
+        ScoreRequest, ScoreResponse, score_prompt, None, None, "always",
+        "Score pairs of texts (cross-encoder or embedding similarity)",
+        {"queries": "capital of France", "documents": ["Paris is in France.", "Berlin."]},
+        "vLLM's /score, on a model that reranks; also at /score."),
     EndpointSpec(
         "tokenize", ("/tokenize",), "/tokenize", Endpoint.CHAT, Scope.CHAT, TokenizeRequest,
         TokenizeResponse, no_tokens, None, None, "never",

@@ -79,6 +79,34 @@ class RerankRequest(_Open):
     top_n: PositiveInt | None = None
 
 
+ScoreInput = Annotated[StrictStr, Field(min_length=1)] | dict[str, Any]
+ScoreSide = ScoreInput | Annotated[list[ScoreInput], Field(min_length=1)]
+# vLLM's /score takes its two sides under any of these names.
+SCORE_PAIRS = (("queries", "documents"), ("queries", "items"), ("data_1", "data_2"),
+               ("text_1", "text_2"))
+
+
+class ScoreRequest(_Open):
+    """vLLM's /score: one query against many, or pairs side by side."""
+    model: StrictStr | None = None
+    queries: ScoreSide | None = None
+    documents: ScoreSide | None = None
+    items: ScoreSide | None = None
+    data_1: ScoreSide | None = None
+    data_2: ScoreSide | None = None
+    text_1: ScoreSide | None = None
+    text_2: ScoreSide | None = None
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> "ScoreRequest":
+        given = [pair for pair in SCORE_PAIRS if None not in (getattr(self, pair[0]),
+                                                               getattr(self, pair[1]))]
+        if len(given) != 1:
+            raise ValueError("give one pair of inputs: queries and documents (or items), "
+                             "data_1 and data_2, or text_1 and text_2")
+        return self
+
+
 class TokenizeRequest(_Open):
     """vLLM's /tokenize: a prompt, or chat messages as the model's chat template renders them."""
     model: StrictStr | None = None
@@ -198,6 +226,20 @@ class RerankResponse(_Open):
     model: str
     usage: dict[str, int]
     results: list[RerankResult]
+
+
+class ScoreData(_Open):
+    index: int
+    object: str
+    score: float
+
+
+class ScoreResponse(_Open):
+    id: str
+    object: str
+    model: str
+    data: list[ScoreData]
+    usage: dict[str, Any]
 
 
 class TokenizeResponse(_Open):

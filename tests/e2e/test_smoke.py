@@ -32,7 +32,7 @@ def test_smoke_passes_on_a_healthy_platform_and_cleans_up(sim_stack):
                      "create organisation and key", "models", "chat stream",
                      "chat (/v1/chat/completions)", "completions (/v1/completions)",
                      "text2sql (/v1/text2sql)", "embeddings (/v1/embeddings)",
-                     "rerank (/v1/rerank)", "tokenize (/tokenize)",
+                     "rerank (/v1/rerank)", "score (/v1/score)", "tokenize (/tokenize)",
                      "detokenize (/detokenize)", "limit refusal",
                      "clean up"]
     details = {c["check"]: c["detail"] for c in report["checks"]}

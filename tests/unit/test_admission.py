@@ -131,3 +131,12 @@ def test_local_limiter_rps_bucket_refills():
     assert [local.admit("o", limits, 1) is None for _ in range(3)] == [True, True, False]
     clock.now += 0.5
     assert local.admit("o", limits, 1) is None
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"queries": "qq", "documents": ["a", "bbb"]}, ((2 * 2) + (1 + 3) + 2 * 2 * 2, 2)),
+    ({"text_1": ["ab", "c"], "text_2": ["d", "ee"]}, ((2 + 1) + (1 + 2) + 2 * 2 * 2, 2)),
+    ({"data_1": "q", "data_2": "d"}, (1 + 1 + 4, 1)),
+])
+def test_score_counts_every_pair_a_single_query_once_per_document(body, expected):
+    assert BY_NAME["score"].prompt(body) == expected

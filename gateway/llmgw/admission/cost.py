@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from ..errors import BadInput
+from ..protocol import SCORE_PAIRS
 from ..tenancy.limits import Limits
 
 PER_MESSAGE = 8        # role markers and separators of a chat template
@@ -79,6 +80,22 @@ def rerank_prompt(body: dict) -> tuple[int, int]:
     docs = body["documents"]
     return sum(query + _text_bytes(d if isinstance(d, str) else orjson.dumps(d).decode()) + 2 * PER_TEXT
                for d in docs), len(docs)
+
+
+def score_prompt(body: dict) -> tuple[int, int]:
+    """(estimated tokens, pairs) of a validated /score body: one query against each document,
+    or the two sides pair by pair."""
+    left, right = next(pair for pair in SCORE_PAIRS
+                       if body.get(pair[0]) is not None and body.get(pair[1]) is not None)
+    lhs, rhs = [side if isinstance(side, list) else [side] for side in (body[left], body[right])]
+    pairs = max(len(lhs), len(rhs))
+    repeat = pairs if len(lhs) == 1 else 1  # a single query is scored against every document
+    return (sum(map(_input_bytes, lhs)) * repeat + sum(map(_input_bytes, rhs))
+            + 2 * PER_TEXT * pairs), pairs
+
+
+def _input_bytes(value) -> int:
+    return _text_bytes(value if isinstance(value, str) else orjson.dumps(value).decode())
 
 
 def no_tokens(_body: dict) -> tuple[int, int]:
