@@ -159,6 +159,10 @@ class RoutingTable:
             for n in (m.name, *m.aliases):
                 self._by_name[n] = m
 
+    def named(self, name: str) -> Model | None:
+        """The model with this public name or alias."""
+        return self._by_name.get(name)
+
     def resolve(self, name: object, endpoint: Endpoint) -> Model:
         """The model a request names, or the error the client must see."""
         if name is None and endpoint is Endpoint.TEXT2SQL and self.text2sql_default:

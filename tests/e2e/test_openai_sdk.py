@@ -86,6 +86,21 @@ def test_models_lists_public_names(client):
     assert models[CHAT].model_extra["aliases"] == ["qwen"]
 
 
+def test_models_retrieve_by_name_or_alias_and_unknown_is_404(client, stack):
+    card = client.models.retrieve("qwen")
+    assert card.id == "Qwen/Qwen2.5-7B-Instruct" and "chat" in card.endpoints
+    assert client.models.retrieve("Qwen/Qwen2.5-7B-Instruct").id == card.id
+    with pytest.raises(openai.NotFoundError) as err:
+        client.models.retrieve("gpt-4")
+    assert err.value.body["code"] == "model_not_found"
+    # a model no scope of the key opens is as unknown as one that does not exist
+    embed_only = openai.OpenAI(base_url=stack.base_url + "/v1", max_retries=0,
+                               api_key=stack.create_org(key={"scopes": ["embeddings"]})["api_key"])
+    with pytest.raises(openai.NotFoundError):
+        embed_only.models.retrieve("qwen")
+    assert embed_only.models.retrieve("snowflake-arctic-embed").endpoints == ["embeddings"]
+
+
 def test_text2sql_without_model_field(stack):
     body = {"messages": [{"role": "user", "content": "Show all users"}], "max_tokens": 8}
     resp = httpx.post(stack.base_url + "/v1/text2sql", json=body, timeout=60, headers=stack.auth)

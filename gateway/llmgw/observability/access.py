@@ -22,6 +22,8 @@ QUIET = frozenset(("/livez", "/healthz", "/health", "/metrics"))  # probes: no a
 def _route(path: str) -> str:
     if path in ROUTE_OF_PATH:
         return ROUTE_OF_PATH[path]
+    if path.startswith("/v1/models/"):
+        return "models"
     return "admin" if path.startswith("/admin") else "other"
 
 
