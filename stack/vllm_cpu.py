@@ -21,7 +21,8 @@ KV_CACHE_BYTES = 64 * 1024 * 1024
 # (--convert stays "none"; `--convert embed|classify` is for adapting e.g. *ForCausalLM, and
 # 0.32 has no --task flag). The classifier with num_labels=1 gets /v1/rerank and /v1/score.
 KIND_FLAGS = {
-    "chat": [],
+    # Tool calls as the compose stack's Qwen2.5 backends parse them (hermes: <tool_call> JSON).
+    "chat": ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"],
     "embed": ["--runner", "pooling"],
     "rerank": ["--runner", "pooling"],
 }

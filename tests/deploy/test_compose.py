@@ -83,6 +83,9 @@ def test_vllm_server(compose, name):
     assert flag(command, "--gpu-memory-utilization") == [fraction]
     assert flag(command, "--api-key") == [BACKEND_KEY]
     assert flag(command, "--port") == ["8000"]
+    generates = "--runner" not in command  # pooling servers (embed, rerank) call no tools
+    assert ("--enable-auto-tool-choice" in command) == generates
+    assert flag(command, "--tool-call-parser") == (["hermes"] if generates else [])
     assert mounts(service)[service["environment"]["HF_HOME"]] == str(ROOT / "hf-cache")
     assert "/health" in " ".join(service["healthcheck"]["test"])
 
