@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     docs.install(app)
     error_handlers.install(app)
     openapi.install(app, [*{e.request: None for e in ENDPOINTS}, OrgCreate, OrgPatch, KeyCreate,
-                          KeyRotate], openapi.served_models(routing, ENDPOINTS))
+                          KeyRotate], openapi.model_required(routing, ENDPOINTS))
     if settings.gzip_min_bytes:
         # Innermost: it sees the answer as the route made it. It never touches text/event-stream
         # (its default exclusions), so streams are neither buffered nor compressed.

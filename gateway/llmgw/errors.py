@@ -148,6 +148,11 @@ class PermissionDenied(GatewayError):
     code = "insufficient_scope"
 
 
+class ModelNotAllowed(PermissionDenied):
+    """The key may not use the model it named; said alike whether or not that model exists."""
+    code = "model_not_allowed"
+
+
 class AdminUnauthorized(GatewayError):
     status = 401
     type = "unauthorized"

@@ -70,27 +70,22 @@ INFERENCE_ERRORS = {**error_responses(400, 401, 403, 404, 413, 415, 429, 502, 50
                           "(its message relayed)."}}
 
 
-def served_models(routing: RoutingTable, endpoints: Iterable[EndpointSpec]
-                  ) -> dict[str, tuple[list[str], bool]]:
-    """Per request model: the names (and aliases) its endpoint serves, and whether `model` is
-    required (everywhere but text2sql with a default model)."""
-    return {e.request.__name__: ([n for m in routing.models if e.serves in m.endpoints
-                                  for n in (m.name, *m.aliases)],
-                                 not (e.serves is Endpoint.TEXT2SQL and routing.text2sql_default))
+def model_required(routing: RoutingTable, endpoints: Iterable[EndpointSpec]) -> dict[str, bool]:
+    """Per request schema: is `model` required (everywhere but text2sql with a default model)?"""
+    return {e.request.__name__: not (e.serves is Endpoint.TEXT2SQL and routing.text2sql_default)
             for e in endpoints}
 
 
-def install(app: FastAPI, request_models: list[type[BaseModel]],
-            served: dict[str, tuple[list[str], bool]]) -> None:
-    """Generate the document once. `served` maps a request model's name to the model names its
-    endpoint accepts and whether `model` is required there."""
+def install(app: FastAPI, request_models: list[type[BaseModel]], required: dict[str, bool]) -> None:
+    """Generate the document once. `required` says, per inference request schema, whether
+    `model` is required there."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             components = schema.setdefault("components", {})
-            _add_request_models(components.setdefault("schemas", {}), request_models, served)
+            _add_request_models(components.setdefault("schemas", {}), request_models, required)
             components["securitySchemes"] = SECURITY_SCHEMES
             _conform_operations(schema)
             app.openapi_schema = schema
@@ -100,16 +95,18 @@ def install(app: FastAPI, request_models: list[type[BaseModel]],
 
 
 def _add_request_models(schemas: dict, models: list[type[BaseModel]],
-                        served: dict[str, tuple[list[str], bool]]) -> None:
+                        required: dict[str, bool]) -> None:
     for model in models:
         model_schema = model.model_json_schema(ref_template=_REF)
         schemas.update(model_schema.pop("$defs", {}))
-        if model.__name__ in served:
-            names, required = served[model.__name__]
+        if model.__name__ in required:
+            # No list of names: the document is public, and which models exist (and which a
+            # key may use) is for GET /v1/models to say, to a caller with a key.
             model_schema["properties"]["model"] = {
-                "type": "string", "enum": names,
-                "description": "Public model name or alias (see GET /v1/models); any other is 404."}
-            if required:
+                "type": "string", "minLength": 1,
+                "description": "Public model name or alias, as GET /v1/models lists them for "
+                               "the key; an unknown one is 404, one the key may not use 403."}
+            if required[model.__name__]:
                 model_schema["required"] = sorted({*model_schema.get("required", ()), "model"})
         schemas[model.__name__] = model_schema
 

@@ -8,6 +8,7 @@ file serves compose (service names) and the local stack (loopback ports).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
 from .backend_http import Origin
-from .errors import InvalidRequest, ModelNotFound, ModelNotSupported
+from .errors import InvalidRequest, ModelNotAllowed, ModelNotFound, ModelNotSupported
 from .placement.policy import PlacementPolicy, PolicyName, backend_seed
 
 
@@ -163,16 +164,22 @@ class RoutingTable:
         """The model with this public name or alias."""
         return self._by_name.get(name)
 
-    def resolve(self, name: object, endpoint: Endpoint) -> Model:
-        """The model a request names, or the error the client must see."""
+    def resolve(self, name: object, endpoint: Endpoint,
+                may_use: Callable[[Sequence[str]], bool] | None = None) -> Model:
+        """The model a request names, or the error the client must see. With `may_use` (the
+        caller's model access, when it has a list), a model it may not use, and a name no
+        model has, are both 403 model_not_allowed: the answer reveals nothing of the table."""
         if name is None and endpoint is Endpoint.TEXT2SQL and self.text2sql_default:
-            return self.text2sql_default
+            name = self.text2sql_default.name
         if name is None:
             raise InvalidRequest("you must provide a model parameter", param="model",
                                  code="missing_model")
         if not isinstance(name, str) or not name:
             raise InvalidRequest("model must be a non-empty string", param="model")
         model = self._by_name.get(name)
+        if may_use is not None and (model is None or not may_use((model.name, *model.aliases))):
+            raise ModelNotAllowed(f"this API key may not use the model '{name[:200]}'",
+                                  param="model")
         if model is None:
             known = ", ".join(m.name for m in self.models)
             raise ModelNotFound(f"The model '{name[:200]}' does not exist. Available models: {known}",

@@ -112,9 +112,11 @@ async def running_services(settings: Settings, routing: RoutingTable,
                           stale_after=STALE_INTERVALS * interval)
         scraper = MetricsScraper(client, routing, state, interval=interval, metrics=metrics)
         selector = build_selector(settings, routing, health, metrics, state)
+        catalogue = [(m.name, *m.aliases) for m in routing.models]
         services = Services(settings, routing, client, health,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
-                            auth, admin_store, TenancyAdmin(admin_store, audit, defaults, clock), audit,
+                            auth, admin_store,
+                            TenancyAdmin(admin_store, audit, defaults, clock, catalogue), audit,
                             _admission(settings, fast, channel, clock, metrics), BackgroundTasks(), metrics,
                             UsageReport(slow, defaults), selector.breakers, selector.queue,
                             selector.suspects, state, slow)

@@ -39,7 +39,8 @@ async def serve(request: Request, services: Services, principal: Principal,
     principal.require(endpoint.scope)
     body = await read_json_object(request, services.settings.max_body_bytes)
     parsed = validate(endpoint.request, body)
-    model = services.routing.resolve(body.get("model"), endpoint.serves)
+    model = services.routing.resolve(body.get("model"), endpoint.serves,
+                                     principal.may_use if principal.restricted else None)
     body["model"] = model.served_name
     request_id = request.state.request_id
     trace: Trace = request.state.trace

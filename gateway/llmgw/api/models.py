@@ -39,9 +39,10 @@ async def retrieve_model(model_id: str, services: ServicesDep, principal: Princi
 
 
 def _card(model: Model, principal: Principal, created: int) -> ModelCard | None:
-    """The model's card for this key: the endpoints its scopes open, or None if none."""
+    """The model's card for this key: the endpoints its scopes open, or None if none or the
+    key may not use the model."""
     allowed = sorted(e.value for e in model.endpoints if SCOPE_OF[e] in principal.scopes)
-    if not allowed:
+    if not allowed or not principal.may_use((model.name, *model.aliases)):
         return None
     return ModelCard(id=model.name, created=created, owned_by=model.owned_by,
                      aliases=list(model.aliases), endpoints=allowed)

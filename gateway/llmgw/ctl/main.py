@@ -37,7 +37,13 @@ def _key_body(args) -> dict:
         body["expires_in_secs"] = args.expires_in
     if args.name:
         body["name"] = args.name
+    if args.models:
+        body["models"] = _models(args.models)
     return body
+
+
+def _models(listed: str) -> list[str]:
+    return [m.strip() for m in listed.split(",") if m.strip()]
 
 
 def _show_key(api: dict, args) -> None:
@@ -53,6 +59,8 @@ def org_create(c: AdminClient, args) -> None:
         body["profile"] = args.profile
     if args.timezone:
         body["timezone"] = args.timezone
+    if args.models:
+        body["models"] = _models(args.models)
     key = {"scopes": args.scopes.split(",")} if args.scopes else {}
     created = c.call("POST", "/admin/orgs", json={**body, "key": key})
     if args.json:
@@ -88,6 +96,10 @@ def org_set_limits(c: AdminClient, args) -> None:
     if not body:
         raise SystemExit("nothing to change: give --profile, --set or --unset")
     org_patch(c, args, body)
+
+
+def org_set_models(c: AdminClient, args) -> None:
+    org_patch(c, args, {"models": None if args.all else _models(args.models)})
 
 
 def org_delete(c: AdminClient, args) -> None:
@@ -172,7 +184,8 @@ def backends(c: AdminClient, args) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     return parser.build({"org_create": org_create, "org_list": org_list, "org_show": org_show,
-                  "org_set_limits": org_set_limits, "org_delete": org_delete,
+                  "org_set_limits": org_set_limits,
+                  "org_set_models": org_set_models, "org_delete": org_delete,
                   "org_suspend": lambda c, a: org_patch(c, a, {"status": "suspended"}),
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,

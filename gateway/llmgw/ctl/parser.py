@@ -13,6 +13,8 @@ def _key_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expires-in", type=int, metavar="SECS", help="the key expires after SECS")
     p.add_argument("--name", help="a label for the key")
     p.add_argument("--set", action="append", metavar="FIELD=N", help="a limit lower than the org's")
+    p.add_argument("--models", help="comma-separated names, aliases or * patterns it may use "
+                                    "(within its organisation's; default: all of those)")
 
 
 def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
@@ -34,6 +36,8 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=N", help="a limit, e.g. rpm_limit=240")
     p.add_argument("--scopes", help="scopes of the first key (default: all inference scopes)")
     p.add_argument("--timezone", help="IANA zone for daily/monthly quotas (default UTC)")
+    p.add_argument("--models", help="comma-separated names, aliases or * patterns its keys may "
+                                    "use (default: every model)")
     p.set_defaults(func=commands["org_create"])
     p = org.add_parser("list", parents=[common], help="list organisations")
     p.add_argument("--limit", type=int, default=50)
@@ -50,6 +54,12 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=N", help="override one limit")
     p.add_argument("--unset", action="append", metavar="FIELD", help="back to the platform default")
     p.set_defaults(func=commands["org_set_limits"])
+    p = org.add_parser("set-models", parents=[common], help="the models its keys may use")
+    p.add_argument("org_id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--models", help="comma-separated names, aliases or * patterns")
+    which.add_argument("--all", action="store_true", help="every model (no list)")
+    p.set_defaults(func=commands["org_set_models"])
 
     key = groups.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     p = key.add_parser("create", parents=[common], help="create a key (shown once)")

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..audit import AuditLog
 from ..errors import Conflict, InvalidRequest, NotFound
 from . import apikeys
 from .admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
 from .limits import PROFILES, Limits
+from .model_access import unmatched
 from .records import ApiKeyRecord, Org
 from .store import NameTaken, TenancyStore, new_org_id
 
 
 class TenancyAdmin:
     def __init__(self, store: TenancyStore, audit: AuditLog, defaults: Limits,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], catalogue: Sequence[Sequence[str]] = ()) -> None:
         self._store = store
         self._audit = audit
         self._defaults = defaults
         self._clock = clock
+        self._catalogue = catalogue  # each model's names: model lists are checked against it
 
     def view(self, org: Org) -> dict:
         """An organisation as the admin API shows it, with the limits in force."""
@@ -37,8 +39,10 @@ class TenancyAdmin:
         limits = body.limits().over(PROFILES[body.profile]) if body.profile else body.limits()
         # Before anything is stored: a refused first key once left its organisation behind.
         self._check_key_limits(body.key, limits, param_prefix="key.")
+        self._check_models(body.models, "models")
+        self._check_models(body.key.models, "key.models")
         org = Org(id=new_org_id(), name=body.name, profile=body.profile, limits=limits,
-                  timezone=body.timezone, created_at=now, updated_at=now)
+                  timezone=body.timezone, models=body.models, created_at=now, updated_at=now)
         try:
             await self._store.create_org(org)
         except NameTaken:
@@ -63,6 +67,9 @@ class TenancyAdmin:
         for field in ("status", "timezone"):
             if getattr(body, field) is not None:
                 update[field] = getattr(body, field)
+        if "models" in body.model_fields_set:  # null: every model again
+            self._check_models(body.models, "models")
+            update["models"] = body.models
         org = org.model_copy(update=update)
         await self._store.save_org(org)
         await self._audit.record("org.update", org.id, before=before, after=self.view(org),
@@ -78,11 +85,13 @@ class TenancyAdmin:
     async def create_key(self, org: Org, body: KeyCreate, request_id: str | None,
                          action: str = "key.create") -> tuple[str, ApiKeyRecord]:
         self._check_key_limits(body, org.limits)
+        self._check_models(body.models, "models")
         now = self._clock()
         key_id, raw = apikeys.new_key()
         expires = now + body.expires_in_secs if body.expires_in_secs else None
         key = ApiKeyRecord(key_id=key_id, org_id=org.id, name=body.name, scopes=body.scopes,
-                           expires_at=expires, limits=body.limits, created_at=now,
+                           expires_at=expires, limits=body.limits, models=body.models,
+                           created_at=now,
                            digest=apikeys.digest(raw))
         await self._store.add_key(key)
         await self._audit.record(action, f"{org.id}/{key_id}", before=None, after=key.public(),
@@ -94,6 +103,12 @@ class TenancyAdmin:
         if too_high:
             raise InvalidRequest(f"a key's limits must not exceed its organisation's: {', '.join(too_high)}",
                                  param=f"{param_prefix}limits.{too_high[0]}", code="limit_above_org")
+
+    def _check_models(self, patterns: list[str] | None, param: str) -> None:
+        """Refuse a pattern that matches no model: a typo would deny every call silently."""
+        if self._catalogue and (missing := unmatched(patterns, self._catalogue)):
+            raise InvalidRequest(f"{missing[0]!r} matches no model (GET /v1/models lists them)",
+                                 param=param, code="unknown_model")
 
     async def key(self, key_id: str) -> ApiKeyRecord:
         key = await self._store.get_key(key_id) if apikeys.is_key_id(key_id) else None
@@ -109,7 +124,8 @@ class TenancyAdmin:
         org = await self.org(old.org_id)
         left = None if old.expires_at is None else max(1, int(old.expires_at - self._clock()))
         raw, new = await self.create_key(
-            org, KeyCreate(name=old.name, scopes=old.scopes, limits=old.limits, expires_in_secs=left),
+            org, KeyCreate(name=old.name, scopes=old.scopes, limits=old.limits, models=old.models,
+                           expires_in_secs=left),
             request_id, action="key.rotate")
         grace_end = self._clock() + body.grace_secs
         update = {"status": "revoked"} if body.grace_secs == 0 else \

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 from pydantic_core import PydanticCustomError
 
 from .limits import PROFILES, WHOLE, Limits
+from .model_access import ModelPatterns
 from .records import INFERENCE_SCOPES, Scope
 
 OrgName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
@@ -37,6 +38,9 @@ class KeyCreate(BaseModel):
     scopes: list[Scope] = Field(default_factory=lambda: list(INFERENCE_SCOPES), min_length=1)
     expires_in_secs: Annotated[StrictInt, Field(gt=0, le=10 * 365 * 86400), WHOLE] | None = None
     limits: Limits = Field(default_factory=Limits)
+    models: ModelPatterns | None = Field(None, description=(
+        "The models this key may use, within its organisation's: names, aliases, * patterns. "
+        "Absent or null: all its organisation may use."))
 
 
 class OrgCreate(Limits):
@@ -44,6 +48,9 @@ class OrgCreate(Limits):
     name: OrgName
     profile: ProfileName | None = None
     timezone: TimeZone = "UTC"
+    models: ModelPatterns | None = Field(None, description=(
+        "The models the organisation's keys may use: names, aliases, * patterns. Absent or "
+        "null: every model."))
     key: KeyCreate = Field(default_factory=KeyCreate, description="The first API key.")
 
     def limits(self) -> Limits:
@@ -56,6 +63,8 @@ class OrgPatch(Limits):
     profile: ProfileName | None = None
     status: Literal["active", "suspended"] | None = None
     timezone: TimeZone | None = None
+    models: ModelPatterns | None = Field(None, description=(
+        "Replace the list of models its keys may use; null: every model."))
 
     def limit_changes(self) -> dict[str, int | None]:
         return {n: getattr(self, n) for n in Limits.model_fields if n in self.model_fields_set}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -13,6 +13,7 @@ from ..errors import InvalidApiKey, PermissionDenied, StateUnavailable
 from .apikeys import bearer_token, digest, same_digest, well_formed
 from .last_known import LastKnown
 from .limits import Limits
+from .model_access import allows
 from .records import ApiKeyRecord, Org, Scope
 from .store import TenancyStore
 
@@ -28,10 +29,21 @@ class Principal:
     org_limits: Limits      # the organisation's (its own values over the platform defaults)
     key_limits: Limits      # only what the key itself sets
     timezone: str = "UTC"   # calendar days and months of quotas
+    org_models: tuple[str, ...] | None = None  # model patterns (model_access.py); None: all
+    key_models: tuple[str, ...] | None = None
 
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
             raise PermissionDenied(f"this API key lacks the '{scope.value}' scope")
+
+    @property
+    def restricted(self) -> bool:
+        """Is the key limited to some models (by its organisation or itself)?"""
+        return self.org_models is not None or self.key_models is not None
+
+    def may_use(self, names: Sequence[str]) -> bool:
+        """May this key call the model with these names (its name, then its aliases)?"""
+        return allows(self.org_models, names) and allows(self.key_models, names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +145,7 @@ class Authenticator:
         org_limits = org.limits.over(self._defaults)
         principal = Principal(org.id, org.name, key.key_id, frozenset(key.scopes),
                               key.limits.narrowed_by(org_limits), org_limits, key.limits,
-                              org.timezone)
+                              org.timezone, _patterns(org.models), _patterns(key.models))
         return _Entry(principal, key.status == "revoked", key.expires_at, org.status == "suspended")
 
     async def _lookup(self, key_digest: str) -> _Entry | None:
@@ -177,3 +189,7 @@ class Authenticator:
         if entry.suspended:
             raise PermissionDenied("this organisation is suspended", code="org_suspended")
         return entry.principal
+
+
+def _patterns(models: list[str] | None) -> tuple[str, ...] | None:
+    return None if models is None else tuple(models)

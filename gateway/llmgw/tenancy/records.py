@@ -30,6 +30,7 @@ class Org(BaseModel):
     profile: str | None = None
     limits: Limits = Field(default_factory=Limits)  # only what was set; defaults fill the rest
     timezone: str = "UTC"
+    models: list[str] | None = None  # patterns of the models it may use (model_access.py); None: all
     created_at: float
     updated_at: float
 
@@ -42,6 +43,7 @@ class ApiKeyRecord(BaseModel):
     status: Literal["active", "revoked"] = "active"
     expires_at: float | None = None
     limits: Limits = Field(default_factory=Limits)
+    models: list[str] | None = None  # narrows its organisation's list; None: as the organisation
     created_at: float
     digest: str = Field(exclude=True)  # stored, never shown
 
