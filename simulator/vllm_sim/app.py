@@ -11,7 +11,7 @@ import orjson
 
 from . import generate as gen
 from . import openai_shapes as shapes
-from . import plans, pooling
+from . import plans, pooling, responses
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
@@ -30,7 +30,7 @@ _METRICS_TYPE = b"text/plain; version=1.0.0; charset=utf-8"
 _METRICS_GARBAGE = (b"<html><body>\x00\xff not metrics</body></html>\n"
                     b"vllm:num_requests_running{model_name=\"x\"} NaN\nvllm:num_requests_waiting{ oops\n")
 _KIND_ROUTES = {
-    "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions"},
+    "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses"},
     "embed": {"/v1/embeddings": "embeddings"},
     "rerank": {"/rerank": "rerank", "/v1/rerank": "rerank", "/v2/rerank": "rerank",
                "/score": "score", "/v1/score": "score"},
@@ -154,6 +154,9 @@ class App:
     def _completions(self, req, conn):
         return self._engine_call(req, conn, lambda b, h, t0: self.engine.run_generation(
             plans.completion_plan(b, h, self.cfg), conn, t0))
+
+    def _responses(self, req, conn):
+        return self._engine_call(req, conn, lambda b, h, t0: responses.run(self.engine, b, self.cfg, conn, t0))
 
     def _pooling(self, req, conn, build):
         return self._engine_call(req, conn, lambda b, h, t0: self.engine.run_pooling(
