@@ -134,6 +134,8 @@ def _message(item: dict, prev: dict | None) -> dict | None:
             return None
         return {"role": "assistant", "tool_calls": [call]}
     if kind == "reasoning":
+        if item.get("encrypted_content"):
+            raise bad_request("Encrypted content is not supported.", "input")
         texts = item.get("content") or item.get("summary") or []
         text = texts[0].get("text", "") if texts and isinstance(texts[0], dict) else ""
         if prev is not None and prev.get("reasoning") is None:
@@ -161,16 +163,22 @@ def _continues_final(value) -> bool:
         last.get("status") in ("in_progress", "incomplete")
 
 
-def render(instructions: str | None, value) -> str:
-    """The prompt text: the chat template applied to instructions + input as chat messages."""
+def to_messages(instructions: str | None, value) -> list:
+    """vLLM's construct_input_messages() for a request without a previous response."""
     messages = [{"role": "system", "content": instructions}] if instructions else []
     if isinstance(value, str):
-        messages.append({"role": "user", "content": value})
-    else:
-        for item in value:
-            msg = _message(item, messages[-1] if messages else None)
-            if msg is not None:
-                messages.append(msg)
+        return messages + [{"role": "user", "content": value}]
+    converted: list = []  # items only: merging never reaches back into the instructions
+    for item in value:
+        msg = _message(item, converted[-1] if converted else None)
+        if msg is not None:
+            converted.append(msg)
+    return messages + converted
+
+
+def render(instructions: str | None, value) -> str:
+    """The prompt text: the chat template applied to instructions + input as chat messages."""
+    messages = to_messages(instructions, value)
     if not _continues_final(value):
         return gen.render_chat(messages)
     # continue_final_message: the last message stays open, no generation prompt follows.

@@ -12,7 +12,7 @@ import orjson
 
 from . import logprobs as lp
 from . import openai_shapes as shapes
-from .inference import _META, _STEP, _TOKEN, Engine
+from .inference import _META, _STEP, _TOKEN, Engine  # the Engine's event kinds, for _events
 
 
 def _sse(obj: dict) -> bytes:
@@ -76,8 +76,9 @@ class _ClaimRecorder:
 
 
 class _OpeningConn:
-    """The connection; when the engine starts a stream that must wait, response.created and
-    response.in_progress go out with the headers, before the request is scheduled, as in vLLM."""
+    """The connection, except that flush_head (called by the Engine when a streamed request has
+    to wait: queue, TTFT) also sends response.created and response.in_progress, as vLLM emits them
+    before the engine schedules the request. When nothing waits, _events yields them instead."""
 
     def __init__(self, conn, opening: list):
         self._conn, self._opening = conn, opening
@@ -91,8 +92,12 @@ class _OpeningConn:
 
 
 class ResponsesEngine(Engine):
-    """One Responses request run with the app's Engine state: the same capacity, KV cache,
-    metrics, stats and faults objects; the prefill clock stays the app engine's."""
+    """One Responses request run by the app's Engine code and state.
+
+    Built per request from a copy of the app engine's attributes, so capacity, KV cache, metrics,
+    stats and faults are the very same objects (Responses and chat requests queue and cache
+    together); the one scalar, the prefill clock, is kept on the app engine via _prefill_delay.
+    """
 
     def __init__(self, engine: Engine, plan):
         self.__dict__.update(engine.__dict__)
@@ -102,8 +107,7 @@ class ResponsesEngine(Engine):
 
     def run_generation(self, plan, conn, t0: float):
         if plan.stream:
-            template = dict(plan.template)  # response.created/in_progress carry a snapshot
-            plan.opened = [_sse({"response": template, "sequence_number": i, "type": t})
+            plan.opened = [_sse({"response": plan.template, "sequence_number": i, "type": t})
                            for i, t in enumerate(("response.created", "response.in_progress"))]
             conn = _OpeningConn(conn, plan.opened)
         return super().run_generation(plan, conn, t0)
@@ -121,7 +125,7 @@ class ResponsesEngine(Engine):
         one delta per token (decode step), then the done events and response.completed."""
         for ev in plan.opened:  # still here when nothing had to wait (no flush_head)
             yield _META, ev
-        seq = len(("created", "in_progress"))
+        seq = 2  # after response.created and response.in_progress
         item_id = "msg_" + shapes.random_id()
         g = plan.gens[0]
         part = {"annotations": [], "text": "", "type": "output_text", "logprobs": []}
