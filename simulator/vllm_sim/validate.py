@@ -72,17 +72,31 @@ def get_int(body: dict, name: str, default: int | None) -> int | None:
     raise invalid("int_type", name, _INT_MSG, v)
 
 
+_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))
+_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+
+
+def parse_bool(v) -> tuple[bool | None, tuple[str, str] | None]:
+    """Pydantic's lax bool: (value, None), or (None, (error type, message)) when it is not one."""
+    if isinstance(v, bool):
+        return v, None
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v), None
+    if isinstance(v, str) and v.lower() in _TRUE | _FALSE:  # no stripping: " yes" is refused
+        return v.lower() in _TRUE, None
+    if isinstance(v, (str, int)) or (isinstance(v, float) and v.is_integer()):
+        return None, ("bool_parsing", "Input should be a valid boolean, unable to interpret input")
+    return None, ("bool_type", "Input should be a valid boolean")
+
+
 def get_bool(body: dict, name: str, default: bool) -> bool:
     v = body.get(name)
     if v is None:
         return default
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        return v.lower() in ("true", "1", "yes", "on")
-    raise invalid("bool_type", name, "Input should be a valid boolean", v)
+    value, problem = parse_bool(v)
+    if problem:
+        raise invalid(problem[0], name, problem[1], v)
+    return value
 
 
 def get_str(body: dict, name: str, required: bool = False) -> str | None:
