@@ -8,8 +8,8 @@ from . import generate as gen
 from . import openai_shapes as shapes
 from . import tool_request, tools
 from .kv_cache import PromptBlocks
-from .validate import (ApiError, bad_request, check_model, check_n, check_prompt_len, clamp_max_tokens, get_bool,
-                       get_int, get_str, invalid, stream_flags)
+from .validate import (ApiError, bad_request, check_model, check_n, check_prompt_len, check_stream_options,
+                       clamp_max_tokens, get_bool, get_int, get_str, invalid, stream_flags)
 
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # CompletionRequest.max_tokens default in vLLM
 
@@ -71,8 +71,10 @@ def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: in
 
 
 def chat_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    # vLLM's "before" validators run ahead of every field check: tool usage, then tool_calls lists.
+    # vLLM's "before" validators run ahead of every field check (the last defined first): tool usage,
+    # stream options, then tool_calls lists turned into lists.
     tool_request.check_tool_usage(body)
+    check_stream_options(body)
     tool_request.normalize_history(body)
     tool_fields = tool_request.field_errors(body)
     messages = _messages(body, tool_fields)
@@ -120,11 +122,14 @@ def _kv_prompts(plan: GenPlan, prompts: list, cfg) -> None:
                        for k, p in enumerate(prompts)]
 
 
+def _check_prompt_given(body: dict) -> None:
+    """CompletionRequest's "before" validator: a VLLMValidationError (400 BadRequestError, not a pydantic list)."""
+    if "prompt" not in body or body["prompt"] is None or body["prompt"] == "":
+        raise bad_request("Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
+
+
 def _prompts(body: dict) -> list:
     """Normalise prompt: str | list[str] | list[int] | list[list[int]] to a list of prompts."""
-    if "prompt" not in body or body["prompt"] is None or body["prompt"] == "":
-        raise invalid("value_error", "", "Value error, Either prompt or prompt_embeds must be provided and "
-                      "non-empty.", body, param="prompt")
     p = body["prompt"]
     if isinstance(p, str):
         return [p]
@@ -140,7 +145,9 @@ def _prompts(body: dict) -> list:
 
 
 def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    prompts = _prompts(body)
+    _check_prompt_given(body)
+    check_stream_options(body)  # the next "before" validator in CompletionRequest
+    prompts = _prompts(body)  # field validation
     plan = GenPlan()
     plan.chat = False
     plan.tools = None

@@ -140,13 +140,20 @@ def check_model(body: dict, served: tuple, pooling: bool = False) -> None:
         raise ApiError(404, shapes.error(msg, "NotFoundError", 404, "model"))
 
 
+def check_stream_options(body: dict) -> None:
+    """vLLM's validate_stream_options, a "before" validator on the raw body (plain truthiness).
+
+    Its VLLMValidationError is not a ValueError, so pydantic does not wrap it: the answer is a
+    400 BadRequestError naming the parameter, not a "validation error" list.
+    """
+    if body.get("stream_options") and not body.get("stream"):
+        raise bad_request("Stream options can only be defined when `stream=True`.", "stream_options")
+
+
 def stream_flags(body: dict) -> tuple[bool, bool, bool]:
-    """(stream, include_usage, continuous_usage_stats) with vLLM's consistency rule."""
+    """(stream, include_usage, continuous_usage_stats); check_stream_options ran before."""
     stream = get_bool(body, "stream", False)
     opts = body.get("stream_options")
-    if opts and not stream:
-        raise invalid("value_error", "", "Value error, Stream options can only be defined when `stream=True`.",
-                      body, param="stream_options")
     if opts is None:
         return stream, False, False
     if not isinstance(opts, dict):
