@@ -99,7 +99,8 @@ def _tool_parser(args) -> str | None:
     if not args.tool_call_parser:
         raise SystemExit("Error: --enable-auto-tool-choice requires --tool-call-parser")
     if args.tool_call_parser not in TOOL_PARSERS:
-        raise SystemExit(f"invalid tool call parser: {args.tool_call_parser} (chose from {{ {','.join(TOOL_PARSERS)} }})")
+        choices = ",".join(TOOL_PARSERS)
+        raise SystemExit(f"invalid tool call parser: {args.tool_call_parser} (chose from {{ {choices} }})")
     return args.tool_call_parser
 
 
