@@ -11,7 +11,7 @@ import orjson
 
 from . import generate as gen
 from . import openai_shapes as shapes
-from . import plans, pooling, responses
+from . import plans, pooling, responses, tool_request
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
@@ -178,7 +178,8 @@ class App:
             check_model(body, self.cfg.served_model_names)
             if "messages" in body:
                 rendered = gen.render_chat(require_list(body, "messages"),
-                                           get_bool(body, "add_generation_prompt", True))
+                                           get_bool(body, "add_generation_prompt", True),
+                                           tool_request.tokenize_tools(body))
                 pieces = gen.tokenize(rendered, specials=True)
             else:
                 pieces = gen.tokenize(get_str(body, "prompt", required=True))

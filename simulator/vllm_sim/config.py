@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 VLLM_VERSION = "0.32.0"
 KINDS = ("chat", "embed", "rerank")
+TOOL_PARSERS = ("hermes",)  # tool-call formats the simulator can emit and parse
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Config:
     keep_alive_timeout: float
     num_gpu_blocks: int  # 0: no KV/prefix-cache model (kv_cache_usage_perc = running / max_num_seqs)
     block_size: int
+    # --enable-auto-tool-choice with a --tool-call-parser: vLLM then loads the parser, and only then
+    # accepts tool_choice "auto", "required" or a named tool. None: no parser (those are refused).
+    tool_parser: str | None
     faults: dict  # start-up fault/latency settings, same names as POST /sim/faults
 
     @property
@@ -57,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpu-blocks", type=int, default=0,
                    help="KV cache size in blocks; turns on the prefix-cache model (0: off)")
     p.add_argument("--block-size", type=int, default=16, help="tokens per KV block")
+    p.add_argument("--enable-auto-tool-choice", action="store_true",
+                   help="load the --tool-call-parser: tool_choice auto/required/named are served")
+    p.add_argument("--tool-call-parser", default=None,
+                   help=f"tool-call format ({', '.join(TOOL_PARSERS)}); used only with --enable-auto-tool-choice")
     g = p.add_argument_group("latency and faults (runtime-settable via POST /sim/faults)")
     g.add_argument("--ttft-ms", type=float, default=0.0)
     g.add_argument("--itl-ms", type=float, default=0.0)
@@ -82,6 +90,18 @@ def _check_kv(args) -> None:
     if args.num_gpu_blocks and args.num_gpu_blocks * args.block_size < args.max_model_len:
         raise SystemExit(f"--max-model-len {args.max_model_len} is larger than the KV cache "
                          f"({args.num_gpu_blocks} blocks of {args.block_size} tokens)")
+
+
+def _tool_parser(args) -> str | None:
+    """vLLM's start-up checks; without --enable-auto-tool-choice the parser is never loaded."""
+    if not args.enable_auto_tool_choice:
+        return None
+    if not args.tool_call_parser:
+        raise SystemExit("Error: --enable-auto-tool-choice requires --tool-call-parser")
+    if args.tool_call_parser not in TOOL_PARSERS:
+        choices = ",".join(TOOL_PARSERS)
+        raise SystemExit(f"invalid tool call parser: {args.tool_call_parser} (chose from {{ {choices} }})")
+    return args.tool_call_parser
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
@@ -124,5 +144,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
         keep_alive_timeout=args.keep_alive_timeout,
         num_gpu_blocks=args.num_gpu_blocks,
         block_size=args.block_size,
+        tool_parser=_tool_parser(args),
         faults=faults,
     )

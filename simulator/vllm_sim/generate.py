@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import zlib
 
 # Qwen-like special tokens: the tiny models vLLM is usually tested with use this template.
 IM_START, IM_END, EOS = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-SPECIAL_IDS = {EOS: 151643, IM_START: 151644, IM_END: 151645}
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"  # Qwen2.5's Hermes tool-call markers
+SPECIAL_IDS = {EOS: 151643, IM_START: 151644, IM_END: 151645, TOOL_CALL_START: 151657, TOOL_CALL_END: 151658}
+# Qwen2.5's chat template puts the tools into the system turn with these words.
+_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+_TOOLS_HEAD = ("\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+               "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
+_TOOLS_TAIL = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+               "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+               '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
 
 VOCAB = tuple(
     """the of and to in is that it for on with as was at by be this from or have an
@@ -100,19 +109,49 @@ def message_text(content) -> str:
     raise ValueError("message content must be a string or a list of content parts")
 
 
-def render_chat(messages: list, add_generation_prompt: bool = True) -> str:
-    """ChatML rendering; its token count is the chat prompt length everywhere."""
-    parts = []
+def render_chat(messages: list, add_generation_prompt: bool = True, tools=None) -> str:
+    """ChatML rendering (Qwen2.5's, tools included); its token count is the chat prompt length everywhere."""
     for msg in messages:
         if not isinstance(msg, dict):
             raise ValueError("each message must be an object")
-        role = msg.get("role")
-        if not isinstance(role, str):
+        if not isinstance(msg.get("role"), str):
             raise ValueError("each message needs a string 'role'")
-        parts.append(f"{IM_START}{role}\n{message_text(msg.get('content'))}{IM_END}\n")
+    parts, skip = [], 0
+    if tools:
+        # The tools go into the system turn (the request's first system message, else a default one).
+        skip = 1 if messages and messages[0]["role"] == "system" else 0
+        system = message_text(messages[0].get("content")) if skip else _DEFAULT_SYSTEM
+        listed = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools)
+        parts.append(f"{IM_START}system\n{system}{_TOOLS_HEAD}{listed}{_TOOLS_TAIL}{IM_END}\n")
+    for k in range(skip, len(messages)):
+        parts.append(_render_message(messages, k))
     if add_generation_prompt:
         parts.append(f"{IM_START}assistant\n")
     return "".join(parts)
+
+
+def _render_message(messages: list, k: int) -> str:
+    msg = messages[k]
+    role, text = msg["role"], message_text(msg.get("content"))
+    calls = msg.get("tool_calls")
+    if role == "assistant" and isinstance(calls, list) and calls:
+        head = f"{IM_START}assistant" + ("\n" + text if text else "")
+        return head + "".join(map(_render_call, calls)) + f"{IM_END}\n"
+    if role == "tool":
+        # Consecutive tool results share one user turn, each in <tool_response> tags.
+        first = k == 0 or messages[k - 1].get("role") != "tool"
+        last = k == len(messages) - 1 or messages[k + 1].get("role") != "tool"
+        return (f"{IM_START}user" if first else "") + f"\n<tool_response>\n{text}\n</tool_response>" + \
+            (f"{IM_END}\n" if last else "")
+    return f"{IM_START}{role}\n{text}{IM_END}\n"
+
+
+def _render_call(call) -> str:
+    fn = call.get("function") if isinstance(call, dict) else None
+    fn = fn if isinstance(fn, dict) else {}
+    args = fn.get("arguments")
+    args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+    return f'\n{TOOL_CALL_START}\n{{"name": "{fn.get("name")}", "arguments": {args}}}\n{TOOL_CALL_END}'
 
 
 def count_chat(rendered: str) -> int:

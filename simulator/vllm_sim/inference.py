@@ -8,8 +8,9 @@ import time
 
 import orjson
 
-from . import logprobs
+from . import hermes, logprobs
 from . import openai_shapes as shapes
+from .tools import ToolGeneration
 
 _DONE = b"data: [DONE]\n\n"
 _META, _TOKEN, _STEP = 0, 1, 2  # event kinds: plain event, token event, decode-step boundary
@@ -134,15 +135,20 @@ class Engine:
         return None
 
     def _full_body(self, plan) -> dict:
-        build = shapes.chat_response if plan.chat else shapes.completion_response
         if plan.logprobs is None:
             lps = [None] * len(plan.gens)
         elif plan.chat:
             lps = [logprobs.chat_logprobs(g.pieces, plan.logprobs) for g in plan.gens]
         else:
             lps = [logprobs.completion_logprobs(g.pieces, plan.logprobs) for g in plan.gens]
-        return build(plan.rid, plan.created, plan.model, plan.gens, plan.prompt_tokens, self.fingerprint,
-                     plan.token_ids, plan.prompt_ids, lps)
+        args = (plan.rid, plan.created, plan.model, plan.gens, plan.prompt_tokens, self.fingerprint,
+                plan.token_ids, plan.prompt_ids, lps)
+        if not plan.chat:
+            return shapes.completion_response(*args)
+        # Tool-calling choices are read back through vLLM's hermes parser; text choices stay as they are.
+        answers = [hermes.message(g.text, g.finish_reason, plan.tools.choice) if isinstance(g, ToolGeneration)
+                   else None for g in plan.gens] if plan.tools else None
+        return shapes.chat_response(*args, answers=answers)
 
     # ---- SSE event sequence ----------------------------------------------
     def _events(self, plan):
@@ -156,12 +162,19 @@ class Engine:
         fp = None if plan.include_usage else self.fingerprint
         plain = plan.logprobs is None and not plan.continuous and not plan.token_ids
         template = shapes.PlainTokenEvents(head, plan.chat) if plain else None
+        # One hermes stream parser per tool-calling choice, as vLLM keeps one parser per choice.
+        streams = [hermes.ToolStream(plan.tools.choice == "named") if isinstance(g, ToolGeneration) else None
+                   for g in plan.gens] if plan.tools else None
         steps = max(len(g.pieces) for g in plan.gens)
         for step in range(steps):
             if step:
                 yield _STEP, b""
             for i, g in enumerate(plan.gens):
-                if template is not None and step < len(g.pieces) - 1:
+                if streams and streams[i] is not None:
+                    chunk = self._tool_chunk(plan, head, i, g, step, fp, streams[i]) if step < len(g.pieces) else None
+                    if chunk is not None:
+                        yield _TOKEN, _sse(chunk)
+                elif template is not None and step < len(g.pieces) - 1:
                     yield _TOKEN, template.event(i, g.pieces[step])
                 elif step < len(g.pieces):
                     yield _TOKEN, _sse(self._token_chunk(plan, head, i, g, step, fp))
@@ -170,17 +183,31 @@ class Engine:
             yield _META, _sse(shapes.final_usage_chunk(head, plan.prompt_tokens, completion, self.fingerprint))
         yield _META, _DONE
 
-    @staticmethod
-    def _token_chunk(plan, head: dict, i: int, g, step: int, fp: str | None) -> dict:
+    def _tool_chunk(self, plan, head: dict, i: int, g, step: int, fp: str | None, stream) -> dict | None:
+        """A tool-calling choice's chunk for one step; None when vLLM sends none (parser holding back)."""
         last = step == len(g.pieces) - 1
-        finish = g.finish_reason if last else None
+        delta, finish = stream.step(g.delta_text(step), g.finish_reason if last else None)
+        if delta is None:
+            if plan.logprobs is None and not plan.token_ids:
+                return None
+            delta = {}  # the step's logprobs or token id still go out, with an empty delta
+        return self._token_chunk(plan, head, i, g, step, fp, delta, finish)
+
+    @staticmethod
+    def _token_chunk(plan, head: dict, i: int, g, step: int, fp: str | None, delta: dict | None = None,
+                     finish: str | None = None) -> dict:
+        """delta/finish: given for tool-calling choices; else the piece as content and the engine's finish."""
+        last = step == len(g.pieces) - 1
+        if delta is None:
+            finish = g.finish_reason if last else None
         tid = [g.ids()[step]] if plan.token_ids else None
         prompt_count = plan.prompt_counts[plan.prompt_index(i)]
         piece, fp = g.pieces[step], (fp if last else None)
         if plan.chat:
             use = shapes.chat_continuous_usage(plan.prompt_tokens, step + 1) if plan.continuous else None
             lp = None if plan.logprobs is None else logprobs.chat_logprobs([piece], plan.logprobs, step)
-            return shapes.chat_token_chunk(head, i, piece, finish, tid, use, fp, lp)
+            return shapes.chat_delta_chunk(head, i, {"content": piece} if delta is None else delta, finish, tid,
+                                           use, fp, lp)
         use = shapes.usage_set(prompt_count, step + 1) if plan.continuous else None
         pids = plan.prompt_ids[i] if (plan.token_ids and step == 0) else None
         lp = None if plan.logprobs is None else logprobs.completion_logprobs(

@@ -29,9 +29,27 @@ def _summarize(value) -> str:
 
 def validation_error(kind: str, loc: tuple, msg: str, value, param: str | None = None) -> bytes:
     """FastAPI RequestValidationError as vLLM renders it: 400, type 'Bad Request'."""
-    where = ".".join(str(p) for p in loc)
-    entry = {"type": kind, "loc": where, "msg": msg, "input": _summarize(value)}
-    return error(f"1 validation error:\n  {entry!r}", "Bad Request", 400, param or where)
+    return validation_errors([(kind, loc, msg, value, None)], param)
+
+
+def validation_errors(entries: list, param: str | None = None) -> bytes:
+    """Several pydantic errors (kind, loc, msg, input, ctx-or-None) in one 400, as vLLM lists them.
+
+    param defaults to the first error's location, like vLLM's handler, which also reports at most
+    10 errors of at most 1000 characters each.
+    """
+    lines = []
+    for kind, loc, msg, value, ctx in entries[:10]:
+        entry = {"type": kind, "loc": ".".join(str(p) for p in loc), "msg": msg, "input": _summarize(value)}
+        if ctx is not None:
+            entry["ctx"] = ctx
+        text = repr(entry)
+        lines.append("  " + (text if len(text) <= 1000 else text[:1000] + "...[truncated]"))
+    label = "error" if len(entries) == 1 else "errors"
+    if len(entries) > 10:
+        lines.append(f"  ...and {len(entries) - 10} more {label}")
+    first = ".".join(str(p) for p in entries[0][1])
+    return error(f"{len(entries)} validation {label}:\n" + "\n".join(lines), "Bad Request", 400, param or first)
 
 
 def media_type_error() -> bytes:
@@ -58,15 +76,27 @@ def usage_set(prompt: int, completion: int) -> dict:
 
 
 # ---- chat -------------------------------------------------------------------
+def chat_message(content: str | None, tool_calls: list | None = None) -> dict:
+    """ChatMessage.model_dump(): tool_calls only when there are some (vLLM's serializer drops [])."""
+    msg = {"role": "assistant", "content": content, "refusal": None, "annotations": None, "audio": None,
+           "function_call": None}
+    if tool_calls:
+        msg["tool_calls"] = tool_calls
+    msg["reasoning"] = None
+    return msg
+
+
 def chat_response(rid: str, created: int, model: str, gens: list, prompt_tokens: int,
-                  fingerprint: str, token_ids: bool, prompt_ids: list | None, lps: list) -> dict:
-    choices = [{
-        "index": i,
-        "message": {"role": "assistant", "content": g.text, "refusal": None, "annotations": None,
-                    "audio": None, "function_call": None, "reasoning": None},
-        "logprobs": lps[i], "finish_reason": g.finish_reason, "stop_reason": None,
-        "token_ids": g.ids() if token_ids else None, "routed_experts": None,
-    } for i, g in enumerate(gens)]
+                  fingerprint: str, token_ids: bool, prompt_ids: list | None, lps: list,
+                  answers: list | None = None) -> dict:
+    """answers[i]: (content, tool_calls, finish_reason) of a tool-calling choice, None for plain text."""
+    choices = []
+    for i, g in enumerate(gens):
+        answer = answers[i] if answers else None
+        content, calls, finish = answer or (g.text, None, g.finish_reason)
+        choices.append({"index": i, "message": chat_message(content, calls), "logprobs": lps[i],
+                        "finish_reason": finish, "stop_reason": None,
+                        "token_ids": g.ids() if token_ids else None, "routed_experts": None})
     completion = sum(len(g.pieces) for g in gens)
     return {"id": rid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
             "service_tier": None, "system_fingerprint": fingerprint, "usage": usage(prompt_tokens, completion),
@@ -94,7 +124,13 @@ def chat_role_chunk(head: dict, index: int, prompt_ids: list | None, use: dict |
 
 def chat_token_chunk(head: dict, index: int, piece: str, finish: str | None, tid: list | None,
                      use: dict | None, fingerprint: str | None, lp: dict | None) -> dict:
-    choice = {"index": index, "delta": {"content": piece}, "logprobs": lp, "finish_reason": finish}
+    return chat_delta_chunk(head, index, {"content": piece}, finish, tid, use, fingerprint, lp)
+
+
+def chat_delta_chunk(head: dict, index: int, delta: dict, finish: str | None, tid: list | None,
+                     use: dict | None, fingerprint: str | None, lp: dict | None) -> dict:
+    """One choice's chunk for any DeltaMessage (content, tool-call deltas, or {} on a bare finish)."""
+    choice = {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
     if finish is not None:
         choice["stop_reason"] = None
     choice["token_ids"] = tid

@@ -6,9 +6,10 @@ import time
 
 from . import generate as gen
 from . import openai_shapes as shapes
+from . import tool_request, tools
 from .kv_cache import PromptBlocks
-from .validate import (bad_request, check_model, check_n, check_prompt_len, clamp_max_tokens, get_bool,
-                       get_int, get_str, invalid, require_list, stream_flags)
+from .validate import (ApiError, bad_request, check_model, check_n, check_prompt_len, check_stream_options,
+                       clamp_max_tokens, get_bool, get_int, get_str, invalid, stream_flags)
 
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # CompletionRequest.max_tokens default in vLLM
 
@@ -17,7 +18,7 @@ class GenPlan:
     """Everything needed to answer one generation request, computed before any waiting."""
 
     __slots__ = ("chat", "rid", "created", "model", "gens", "prompt_counts", "prompt_ids", "n", "stream",
-                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts")
+                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts", "tools")
 
     @property
     def prompt_tokens(self) -> int:
@@ -27,8 +28,9 @@ class GenPlan:
         return choice // self.n
 
 
-def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requested_key: str) -> int | None:
-    """Field-level checks first (pydantic in vLLM), then the model name, then sampling checks."""
+def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requested_key: str,
+            more_fields=None) -> int | None:
+    """Field-level checks first (pydantic in vLLM; more_fields: the caller's), then the model name."""
     plan.stream, plan.include_usage, plan.continuous = stream_flags(body)
     n = get_int(body, "n", 1)
     plan.token_ids = get_bool(body, "return_token_ids", False)
@@ -40,6 +42,8 @@ def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requeste
     else:
         plan.logprobs = get_int(body, "logprobs", None)
     base = headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id()
+    if more_fields is not None:
+        more_fields()
     check_model(body, cfg.served_model_names)
     plan.n = check_n(n)
     plan.rid = prefix + base
@@ -48,7 +52,8 @@ def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requeste
     return requested
 
 
-def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: int, body: dict, cfg) -> None:
+def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: int, body: dict, cfg,
+              last_role: str | None = None) -> None:
     seed = get_int(body, "seed", None)
     ignore_eos = get_bool(body, "ignore_eos", False)
     min_tokens = get_int(body, "min_tokens", 0)
@@ -57,26 +62,54 @@ def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: in
     for key, count in zip(keys, plan.prompt_counts):
         check_prompt_len(count, cfg.max_model_len)
         max_tokens = clamp_max_tokens(requested, default, count, cfg.max_model_len)
-        plan.max_tokens = max(plan.max_tokens, max_tokens)
-        plan.gens.extend(gen.generate(key, seed, i, max_tokens, cfg.natural_len, ignore_eos, min_tokens)
-                         for i in range(plan.n))
+        # A tool call ends by itself, so without max_tokens it gets vLLM's default: the context left.
+        call_limit = clamp_max_tokens(requested, cfg.max_model_len - count, count, cfg.max_model_len)
+        for i in range(plan.n):
+            g = tools.answer(plan.tools, key, seed, i, call_limit, last_role) if plan.tools else None
+            plan.max_tokens = max(plan.max_tokens, max_tokens if g is None else call_limit)
+            plan.gens.append(g or gen.generate(key, seed, i, max_tokens, cfg.natural_len, ignore_eos, min_tokens))
 
 
 def chat_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    messages = require_list(body, "messages")
+    # vLLM's "before" validators run ahead of every field check (the last defined first): tool usage,
+    # stream options, then tool_calls lists turned into lists.
+    tool_request.check_tool_usage(body)
+    check_stream_options(body)
+    tool_request.normalize_history(body)
+    tool_fields = tool_request.field_errors(body)
+    messages = _messages(body, tool_fields)
     plan = GenPlan()
     plan.chat = True
-    requested = _common(plan, body, headers, cfg, "chatcmpl-", "max_completion_tokens")
+
+    def more_fields():  # tools come after the sampling fields; the history check runs after all of them
+        tool_request.raise_field_errors(tool_fields or tool_request.history_errors(messages))
+
+    requested = _common(plan, body, headers, cfg, "chatcmpl-", "max_completion_tokens", more_fields)
+    plan.tools = tool_request.parse(body)
+    tool_request.check_parser(plan.tools, cfg.tool_parser)
     try:
-        rendered = gen.render_chat(messages, get_bool(body, "add_generation_prompt", True))
+        rendered = gen.render_chat(messages, get_bool(body, "add_generation_prompt", True),
+                                   tool_request.template_tools(plan.tools and plan.tools.tools))
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
     pieces = gen.tokenize(rendered, specials=True)
     plan.prompt_counts = [len(pieces)]
     plan.prompt_ids = gen.token_ids(pieces) if plan.token_ids else None
-    _generate(plan, [rendered], requested, cfg.default_max_tokens, body, cfg)
+    last = messages[-1].get("role") if messages and isinstance(messages[-1], dict) else None
+    _generate(plan, [rendered], requested, cfg.default_max_tokens, body, cfg, last)
     _kv_prompts(plan, [pieces], cfg)
     return plan
+
+
+def _messages(body: dict, tool_fields: list) -> list:
+    """The messages list; when it is missing or not a list, pydantic reports it with the tool field errors."""
+    if isinstance(body.get("messages"), list):
+        return body["messages"]
+    if "messages" not in body:
+        first = ("missing", ("body", "messages"), "Field required", body, None)
+    else:
+        first = ("list_type", ("body", "messages"), "Input should be a valid list", body["messages"], None)
+    raise ApiError(400, shapes.validation_errors([first] + tool_fields))
 
 
 def _kv_prompts(plan: GenPlan, prompts: list, cfg) -> None:
@@ -89,11 +122,14 @@ def _kv_prompts(plan: GenPlan, prompts: list, cfg) -> None:
                        for k, p in enumerate(prompts)]
 
 
+def _check_prompt_given(body: dict) -> None:
+    """CompletionRequest's "before" validator: a VLLMValidationError (400 BadRequestError, not a pydantic list)."""
+    if "prompt" not in body or body["prompt"] is None or body["prompt"] == "":
+        raise bad_request("Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
+
+
 def _prompts(body: dict) -> list:
     """Normalise prompt: str | list[str] | list[int] | list[list[int]] to a list of prompts."""
-    if "prompt" not in body or body["prompt"] is None or body["prompt"] == "":
-        raise invalid("value_error", "", "Value error, Either prompt or prompt_embeds must be provided and "
-                      "non-empty.", body, param="prompt")
     p = body["prompt"]
     if isinstance(p, str):
         return [p]
@@ -109,9 +145,12 @@ def _prompts(body: dict) -> list:
 
 
 def completion_plan(body: dict, headers: dict, cfg) -> GenPlan:
-    prompts = _prompts(body)
+    _check_prompt_given(body)
+    check_stream_options(body)  # the next "before" validator in CompletionRequest
+    prompts = _prompts(body)  # field validation
     plan = GenPlan()
     plan.chat = False
+    plan.tools = None
     requested = _common(plan, body, headers, cfg, "cmpl-", "max_tokens")
     keys, ids, tokens = [], [], []  # tokens: token strings of a text prompt, the ids of an id prompt
     for p in prompts:

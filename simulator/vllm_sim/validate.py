@@ -72,17 +72,31 @@ def get_int(body: dict, name: str, default: int | None) -> int | None:
     raise invalid("int_type", name, _INT_MSG, v)
 
 
+_TRUE = frozenset(("1", "on", "t", "true", "y", "yes"))
+_FALSE = frozenset(("0", "off", "f", "false", "n", "no"))
+
+
+def parse_bool(v) -> tuple[bool | None, tuple[str, str] | None]:
+    """Pydantic's lax bool: (value, None), or (None, (error type, message)) when it is not one."""
+    if isinstance(v, bool):
+        return v, None
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v), None
+    if isinstance(v, str) and v.lower() in _TRUE | _FALSE:  # no stripping: " yes" is refused
+        return v.lower() in _TRUE, None
+    if isinstance(v, (str, int)) or (isinstance(v, float) and v.is_integer()):
+        return None, ("bool_parsing", "Input should be a valid boolean, unable to interpret input")
+    return None, ("bool_type", "Input should be a valid boolean")
+
+
 def get_bool(body: dict, name: str, default: bool) -> bool:
     v = body.get(name)
     if v is None:
         return default
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        return v.lower() in ("true", "1", "yes", "on")
-    raise invalid("bool_type", name, "Input should be a valid boolean", v)
+    value, problem = parse_bool(v)
+    if problem:
+        raise invalid(problem[0], name, problem[1], v)
+    return value
 
 
 def get_str(body: dict, name: str, required: bool = False) -> str | None:
@@ -126,13 +140,20 @@ def check_model(body: dict, served: tuple, pooling: bool = False) -> None:
         raise ApiError(404, shapes.error(msg, "NotFoundError", 404, "model"))
 
 
+def check_stream_options(body: dict) -> None:
+    """vLLM's validate_stream_options, a "before" validator on the raw body (plain truthiness).
+
+    Its VLLMValidationError is not a ValueError, so pydantic does not wrap it: the answer is a
+    400 BadRequestError naming the parameter, not a "validation error" list.
+    """
+    if body.get("stream_options") and not body.get("stream"):
+        raise bad_request("Stream options can only be defined when `stream=True`.", "stream_options")
+
+
 def stream_flags(body: dict) -> tuple[bool, bool, bool]:
-    """(stream, include_usage, continuous_usage_stats) with vLLM's consistency rule."""
+    """(stream, include_usage, continuous_usage_stats); check_stream_options ran before."""
     stream = get_bool(body, "stream", False)
     opts = body.get("stream_options")
-    if opts and not stream:
-        raise invalid("value_error", "", "Value error, Stream options can only be defined when `stream=True`.",
-                      body, param="stream_options")
     if opts is None:
         return stream, False, False
     if not isinstance(opts, dict):

@@ -166,7 +166,10 @@ def test_score(rerank_sim):
     ({"messages": MSGS, "n": 0}, 400, "BadRequestError", None),
     ({"messages": MSGS, "max_tokens": "many"}, 400, "Bad Request", "body.max_tokens"),
     ({"messages": "hi"}, 400, "Bad Request", "body.messages"),
-    ({"messages": MSGS, "stream_options": {"include_usage": True}}, 400, "Bad Request", "stream_options"),
+    # vLLM's "before" validators raise VLLMValidationError, which pydantic does not wrap: BadRequestError,
+    # ahead of every field check (here: before the missing messages).
+    ({"messages": MSGS, "stream_options": {"include_usage": True}}, 400, "BadRequestError", "stream_options"),
+    ({"stream_options": {"include_usage": True}}, 400, "BadRequestError", "stream_options"),
     ({"messages": [{"role": "user", "content": "word " * 600}]}, 400, "BadRequestError", "input_tokens"),
 ])
 def test_chat_errors(chat_sim, body, status, etype, param):
@@ -175,6 +178,18 @@ def test_chat_errors(chat_sim, body, status, etype, param):
     err = r.json()["error"]
     assert list(err) == ["message", "type", "param", "code"]
     assert (err["type"], err["param"], err["code"]) == (etype, param, status)
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"max_tokens": 3}, "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)"),
+    ({"prompt": 5, "stream_options": {"include_usage": True}},
+     "Stream options can only be defined when `stream=True`. (parameter=stream_options)"),
+])
+def test_completions_before_validator_errors(chat_sim, body, message):
+    r = chat_sim.post("/v1/completions", body)
+    assert r.status_code == 400
+    param = message.rsplit("=", 1)[1].rstrip(")")
+    assert r.json()["error"] == {"message": message, "type": "BadRequestError", "param": param, "code": 400}
 
 
 def test_transport_level_errors(chat_sim):
