@@ -51,8 +51,10 @@ def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[s
         from . import vllm_cpu
         return vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
                                        cfg.models_dir, api_key)
+    # Chat simulators call tools as the real chat servers are started to (vllm_cpu.KIND_FLAGS).
+    tools = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"] if spec.kind == "chat" else []
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
-            "--kind", spec.kind, "--served-model-name", *spec.served_names, *cfg.sim_args]
+            "--kind", spec.kind, "--served-model-name", *spec.served_names, *tools, *cfg.sim_args]
     if api_key:
         argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     return argv, {}

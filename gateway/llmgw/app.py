@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, docs, inference, metrics, models, system
+from .api import admin, docs, inference, metrics, models, responses, system
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     inference_routes = inference.routes()
     app.include_router(inference_routes)
     app.include_router(models.router)
+    app.include_router(responses.router)
     app.include_router(system.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)

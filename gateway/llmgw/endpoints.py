@@ -15,14 +15,15 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, OutputRule, chat_prompt,
-                             completion_prompt, embedding_prompt, no_tokens, rerank_prompt,
-                             score_prompt)
+from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, RESPONSES_OUTPUT, OutputRule,
+                             chat_prompt, completion_prompt, embedding_prompt, no_tokens,
+                             rerank_prompt, responses_prompt, score_prompt)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
                        DetokenizeRequest, DetokenizeResponse, RerankResponse, ScoreRequest,
                        ScoreResponse, Text2SQLRequest,
                        TokenizeRequest, TokenizeResponse)
+from .responses.protocol import ResponseObject, ResponsesRequest
 from .routing import Endpoint
 from .tenancy.records import Scope
 
@@ -39,12 +40,13 @@ class EndpointSpec:
     answer: type[BaseModel]        # the answer's schema (OpenAPI)
     prompt: Callable[[dict], tuple[int, int]]  # (estimated prompt tokens, prompts) of a valid body
     output: OutputRule | None      # the output-length field the backend obeys; None: no generation
-    events: Literal["chat", "completion"] | None  # the stream's chunk format; None: never streams
+    events: Literal["chat", "completion", "responses"] | None  # stream format; None: never streams
     cache: Literal["always", "deterministic", "never"]  # always, when greedy or seeded, or never
     summary: str
     example: Mapping                # a small valid body, `model` left out: docs and the smoke test
     description: str = ""
     names_model: bool = True        # the answer's `model` is set to the public name
+    conversation: bool = False      # a Responses API turn: chained and stored (responses/)
 
 
 ENDPOINTS: tuple[EndpointSpec, ...] = (
@@ -53,6 +55,14 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         ChatCompletionRequest, ChatCompletionResponse, chat_prompt, CHAT_OUTPUT, "chat",
         "deterministic", "Chat completion (streaming or not)",
         {"messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8}),
+    EndpointSpec(
+        "responses", ("/v1/responses",), "/v1/responses", Endpoint.CHAT, Scope.CHAT,
+        ResponsesRequest, ResponseObject, responses_prompt, RESPONSES_OUTPUT, "responses",
+        "never", "Create a model response (Responses API), or continue a stored one",
+        {"input": "Say hello in five words.", "max_output_tokens": 8},
+        "Stored per organisation for RESPONSES_TTL_SECS unless `store` is false; "
+        "`previous_response_id` continues a stored response on any replica.",
+        conversation=True),
     EndpointSpec(
         "completions", ("/v1/completions",), "/v1/completions", Endpoint.COMPLETIONS,
         Scope.CHAT, CompletionRequest, CompletionResponse, completion_prompt, COMPLETION_OUTPUT,

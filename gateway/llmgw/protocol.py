@@ -20,21 +20,21 @@ Number = StrictFloat
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class _Open(BaseModel):
+class OpenSchema(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class ChatMessage(_Open):
+class ChatMessage(OpenSchema):
     role: Role
     content: StrictStr | list[dict[str, Any]] | None = None
 
 
-class StreamOptions(_Open):
+class StreamOptions(OpenSchema):
     include_usage: StrictBool | None = None
     continuous_usage_stats: StrictBool | None = None
 
 
-class _Sampling(_Open):
+class _Sampling(OpenSchema):
     model: StrictStr | None = Field(None, description="Public model name or alias (see GET /v1/models).")
     max_tokens: PositiveInt | None = None
     n: Annotated[StrictInt, Field(ge=1, le=128)] = 1
@@ -63,7 +63,7 @@ class CompletionRequest(_Sampling):
         | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
 
 
-class EmbeddingRequest(_Open):
+class EmbeddingRequest(OpenSchema):
     model: StrictStr | None = None
     input: Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] \
         | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
@@ -72,7 +72,7 @@ class EmbeddingRequest(_Open):
     user: StrictStr | None = None
 
 
-class RerankRequest(_Open):
+class RerankRequest(OpenSchema):
     model: StrictStr | None = None
     query: Annotated[StrictStr, Field(min_length=1)]
     documents: list[StrictStr | dict[str, Any]] = Field(min_length=1)
@@ -86,7 +86,7 @@ SCORE_PAIRS = (("queries", "documents"), ("queries", "items"), ("data_1", "data_
                ("text_1", "text_2"))
 
 
-class ScoreRequest(_Open):
+class ScoreRequest(OpenSchema):
     """vLLM's /score: one query against many, or pairs side by side."""
     model: StrictStr | None = None
     queries: ScoreSide | None = None
@@ -107,7 +107,7 @@ class ScoreRequest(_Open):
         return self
 
 
-class TokenizeRequest(_Open):
+class TokenizeRequest(OpenSchema):
     """vLLM's /tokenize: a prompt, or chat messages as the model's chat template renders them."""
     model: StrictStr | None = None
     prompt: Annotated[StrictStr, Field(min_length=1)] | None = None
@@ -123,7 +123,7 @@ class TokenizeRequest(_Open):
         return self
 
 
-class DetokenizeRequest(_Open):
+class DetokenizeRequest(OpenSchema):
     model: StrictStr | None = None
     tokens: list[Annotated[StrictInt, Field(ge=0)]] = Field(min_length=1)
 
@@ -166,19 +166,19 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class Usage(_Open):
+class Usage(OpenSchema):
     prompt_tokens: int
     completion_tokens: int | None = None
     total_tokens: int
 
 
-class ChatChoice(_Open):
+class ChatChoice(OpenSchema):
     index: int
     message: dict[str, Any]
     finish_reason: str | None
 
 
-class ChatCompletionResponse(_Open):
+class ChatCompletionResponse(OpenSchema):
     id: str
     object: Literal["chat.completion"]
     created: int
@@ -187,13 +187,13 @@ class ChatCompletionResponse(_Open):
     usage: Usage | None = None
 
 
-class CompletionChoice(_Open):
+class CompletionChoice(OpenSchema):
     index: int
     text: str
     finish_reason: str | None
 
 
-class CompletionResponse(_Open):
+class CompletionResponse(OpenSchema):
     id: str
     object: Literal["text_completion"]
     created: int
@@ -202,39 +202,39 @@ class CompletionResponse(_Open):
     usage: Usage | None = None
 
 
-class Embedding(_Open):
+class Embedding(OpenSchema):
     index: int
     object: Literal["embedding"]
     embedding: list[float] | str
 
 
-class EmbeddingResponse(_Open):
+class EmbeddingResponse(OpenSchema):
     object: Literal["list"]
     data: list[Embedding]
     model: str
     usage: Usage
 
 
-class RerankResult(_Open):
+class RerankResult(OpenSchema):
     index: int
     document: dict[str, Any] | None = None
     relevance_score: float
 
 
-class RerankResponse(_Open):
+class RerankResponse(OpenSchema):
     id: str
     model: str
     usage: dict[str, int]
     results: list[RerankResult]
 
 
-class ScoreData(_Open):
+class ScoreData(OpenSchema):
     index: int
     object: str
     score: float
 
 
-class ScoreResponse(_Open):
+class ScoreResponse(OpenSchema):
     id: str
     object: str
     model: str
@@ -242,14 +242,14 @@ class ScoreResponse(_Open):
     usage: dict[str, Any]
 
 
-class TokenizeResponse(_Open):
+class TokenizeResponse(OpenSchema):
     count: int
     max_model_len: int
     tokens: list[int]
     token_strs: list[str] | None = None
 
 
-class DetokenizeResponse(_Open):
+class DetokenizeResponse(OpenSchema):
     prompt: str
 
 

@@ -34,6 +34,7 @@ from .resilience.retry import Backoff, RetryBudget, RetryPolicy
 from .resilience.suspects import Suspects
 from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
+from .responses.store import ResponseStore
 from .routing import RoutingTable
 from .settings import Settings
 from .tenancy.admin import TenancyAdmin
@@ -68,6 +69,7 @@ class Services:
     state: StateView
     redis: Redis | None = None  # the admin-path client, for health pings
     cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
+    responses: ResponseStore | None = None  # the Responses API's stored conversations
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -121,6 +123,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
                             UsageReport(slow, defaults), selector.breakers, selector.queue,
                             selector.suspects, state, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
+        services.responses = ResponseStore(slow, ttl_secs=settings.responses_ttl_secs,
+                                           max_bytes=settings.responses_max_bytes)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import orjson
+import structlog
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +23,9 @@ from .errors import BadInput, GatewayError
 from .observability.trace import Trace
 from .placement.policy import Placement
 from .protocol import validate
+from .responses.conversation import Turn
+from .responses.store import StoredResponse, TooLarge
+from .responses.stream import ResponsesMeter
 from .routing import Model
 from .services import Services
 from .streaming import RelayResponse, StreamMeter, relay
@@ -32,6 +37,7 @@ from .tenancy.limits import Limits
 # it generated. What the client did not ask for is removed on the way out.
 METERED = {"include_usage": True, "continuous_usage_stats": True}
 T = TypeVar("T")
+log = structlog.get_logger("llmgw.serving")
 
 
 async def serve(request: Request, services: Services, principal: Principal,
@@ -47,6 +53,9 @@ async def serve(request: Request, services: Services, principal: Principal,
     # Only an endpoint with a stream format streams: `stream` elsewhere is an unknown field.
     trace.model = model.name
     trace.stream = endpoint.events is not None and bool(getattr(parsed, "stream", False))
+    # A Responses API turn carries its stored conversation (404 if it is not this org's).
+    turn = await Turn.begin(body, principal.org_id, services.responses) \
+        if endpoint.conversation else None
     if services.settings.log_content:
         trace.content = _content(body)[:2000]
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
@@ -61,9 +70,9 @@ async def serve(request: Request, services: Services, principal: Principal,
         placement = model.pool.policy.place(body, request.headers)  # None: by request counts
         if trace.stream:
             return await _stream(services, model, endpoint, body, admission, cached,
-                                 placement)
+                                 placement, turn)
         return await _answer(services, model, endpoint, body, admission, cached,
-                             placement)
+                             placement, turn)
     finally:
         cached.close()  # identical requests waiting on this call get its answer, or call themselves
 
@@ -75,6 +84,7 @@ class _Admission:
     def __init__(self, services: Services, principal: Principal, reserve: int, request_id: str,
                  meter_key: str, trace: Trace, cached: Bypass) -> None:
         self._gate, self._principal, self._reserve = services.admission, principal, reserve
+        self.org_id = principal.org_id
         self.request_id, self.meter_key, self.trace, self._cached = request_id, meter_key, trace, cached
 
     async def final(self, billed: int, usage: dict[str, int]) -> Ticket:
@@ -128,8 +138,9 @@ def _content(body: dict) -> str:
 def _used(usage: dict | None) -> tuple[int, int]:
     if not isinstance(usage, dict):
         return 0, 0
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+    # chat and completions say prompt/completion tokens; the Responses API input/output
+    prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+    completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
     if not completion and usage.get("total_tokens"):
         prompt = usage["total_tokens"]  # rerank reports only a total
     return int(prompt), int(completion)
@@ -175,7 +186,7 @@ async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
 
 async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                   admission: _Admission, cached: Bypass,
-                  placement: Placement | None) -> Response:
+                  placement: Placement | None, turn: Turn | None) -> Response:
     async def forward() -> dict:
         return await services.upstream.forward(model, endpoint.backend_path, body,
                                                admission.request_id,
@@ -186,6 +197,8 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
         answer = await answering
         if endpoint.names_model:
             answer["model"] = model.name
+        if turn is not None:
+            await _keep(services, admission.org_id, turn.answered(answer))
         payload = cached.fill(orjson.dumps(answer))
     except BaseException as exc:
         _refund(services, ticket, exc)
@@ -196,9 +209,10 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
 
 async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                   admission: _Admission, cached: Bypass,
-                  placement: Placement | None) -> Response:
+                  placement: Placement | None, turn: Turn | None) -> Response:
     asked = body.get("stream_options") or {}
-    body["stream_options"] = {**asked, **METERED}
+    if turn is None:  # Responses streams end with their usage anyway
+        body["stream_options"] = {**asked, **METERED}
 
     async def open_stream() -> OpenStream:
         return await services.upstream.open_stream(model, endpoint.backend_path, body,
@@ -212,9 +226,11 @@ async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body
         await free_if_finished(opening, OpenStream.close)
         _refund(services, ticket, exc)
         raise
-    meter = StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
-                        keep_each_usage=bool(asked.get("continuous_usage_stats")),
-                        collector=cached.collector())
+    meter = ResponsesMeter(model.name, turn, lambda kept: _keep(services, admission.org_id, kept)) \
+        if turn is not None else \
+        StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
+                    keep_each_usage=bool(asked.get("continuous_usage_stats")),
+                    collector=cached.collector())
 
     async def finish() -> None:
         await stream.close()
@@ -227,6 +243,19 @@ async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body
                 cached.fill_stream(meter.usage)
 
     return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)
+
+
+async def _keep(services: Services, org_id: str, kept: StoredResponse) -> None:
+    """Store a Responses answer its client asked to keep; if it cannot be, the answer says
+    `store: false` (and why in the log), so the client knows not to chain it."""
+    if not kept.response.get("store"):
+        return
+    try:
+        await services.responses.put(org_id, kept)
+    except (TooLarge, RedisError, OSError) as exc:
+        kept.response["store"] = False
+        log.warning("response_not_stored", response_id=kept.response.get("id"),
+                    reason=type(exc).__name__)
 
 
 def _refund(services: Services, ticket: Ticket, exc: BaseException) -> None:

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     default_max_context_tokens: PositiveInt = 8192
     default_max_output_tokens: PositiveInt = 512
 
+    # --- Responses API: stored conversations (Redis), per organisation ---
+    responses_ttl_secs: Annotated[int, Field(ge=60, le=365 * 86400)] = 30 * 86400
+    # A conversation (its items and the last response) over this many bytes is answered but
+    # not stored: a later turn naming it gets 404.
+    responses_max_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+
     # --- response cache and compression ---
     cache_enabled: bool = True
     cache_ttl_secs: Annotated[float, Field(gt=0, le=86400)] = 60.0

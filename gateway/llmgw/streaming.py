@@ -20,7 +20,8 @@ class StreamMeter:
     for removed. The gateway always asks the backend for usage on every chunk
     (`continuous_usage_stats`), so a stream cut short still says how much it generated."""
 
-    __slots__ = ("_public", "_keep_final", "_keep_each", "_collector", "usage", "failed", "finished")
+    __slots__ = ("_public", "_keep_final", "_keep_each", "_collector", "usage", "failed", "finished",
+                 "hold")
 
     def __init__(self, public_model: str, *, keep_final_usage: bool, keep_each_usage: bool,
                  collector: StreamCollector | None = None) -> None:
@@ -31,6 +32,7 @@ class StreamMeter:
         self.usage: dict | None = None
         self.failed = False
         self.finished = False
+        self.hold = None  # a chat or completion stream has nothing to do before an event leaves
 
     def _event(self, event: bytes) -> bytes | None:
         if not event.startswith(b"data: {"):
@@ -75,6 +77,12 @@ async def _chunks(stream: OpenStream) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _held(meter) -> None:
+    """What the meter must finish before its block leaves (a Responses answer is stored)."""
+    hold, meter.hold = meter.hold, None
+    await hold
+
+
 async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
     framer = EventFramer()
     first = True
@@ -88,12 +96,18 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
                 if out := meter.process(head + b"\n\n"):
                     first = False
                     stream.prefilled()
+                    if meter.hold is not None:
+                        await _held(meter)
                     yield out
                     await asyncio.sleep(0)  # the loop comes round: the held write goes out
             if events and (out := meter.process(events)):
+                if meter.hold is not None:
+                    await _held(meter)
                 yield out
         tail = framer.rest()
         if tail.strip() and (out := meter.process(tail + b"\n\n")):
+            if meter.hold is not None:
+                await _held(meter)
             yield out
     except TRANSPORT_ERRORS as exc:  # includes the idle limit (a read timeout)
         meter.failed = True

@@ -29,6 +29,8 @@ from stacks import TestStack
 from llmgw.endpoints import ENDPOINTS
 from llmgw.routing import Endpoint
 
+INFERENCE_PATHS = {p for e in ENDPOINTS for p in e.paths}
+
 CHECKS = [getattr(schemathesis.checks, name) for name in (
     "not_a_server_error", "status_code_conformance", "content_type_conformance",
     "response_schema_conformance", "negative_data_rejection")]
@@ -184,5 +186,5 @@ def test_what_the_document_forbids_is_refused_and_what_is_refused_is_documented(
             if path.startswith("/v1/"):
                 assert {"401", "403", "503"} <= set(op["responses"]), f"{method} {path}"
                 assert op.get("security"), f"{method} {path} documents no authentication"
-            if method == "post" and path.startswith("/v1/"):  # admitted: rate limits apply
+            if method == "post" and path in INFERENCE_PATHS:  # admitted: rate limits apply
                 assert "429" in op["responses"], f"{method} {path}"

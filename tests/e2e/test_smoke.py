@@ -30,7 +30,8 @@ def test_smoke_passes_on_a_healthy_platform_and_cleans_up(sim_stack):
     names = [c["check"] for c in report["checks"]]
     assert names == ["health", "admin without token", "admin with a wrong token",
                      "create organisation and key", "models", "chat stream",
-                     "chat (/v1/chat/completions)", "completions (/v1/completions)",
+                     "chat (/v1/chat/completions)", "responses (/v1/responses)",
+                     "completions (/v1/completions)",
                      "text2sql (/v1/text2sql)", "embeddings (/v1/embeddings)",
                      "rerank (/v1/rerank)", "score (/v1/score)", "tokenize (/tokenize)",
                      "detokenize (/detokenize)", "limit refusal",

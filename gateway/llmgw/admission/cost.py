@@ -22,7 +22,7 @@ PER_MESSAGE = 8        # role markers and separators of a chat template
 PER_CONVERSATION = 64  # template preamble, default system prompt, generation prompt
 PER_TEXT = 2           # [CLS]/[SEP] or BOS/EOS around one input
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/completions
-LENGTH_FIELDS = ("max_tokens", "max_completion_tokens")
+LENGTH_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass
@@ -63,6 +63,23 @@ def chat_prompt(body: dict) -> tuple[int, int]:
     for extra in ("tools", "functions", "response_format"):
         if body.get(extra):
             tokens += len(orjson.dumps(body[extra]))
+    return tokens, 1
+
+
+def responses_prompt(body: dict) -> tuple[int, int]:
+    """(estimated prompt tokens, 1) of a Responses API body whose input holds the whole
+    conversation: messages as in chat, other items (function calls and outputs) as JSON."""
+    items = body["input"]
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    tokens = PER_CONVERSATION + _text_bytes(body.get("instructions"))
+    for item in items:
+        if "content" in item and "role" in item:
+            tokens += _text_bytes(item["content"]) + len(str(item["role"])) + PER_MESSAGE
+        else:
+            tokens += len(orjson.dumps(item)) + PER_MESSAGE
+    if body.get("tools"):
+        tokens += len(orjson.dumps(body["tools"]))
     return tokens, 1
 
 
@@ -111,8 +128,11 @@ class OutputRule:
     token and generate thousands."""
     completion_field: bool   # max_completion_tokens, when given, wins over max_tokens
     default: int | None      # the backend's own default; None: up to the context
+    only: str | None = None  # the one field there is (the Responses API's max_output_tokens)
 
     def field(self, body: dict) -> tuple[str, int | None]:
+        if self.only is not None:
+            return self.only, self.default
         if self.completion_field and body.get("max_completion_tokens") is not None:
             return "max_completion_tokens", None
         return "max_tokens", self.default
@@ -120,6 +140,7 @@ class OutputRule:
 
 CHAT_OUTPUT = OutputRule(completion_field=True, default=None)
 COMPLETION_OUTPUT = OutputRule(completion_field=False, default=COMPLETIONS_DEFAULT_MAX_TOKENS)
+RESPONSES_OUTPUT = OutputRule(completion_field=False, default=None, only="max_output_tokens")
 
 
 def output_budget(rule: OutputRule | None, body: dict, limits: Limits) -> tuple[int, int]:

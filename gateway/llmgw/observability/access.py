@@ -24,6 +24,8 @@ def _route(path: str) -> str:
         return ROUTE_OF_PATH[path]
     if path.startswith("/v1/models/"):
         return "models"
+    if path.startswith("/v1/responses/"):
+        return "responses"
     return "admin" if path.startswith("/admin") else "other"
 
 

@@ -1,0 +1,1 @@
+"""The Responses API's stored conversations: any replica continues any conversation."""
