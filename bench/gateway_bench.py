@@ -8,7 +8,7 @@ in three alternating rounds. Also: time to the first event of a stream at concur
 (direct and through the gateway in turns, on raw sockets), memory with 2,000 streams held
 open. Loopback only; bounded in time.
 
-    .venv/bin/python bench/gateway_bench.py [--workers 2] [--duration 5]
+    .venv/bin/python bench/gateway_bench.py [--workers 2] [--duration 5] [--chat-policy prefix]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from stacks import TestStack  # noqa: E402
+from stacks import E2E_ROUTING, TestStack  # noqa: E402
 
 OPEN = {"rps": 100_000, "burst": 1_000_000, "rpm_limit": 10_000_000, "tpm_limit": 10**10,
         "max_concurrent": 100_000, "daily_token_limit": 10**11, "daily_request_limit": 10**9,
@@ -186,11 +186,22 @@ def _median(runs: list[dict]) -> dict:
             "non_2xx": sum(r["non_2xx"] for r in runs)}
 
 
-def run(workers: int, secs: int) -> dict:
+def _routing(tmp: Path, chat_policy: str | None) -> Path:
+    """The end-to-end routing file, with the chat pool's policy set if one is given."""
+    if chat_policy is None:
+        return E2E_ROUTING
+    path = tmp / "routing.yaml"
+    path.write_text(E2E_ROUTING.read_text().replace(
+        "  chat:\n    backends:", f"  chat:\n    policy: {{name: {chat_policy}}}\n    backends:", 1))
+    return path
+
+
+def run(workers: int, secs: int, chat_policy: str | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
     stack = TestStack("sim", tmp, workers=workers, sim_args=("--ttft-ms", "0", "--itl-ms", "0",
                                                              "--max-num-seqs", "5000"),
-                      env={"GLOBAL_MAX_CONCURRENT": "0", "REDIS_TIMEOUT_SECS": "0.5"}).start()
+                      env={"GLOBAL_MAX_CONCURRENT": "0", "REDIS_TIMEOUT_SECS": "0.5"},
+                      routing=_routing(tmp, chat_policy)).start()
     try:
         key = stack.create_org(**OPEN)["api_key"]
         pids = _pids(stack)
@@ -257,8 +268,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--chat-policy", choices=["least_load", "prefix", "session", "random"],
+                        help="the chat pool's routing policy (default: the e2e file's, least_load)")
     args = parser.parse_args()
-    result = run(args.workers, args.duration)
+    result = run(args.workers, args.duration, args.chat_policy)
+    result["chat_policy"] = args.chat_policy or "least_load"
     text = _markdown(result)
     print(text)
     out = ROOT / "bench" / "results"
