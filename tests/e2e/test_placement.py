@@ -93,3 +93,46 @@ def test_a_backend_leaving_moves_only_its_own_conversations(placed):
     stayed = [c for c, home in before.items() if home == "chat0"]
     assert stayed and all(set(during[c]) == {"chat0"} for c in stayed)
     assert all(set(backends) == {"chat0"} for backends in during.values())
+
+
+def _stream_then_leave(stack: TestStack, url: str, conversation: int) -> None:
+    """A streamed later turn whose client reads one event and goes away."""
+    with httpx.Client(timeout=30) as client, client.stream("POST", url + "/v1/chat/completions", headers={
+            "Authorization": f"Bearer {stack.open_key}"}, json={
+            "model": "qwen", "max_tokens": 50, "stream": True,
+            "messages": _conversation(conversation, 3)}) as resp:
+        next(resp.iter_lines())
+
+
+def test_work_estimates_return_to_zero_whatever_becomes_of_the_requests(placed):
+    """Every request's prefill estimate is given back: answered, streamed, left mid-stream or
+    refused by the backend. A leak would bias placement for good."""
+    placed.chat_faults(error_rate=0.2)
+    try:
+        jobs = []
+        with ThreadPoolExecutor(16) as pool:
+            for i in range(120):
+                url = placed.base_urls[i % 2]
+                if i % 3 == 0:
+                    jobs.append(pool.submit(_stream_then_leave, placed, url, i))
+                else:
+                    jobs.append(pool.submit(lambda i=i, url=url: httpx.post(
+                        url + "/v1/chat/completions", timeout=30,
+                        headers={"Authorization": f"Bearer {placed.open_key}"},
+                        json={"model": "qwen", "max_tokens": 3, "stream": i % 3 == 1,
+                              "messages": _conversation(i, 1 + i % 3)})))
+            for job in jobs:
+                job.exception()  # 5xx and dropped streams are part of the mix
+    finally:
+        placed.chat_faults()
+    admin = {"Authorization": f"Bearer {placed.admin_token}"}
+    deadline, seen = time.monotonic() + 10, []
+    while time.monotonic() < deadline:
+        seen = [(b["in_flight"], b["prefill_pending"])
+                for url in placed.base_urls for _ in range(6)  # new connections: both workers
+                for b in httpx.get(url + "/health/detailed", headers=admin,
+                                   timeout=10).json()["pools"]["chat"]["backends"]]
+        if set(seen) == {(0, 0)}:
+            break
+        time.sleep(0.2)
+    assert set(seen) == {(0, 0)}, seen

@@ -56,6 +56,7 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
                     "backends": [{"name": b.name, "healthy": services.health.is_healthy(b),
                                   "breaker": breakers[b.name],
                                   "suspect": suspects.get(b.name, False), "in_flight": b.in_flight,
+                                  "prefill_pending": b.prefill_pending,
                                   "capacity": balancer.capacity(b),
                                   "state": services.state.snapshot(b.name)}
                                  for b in pool.backends]}
