@@ -186,7 +186,7 @@ def _median(runs: list[dict]) -> dict:
             "non_2xx": sum(r["non_2xx"] for r in runs)}
 
 
-def _routing(tmp: Path, chat_policy: str | None) -> Path:
+def chat_routing(tmp: Path, chat_policy: str | None) -> Path:
     """The end-to-end routing file, with the chat pool's policy set if one is given."""
     if chat_policy is None:
         return E2E_ROUTING
@@ -201,7 +201,7 @@ def run(workers: int, secs: int, chat_policy: str | None = None) -> dict:
     stack = TestStack("sim", tmp, workers=workers, sim_args=("--ttft-ms", "0", "--itl-ms", "0",
                                                              "--max-num-seqs", "5000"),
                       env={"GLOBAL_MAX_CONCURRENT": "0", "REDIS_TIMEOUT_SECS": "0.5"},
-                      routing=_routing(tmp, chat_policy)).start()
+                      routing=chat_routing(tmp, chat_policy)).start()
     try:
         key = stack.create_org(**OPEN)["api_key"]
         pids = _pids(stack)

@@ -8,7 +8,8 @@ the functions with the most cumulative CPU (cProfile on the process CPU clock).
 
 Everything is on, access lines included: they go to stdout, the report to stderr.
 
-    .venv/bin/python bench/profile_inprocess.py [--stream] [--hit] [--top 40] [--sort tottime] > /dev/null
+    .venv/bin/python bench/profile_inprocess.py [--stream] [--hit] [--top 40] [--sort tottime]
+        [--chat-policy prefix] > /dev/null
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
-from gateway_bench import OPEN  # noqa: E402
+from gateway_bench import OPEN, chat_routing  # noqa: E402
 from stack.processes import gateway_env  # noqa: E402
 from stacks import TestStack  # noqa: E402
 
@@ -115,12 +116,15 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--hit", action="store_true", help="temperature 0: cache hits after the first")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--chat-policy", choices=["least_load", "prefix", "session", "random"],
+                        help="the chat pool's routing policy (default: the e2e file's)")
     parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
                         help="order of the function table: time within and below, or within")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-profile-"))
     stack = TestStack("sim", tmp, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "0"),
-                      env={"GLOBAL_MAX_CONCURRENT": "0"}).start()
+                      env={"GLOBAL_MAX_CONCURRENT": "0"},
+                      routing=chat_routing(tmp, args.chat_policy)).start()
     try:
         key = stack.create_org(**OPEN)["api_key"]
         os.environ.update({**stack.cfg.env, **gateway_env(stack.specs),

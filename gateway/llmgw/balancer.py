@@ -96,12 +96,24 @@ class LeastInFlightBalancer:
         work = self._work(pool)
         if placement.key is None:
             self._on_decision(pool, "least_work")
-            return min(free, key=lambda b: (work(b), self._reported(b.name) or 0,
-                                            self._rng.random()))
+            return self._least_work(free, work)
         backend, reason = choose(free, placement.key, pool.policy, self._load,
                                  self._holders_of(pool).of(placement.key), work)
         self._on_decision(pool, reason)
         return backend
+
+    def _least_work(self, free: list[Backend], work: Callable[[Backend], float]) -> Backend:
+        """The backend with the least work; a tie to the least reported load, then at random."""
+        lowest, tied = None, []
+        for backend in free:
+            amount = work(backend)
+            if lowest is None or amount < lowest:
+                lowest, tied = amount, [backend]
+            elif amount == lowest:
+                tied.append(backend)
+        if len(tied) == 1:
+            return tied[0]
+        return min(tied, key=lambda b: (self._reported(b.name) or 0, self._rng.random()))
 
     def _holders_of(self, pool: Pool) -> KeyHolders:
         holders = self._holders.get(pool.name)
