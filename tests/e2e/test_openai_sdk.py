@@ -6,6 +6,7 @@ Each test runs twice: against the vLLM simulator and against real vLLM on CPU (t
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import openai
@@ -120,7 +121,20 @@ def _served(metrics_text: str) -> float:
     return sum(float(v) for v in pattern.findall(metrics_text))
 
 
+def _busy(metrics_text: str) -> float:
+    pattern = re.compile(r'^vllm:num_requests_(?:running|waiting)\{[^}]*\}\s+([0-9.e+]+)$', re.M)
+    return sum(float(v) for v in pattern.findall(metrics_text))
+
+
 def test_both_chat_replicas_serve(stack, client):
+    # Ties go to the backend reporting less load: a generation an earlier test left running
+    # on one replica would rightly draw every request to the other. Start from idle replicas,
+    # and let the gateway's view see them idle (it reads /metrics every second).
+    deadline = time.monotonic() + 120
+    while any(_busy(httpx.get(stack.backend_url(n) + "/metrics").text) for n in ("chat0", "chat1")):
+        assert time.monotonic() < deadline, "a chat replica stayed busy for 2 minutes"
+        time.sleep(0.5)
+    time.sleep(2.5)
     before = {n: _served(httpx.get(stack.backend_url(n) + "/metrics").text) for n in ("chat0", "chat1")}
     for _ in range(20):
         client.chat.completions.create(model="qwen", messages=MESSAGES, max_tokens=2)

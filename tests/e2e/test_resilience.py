@@ -59,7 +59,7 @@ def test_health_pages(rstack):
     chat0 = resp["pools"]["chat"]["backends"][0]
     state = chat0.pop("state")  # the state view (tests/e2e/test_backend_state.py)
     assert chat0 == {"name": "chat0", "healthy": True, "breaker": "closed", "suspect": False,
-                     "in_flight": 0, "capacity": 64}
+                     "in_flight": 0, "prefill_pending": 0, "capacity": 64}
     assert set(state) == {"running", "waiting", "kv_usage", "prefix_hit_ratio", "prefix_hits",
                           "prefix_queries", "age_secs", "fresh", "error", "failures"}
 
