@@ -34,9 +34,14 @@ class ResponsesMeter:
 
     def _event(self, event: bytes) -> bytes:
         # The data line starts the event or follows its `event:` line (JSON has no raw newline).
-        at = 0 if event.startswith(b"data: ") else event.find(b"\ndata: ") + 1
-        head, data = event[:at], event[at + 6:]
-        if not at and not event.startswith(b"data: ") or not data.startswith(b"{"):
+        if event.startswith(b"data: "):
+            head, data = b"", event[6:]
+        else:
+            at = event.find(b"\ndata: ")
+            if at < 0:
+                return event
+            head, data = event[:at + 1], event[at + 7:]
+        if not data.startswith(b"{"):
             return event
         payload = orjson.loads(data)
         kind = payload.get("type")

@@ -39,3 +39,11 @@ def test_a_failed_response_is_a_failure():
     meter.process(_event("response.failed", response={"id": "resp_x", "status": "failed"}) + b"\n\n")
     assert meter.failed and not meter.finished
     meter.hold.close()
+
+
+def test_events_without_an_event_line_or_without_data_pass_through():
+    meter = ResponsesMeter("Public", Turn(None, False, []), lambda _s: asyncio.sleep(0))
+    bare = meter.process(b'data: {"type":"response.created","response":{"model":"served"}}\n\n')
+    assert b'"Public"' in bare and bare.startswith(b"data: ")
+    assert meter.process(b": keep-alive comment\n\n") == b": keep-alive comment\n\n"
+    assert meter.process(b"event: x\ndata: [DONE]\n\n") == b"event: x\ndata: [DONE]\n\n"
