@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .prefill import prompt_tokens
 from .prompt_head import head_and_sharing
@@ -27,9 +27,9 @@ MASK = (1 << 64) - 1
 PolicyName = Literal["least_load", "random", "prefix", "session"]
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """What a bound policy's pool needs to place one request."""
+class Placement(NamedTuple):
+    """What a bound policy's pool needs to place one request (a tuple: made per request, and a
+    frozen dataclass's __init__ costs several times as much)."""
     key: int | None    # its rendezvous key; None: placed by load alone
     tokens: int        # its prompt's estimated tokens (prefill.py)
     tail_tokens: int   # its last message's: what a replica holding its key still prefills
@@ -61,7 +61,8 @@ class PlacementPolicy:
     def key(self, body: dict, headers: Mapping[str, str]) -> int | None:
         """The 64-bit key binding this request, or None: placed by load alone."""
         if self.name == "prefix":
-            head, shared = head_and_sharing(body, self.prefix_bytes)
+            head, shared = head_and_sharing(body, self.prefix_bytes,
+                                            unshared=self.bind_first_turns)
             if not shared and not self.bind_first_turns:
                 return None  # a conversation's own first turn: placed by load
             return _hash64(head) if len(head) >= self.min_prefix_bytes else None

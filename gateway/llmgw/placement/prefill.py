@@ -16,10 +16,15 @@ def prompt_tokens(body: dict) -> tuple[int, int]:
     """(the whole prompt's estimated tokens, its last message's)."""
     messages = body.get("messages")
     if isinstance(messages, list):
-        sizes = [_message_chars(m) for m in messages]
+        total = chars = 0
+        for message in messages:  # one plain loop: this runs for every request of the pool
+            content = message.get("content") if isinstance(message, dict) else None
+            chars = len(content) if isinstance(content, str) else _parts_chars(content)
+            total += chars
         tools = body.get("tools")
-        total = sum(sizes) + (len(str(tools)) if tools else 0)
-        return total // CHARS_PER_TOKEN + 1, (sizes[-1] if sizes else 0) // CHARS_PER_TOKEN + 1
+        if tools:
+            total += len(str(tools))
+        return total // CHARS_PER_TOKEN + 1, chars // CHARS_PER_TOKEN + 1
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         chars = len(prompt)
@@ -30,13 +35,9 @@ def prompt_tokens(body: dict) -> tuple[int, int]:
     return chars // CHARS_PER_TOKEN + 1, chars // CHARS_PER_TOKEN + 1
 
 
-def _message_chars(message: object) -> int:
-    if not isinstance(message, dict):
+def _parts_chars(content: object) -> int:
+    """The text of a message whose content is a list of parts (images count nothing)."""
+    if not isinstance(content, list):
         return 0
-    content = message.get("content")
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(len(p["text"]) for p in content
-                   if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return 0
+    return sum(len(p["text"]) for p in content
+               if isinstance(p, dict) and isinstance(p.get("text"), str))

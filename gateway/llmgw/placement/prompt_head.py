@@ -18,20 +18,24 @@ import orjson
 SEPARATOR = "\n"
 
 
-def head_and_sharing(body: dict, limit: int) -> tuple[bytes, bool]:
+def head_and_sharing(body: dict, limit: int, unshared: bool = True) -> tuple[bytes, bool]:
     """The head, and whether the request is likely to share it with others: a later turn of a
     conversation (its earlier turns are cached where its start was sent), a preamble (tools,
     system prompt) that fills the head by itself (a shared prompt or document), or a
     completion prompt. A conversation's first turn with a short preamble is its own: binding
-    it would place unshared work by hash, not by load."""
+    it would place unshared work by hash, not by load. With `unshared` false, a lone user
+    message (the commonest unshared request) is known unshared without rendering its head."""
+    tools = body.get("tools")
+    messages = body.get("messages")
+    if not unshared and not tools and isinstance(messages, list) and len(messages) == 1 \
+            and isinstance(messages[0], dict) and messages[0].get("role") == "user":
+        return b"", False
     parts: list[str] = []
     size = 0
-    tools = body.get("tools")
     if tools:  # vLLM's chat templates put the tools first, in the system prompt
         rendered = orjson.dumps(tools).decode()
         parts.append(rendered)
         size += len(rendered)
-    messages = body.get("messages")
     if isinstance(messages, list):
         shared = False
         for i, message in enumerate(messages):

@@ -59,3 +59,21 @@ def test_completion_prompts_and_odd_shapes():
 def test_multibyte_text_is_cut_by_bytes():
     head = prompt_head({"prompt": "é" * 100}, 51)
     assert len(head) == 51
+
+
+def test_the_lone_first_turn_shortcut_says_what_rendering_would():
+    bodies = [{"messages": [{"role": "user", "content": "hi"}]},
+              {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]},
+              {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                            {"role": "user", "content": "r"}]},
+              {"messages": [{"role": "user", "content": "q"}], "tools": [{"type": "function"}]},
+              {"messages": [{"role": "assistant", "content": "a"}]},
+              {"messages": ["not a message"]}, {"prompt": "a completion"}]
+    for body in bodies:
+        full = head_and_sharing(body, 2048)
+        quick = head_and_sharing(body, 2048, unshared=False)
+        assert quick[1] == full[1], body
+        if full[1]:
+            assert quick[0] == full[0], body  # a shared head is always rendered
+    assert head_and_sharing(bodies[0], 2048, unshared=False) == (b"", False)
+    assert head_and_sharing(bodies[0], 2048)[0] == b"user:hi"  # rendered when asked for
