@@ -37,7 +37,7 @@ class BackendSpec:
 def _kind(endpoints: frozenset[Endpoint]) -> str:
     if Endpoint.EMBEDDINGS in endpoints:
         return "embed"
-    if Endpoint.RERANK in endpoints:
+    if endpoints & {Endpoint.RERANK, Endpoint.CLASSIFY}:  # a sequence-classification model
         return "rerank"
     return "chat"
 

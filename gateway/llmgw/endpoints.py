@@ -16,8 +16,11 @@ from typing import Literal
 from pydantic import BaseModel
 
 from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, RESPONSES_OUTPUT, OutputRule,
-                             chat_prompt, completion_prompt, embedding_prompt, no_tokens,
-                             rerank_prompt, responses_prompt, score_prompt)
+                             chat_prompt, cohere_embed_prompt, completion_prompt, embedding_prompt,
+                             no_tokens, pooling_prompt, rerank_prompt, responses_prompt,
+                             score_prompt)
+from .pooling_protocol import (ClassifyRequest, ClassifyResponse, CohereEmbedRequest,
+                               CohereEmbedResponse, PoolingRequest, PoolingResponse, cohere_usage)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
                        CompletionResponse, EmbeddingRequest, EmbeddingResponse, RerankRequest,
                        DetokenizeRequest, DetokenizeResponse, RerankResponse, ScoreRequest,
@@ -26,6 +29,11 @@ from .protocol import (ChatCompletionRequest, ChatCompletionResponse, Completion
 from .responses.protocol import ResponseObject, ResponsesRequest
 from .routing import Endpoint
 from .tenancy.records import Scope
+
+
+def openai_usage(answer: dict) -> dict | None:
+    """Where an OpenAI-style answer reports its tokens."""
+    return answer.get("usage")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +55,7 @@ class EndpointSpec:
     description: str = ""
     names_model: bool = True        # the answer's `model` is set to the public name
     conversation: bool = False      # a Responses API turn: chained and stored (responses/)
+    usage: Callable[[dict], dict | None] = openai_usage  # the tokens an answer reports (metered)
 
 
 ENDPOINTS: tuple[EndpointSpec, ...] = (
@@ -78,6 +87,27 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         "embeddings", ("/v1/embeddings",), "/v1/embeddings", Endpoint.EMBEDDINGS,
         Scope.EMBEDDINGS, EmbeddingRequest, EmbeddingResponse, embedding_prompt, None, None,
         "always", "Embeddings", {"input": "hello world"}),
+    EndpointSpec(
+        "pooling", ("/pooling",), "/pooling", Endpoint.EMBEDDINGS, Scope.EMBEDDINGS,
+        PoolingRequest, PoolingResponse, pooling_prompt, None, None, "always",
+        "Pooled hidden states: vLLM's /pooling on an embedding model", {"input": "hello world"},
+        "An embedding model's raw pooler output (its vectors, as `data`); the embeddings scope, "
+        "and costs its input tokens as /v1/embeddings does."),
+    EndpointSpec(
+        "cohere_embed", ("/v2/embed",), "/v2/embed", Endpoint.EMBEDDINGS, Scope.EMBEDDINGS,
+        CohereEmbedRequest, CohereEmbedResponse, cohere_embed_prompt, None, None, "always",
+        "Embeddings, Cohere style (embed API v2)", {"texts": ["hello world"]},
+        "vLLM's /v2/embed on an embedding model; the embeddings scope. The answer names no "
+        "model; its `meta.billed_units` are metered as input tokens.",
+        names_model=False, usage=cohere_usage),
+    EndpointSpec(
+        "classify", ("/classify",), "/classify", Endpoint.CLASSIFY, Scope.RERANK,
+        ClassifyRequest, ClassifyResponse, pooling_prompt, None, None, "always",
+        "Classify texts with a sequence-classification model",
+        {"input": ["Paris is the capital of France.", "Bananas are yellow."]},
+        "vLLM's /classify, on a model declared to serve `classify`: a reranker is a one-label "
+        "classifier, so the rerank model serves it, under the rerank scope; costs its input "
+        "tokens."),
     EndpointSpec(
         "rerank", ("/v1/rerank", "/rerank", "/v2/rerank"), "/v1/rerank", Endpoint.RERANK,
         Scope.RERANK,

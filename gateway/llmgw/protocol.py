@@ -63,10 +63,14 @@ class CompletionRequest(_Sampling):
         | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
 
 
+# What an embedding model takes: a text, texts, token ids, or lists of token ids.
+PoolingInput = Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] \
+    | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
+
+
 class EmbeddingRequest(OpenSchema):
     model: StrictStr | None = None
-    input: Annotated[StrictStr, Field(min_length=1)] | Annotated[list[StrictStr], Field(min_length=1)] \
-        | Annotated[list[StrictInt], Field(min_length=1)] | Annotated[list[list[StrictInt]], Field(min_length=1)]
+    input: PoolingInput
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: PositiveInt | None = None
     user: StrictStr | None = None

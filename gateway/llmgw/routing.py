@@ -28,6 +28,7 @@ class Endpoint(str, Enum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     RERANK = "rerank"
+    CLASSIFY = "classify"
     TEXT2SQL = "text2sql"
 
 

@@ -203,7 +203,7 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
     except BaseException as exc:
         _refund(services, ticket, exc)
         raise
-    _settle(services, ticket, "success", answer.get("usage"))
+    _settle(services, ticket, "success", endpoint.usage(answer))
     return Response(payload, media_type="application/json", headers=ticket.headers)
 
 

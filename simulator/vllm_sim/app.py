@@ -11,7 +11,7 @@ import orjson
 
 from . import generate as gen
 from . import openai_shapes as shapes
-from . import plans, pooling, responses, tool_request
+from . import classify, cohere, plans, pooling, responses, tool_request
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
@@ -31,9 +31,9 @@ _METRICS_GARBAGE = (b"<html><body>\x00\xff not metrics</body></html>\n"
                     b"vllm:num_requests_running{model_name=\"x\"} NaN\nvllm:num_requests_waiting{ oops\n")
 _KIND_ROUTES = {
     "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses"},
-    "embed": {"/v1/embeddings": "embeddings"},
+    "embed": {"/v1/embeddings": "embeddings", "/pooling": "pool", "/v2/embed": "cohere_embed"},
     "rerank": {"/rerank": "rerank", "/v1/rerank": "rerank", "/v2/rerank": "rerank",
-               "/score": "score", "/v1/score": "score"},
+               "/score": "score", "/v1/score": "score", "/pooling": "pool", "/classify": "classify"},
 }
 
 
@@ -170,6 +170,15 @@ class App:
 
     def _score(self, req, conn):
         return self._pooling(req, conn, pooling.score)
+
+    def _pool(self, req, conn):
+        return self._pooling(req, conn, classify.pool)
+
+    def _classify(self, req, conn):
+        return self._pooling(req, conn, classify.classify)
+
+    def _cohere_embed(self, req, conn):
+        return self._pooling(req, conn, cohere.embed)
 
     # ---- tokenizer endpoints ---------------------------------------------
     def _tokenize(self, req, conn):

@@ -1,4 +1,6 @@
-"""Embeddings, rerank and score: deterministic vectors and word-overlap relevance scores."""
+"""Embeddings, rerank and score: deterministic vectors and word-overlap relevance scores.
+
+/pooling and /classify are in classify.py, Cohere's /v2/embed in cohere.py."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def relevance(query: str, doc: str) -> float:
     return array("f", [0.9 * overlap + 0.09 * jitter])[0]
 
 
-def _embedding_inputs(body: dict) -> list[tuple[str, int]]:
+def pooled_inputs(body: dict) -> list[tuple[str, int]]:
     """(hash key, token count) per input: string(s), token ids, or chat messages."""
     if "input" not in body and "messages" in body:
         try:
@@ -67,27 +69,42 @@ def _embedding_inputs(body: dict) -> list[tuple[str, int]]:
                   "integers or a list of lists of integers", inp)
 
 
-def embeddings(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
-    items = _embedding_inputs(body)
+def encoding_format(body: dict) -> str:
     fmt = get_str(body, "encoding_format") or "float"
     if fmt not in ("float", "base64"):
         raise invalid("literal_error", "encoding_format", "Input should be 'float', 'base64', 'bytes' or "
                       "'bytes_only'", fmt)
+    return fmt
+
+
+def check_lengths(items: list[tuple[str, int]], cfg) -> None:
+    for _, count in items:
+        if count > cfg.max_model_len:
+            check_prompt_len(count, cfg.max_model_len)
+
+
+def encode(vec: array, fmt: str):
+    """A float32 vector as JSON floats, or base64 of its bytes."""
+    return vec.tolist() if fmt == "float" else base64.b64encode(vec.tobytes()).decode()
+
+
+def request_id(prefix: str, body: dict, headers: dict) -> str:
+    return prefix + (headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id())
+
+
+def embeddings(body: dict, headers: dict, cfg) -> tuple[bytes, int]:
+    items = pooled_inputs(body)
+    fmt = encoding_format(body)
     dims = get_int(body, "dimensions", None)
     check_model(body, cfg.served_model_names, pooling=True)
     if dims is not None and dims != cfg.embed_dim:
         raise bad_request(f'Model "{cfg.model_name}" does not support matryoshka representation, changing '
                           "output dimensions will lead to poor results.")
-    for _, count in items:
-        if count > cfg.max_model_len:
-            check_prompt_len(count, cfg.max_model_len)
-    vectors = []
-    for key, _ in items:
-        vec = embed_vector(key, cfg.embed_dim)
-        vectors.append(vec.tolist() if fmt == "float" else base64.b64encode(vec.tobytes()).decode())
-    rid = "embd-" + (headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id())
+    check_lengths(items, cfg)
+    vectors = [encode(embed_vector(key, cfg.embed_dim), fmt) for key, _ in items]
     total = sum(c for _, c in items)
-    resp = shapes.embedding_response(rid, int(time.time()), cfg.model_name, vectors, total)
+    resp = shapes.embedding_response(request_id("embd-", body, headers), int(time.time()), cfg.model_name,
+                                     vectors, total)
     return orjson.dumps(resp), total
 
 

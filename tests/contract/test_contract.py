@@ -53,6 +53,11 @@ CASES = [
          {"model": "tiny-embed", "input": "Hello world", "encoding_format": "base64"}),
     Case("rerank", "rerank", "/v1/rerank", RERANK),
     Case("rerank-top-n", "rerank", "/v1/rerank", {**RERANK, "top_n": 2}),
+    Case("pooling-embed", "embed", "/pooling", {"model": "tiny-embed", "input": ["Hello world", "Hi"]}),
+    Case("pooling-classify", "rerank", "/pooling", {"model": "tiny-rerank", "input": "Hello world"}),
+    Case("classify", "rerank", "/classify", {"model": "tiny-rerank", "input": ["Hello world", "Hi"]}),
+    Case("cohere-embed", "embed", "/v2/embed",
+         {"model": "tiny-embed", "texts": ["Hello world"], "embedding_types": ["float", "binary", "base64"]}),
     # Errors: the same status and the same error-object shape.
     Case("error-unknown-model", "chat", "/v1/chat/completions", {**CHAT, "model": "no-such-model"}),
     Case("error-unknown-model-completions", "chat", "/v1/completions",
@@ -65,6 +70,10 @@ CASES = [
          headers={"Authorization": "Bearer wrong-key"}),
     Case("error-wrong-api-key-rerank", "rerank", "/v1/rerank", RERANK,
          headers={"Authorization": "Bearer wrong-key"}),
+    Case("error-pooling-wrong-task", "embed", "/pooling", {"model": "tiny-embed", "input": "x", "task": "classify"}),
+    Case("error-classify-unknown-model", "rerank", "/classify", {"model": "nope", "input": "x"}),
+    Case("error-classify-on-embed", "embed", "/classify", {"model": "tiny-embed", "input": "x"}),
+    Case("error-cohere-embed-no-input", "embed", "/v2/embed", {"model": "tiny-embed"}),
     Case("error-unknown-route", "chat", "/v1/no-such-route"),
 ]
 

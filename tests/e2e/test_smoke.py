@@ -33,12 +33,15 @@ def test_smoke_passes_on_a_healthy_platform_and_cleans_up(sim_stack):
                      "chat (/v1/chat/completions)", "responses (/v1/responses)",
                      "completions (/v1/completions)",
                      "text2sql (/v1/text2sql)", "embeddings (/v1/embeddings)",
+                     "pooling (/pooling)", "cohere_embed (/v2/embed)", "classify (/classify)",
                      "rerank (/v1/rerank)", "score (/v1/score)", "tokenize (/tokenize)",
                      "detokenize (/detokenize)", "limit refusal",
                      "clean up"]
     details = {c["check"]: c["detail"] for c in report["checks"]}
     assert report["ok"] and "limit_rpm" in details["limit refusal"]
-    assert details["rerank (/v1/rerank)"].startswith("ok (")  # a model served it
+    for row in ("rerank (/v1/rerank)", "pooling (/pooling)", "cohere_embed (/v2/embed)",
+                "classify (/classify)"):
+        assert details[row].startswith("ok ("), details  # a model served it
     with sim_stack.admin() as admin:
         assert admin.get("/admin/orgs", params={"limit": 500}).json()["total"] == before
 

@@ -94,6 +94,31 @@ CASES = {
     "health_with_api_key_unauthenticated": ("rerank", "GET", "/health", None, {}),
     "error_rerank_unknown_model": ("rerank", "POST", "/v1/rerank",
                                    {"model": "no-such-model", "query": "q", "documents": ["d"]}, {**J, **K}),
+    # The pooling API: /pooling on both servers, /v2/embed on the embedding one, /classify on the
+    # classifier (the reranker); /pooling and /classify are outside vLLM's --api-key prefixes.
+    "pooling_embed": ("embed", "POST", "/pooling",
+                      {"model": "tiny-embed", "input": ["Hello world", "The quick brown fox"]}, J),
+    "pooling_embed_base64": ("embed", "POST", "/pooling",
+                             {"model": "tiny-embed", "input": "Hello world", "encoding_format": "base64"}, J),
+    "cohere_embed": ("embed", "POST", "/v2/embed",
+                     {"model": "tiny-embed", "texts": ["Hello world", "The quick brown fox"]}, J),
+    "cohere_embed_types": ("embed", "POST", "/v2/embed",
+                           {"model": "tiny-embed", "texts": ["Hello world"],
+                            "embedding_types": ["float", "binary", "ubinary", "base64"]}, J),
+    "error_pooling_wrong_task": ("embed", "POST", "/pooling", {"model": "tiny-embed", "input": "hi", "task": "classify"}, J),
+    "error_cohere_embed_no_input": ("embed", "POST", "/v2/embed", {"model": "tiny-embed"}, J),
+    "error_classify_on_embed_server": ("embed", "POST", "/classify", {"model": "tiny-embed", "input": "hi"}, J),
+    "classify": ("rerank", "POST", "/classify",
+                 {"model": "tiny-rerank", "input": ["Hello world", "The quick brown fox"]}, {**J, **K}),
+    "classify_no_api_key": ("rerank", "POST", "/classify", {"model": "tiny-rerank", "input": "Hello world"}, J),
+    "pooling_classify": ("rerank", "POST", "/pooling", {"model": "tiny-rerank", "input": "Hello world"}, {**J, **K}),
+    "error_classify_missing_input": ("rerank", "POST", "/classify", {"model": "tiny-rerank"}, {**J, **K}),
+    "error_classify_unknown_model": ("rerank", "POST", "/classify", {"model": "no-such-model", "input": "hi"},
+                                     {**J, **K}),
+    "error_classify_prompt_too_long": ("rerank", "POST", "/classify",
+                                       {"model": "tiny-rerank", "input": "hello " * 600}, {**J, **K}),
+    "error_cohere_embed_on_rerank_server": ("rerank", "POST", "/v2/embed", {"model": "tiny-rerank", "texts": ["hi"]},
+                                            {**J, **K}),
 }
 
 

@@ -29,6 +29,24 @@ def test_tools_and_content_parts_count():
 def test_prompt_and_input_forms(value, expected):
     assert BY_NAME["completions"].prompt({"prompt": value}) == expected
     assert BY_NAME["embeddings"].prompt({"input": value}) == expected
+    assert BY_NAME["pooling"].prompt({"input": value}) == expected
+    assert BY_NAME["classify"].prompt({"input": value}) == expected
+
+
+def test_pooling_messages_count_as_a_chat_prompt():
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert BY_NAME["classify"].prompt(body) == BY_NAME["chat"].prompt(body)
+
+
+@pytest.mark.parametrize("body,expected", [
+    ({"texts": ["ab", "c"]}, (2 + 2 + 1 + 2, 2)),
+    ({"texts": ["abcdef", "c"], "max_tokens": 4}, (4 + 3, 2)),        # truncated to max_tokens
+    ({"texts": ["abcdef"], "max_tokens": 4, "truncate": "NONE"}, (8, 1)),  # refused, not cut
+    ({"images": ["data:x"]}, (6 + 2, 1)),
+    ({"inputs": [{"content": []}]}, (len('{"content":[]}') + 2, 1)),
+])
+def test_cohere_embed_counts_every_input(body, expected):
+    assert BY_NAME["cohere_embed"].prompt(body) == expected
 
 
 def test_rerank_counts_every_pair():

@@ -28,6 +28,7 @@ def test_shipped_table_matches_compose_topology(table):
     ("text2sql", "Snowflake/Arctic-Text2SQL-R1-7B", Endpoint.TEXT2SQL),
     ("snowflake-arctic-embed", "Snowflake/snowflake-arctic-embed-l-v2.0", Endpoint.EMBEDDINGS),
     ("bge-reranker-v2-m3", "BAAI/bge-reranker-v2-m3", Endpoint.RERANK),
+    ("bge-reranker-v2-m3", "BAAI/bge-reranker-v2-m3", Endpoint.CLASSIFY),
 ])
 def test_aliases_resolve_to_public_names(table, alias, name, endpoint):
     assert table.resolve(alias, endpoint).name == name

@@ -91,6 +91,23 @@ def embedding_prompt(body: dict) -> tuple[int, int]:
     return _inputs(body["input"])
 
 
+def pooling_prompt(body: dict) -> tuple[int, int]:
+    """(estimated tokens, inputs) of a validated /pooling or /classify body: its input as an
+    embedding's, or one chat conversation."""
+    if body.get("input") is None:
+        return chat_prompt(body)
+    return _inputs(body["input"])
+
+
+def cohere_embed_prompt(body: dict) -> tuple[int, int]:
+    """(estimated tokens, inputs) of a validated /v2/embed body: texts by their bytes, images
+    and mixed inputs by their JSON's; `max_tokens` bounds each input unless truncate is NONE."""
+    items = next(body[k] for k in ("texts", "images", "inputs") if body.get(k) is not None)
+    cap = body.get("max_tokens") if body.get("truncate") != "NONE" else None
+    each = [_input_bytes(item) + PER_TEXT for item in items]
+    return sum(each if cap is None else (min(n, cap) for n in each)), len(items)
+
+
 def rerank_prompt(body: dict) -> tuple[int, int]:
     """Every (query, document) pair is one input."""
     query = _text_bytes(body["query"])

@@ -119,7 +119,7 @@ class Lookup(Bypass):
 
     def billed_usage(self, hit: CachedAnswer) -> dict | None:
         """What a hit bills: no tokens by default, the cached usage with CACHE_HIT_BILLING=tokens."""
-        return hit.answer().get("usage") if self._cache.bill_tokens else None
+        return self.endpoint.usage(hit.answer()) if self._cache.bill_tokens else None
 
     def response(self, hit: CachedAnswer, headers: dict[str, str],
                  stream_options: dict | None) -> Response:

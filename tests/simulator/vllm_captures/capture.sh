@@ -40,6 +40,13 @@ cap tokenize_embed        $E/tokenize -H "$J" -d '{"model":"tiny-embed","prompt"
 cap error_embed_unknown_model $E/v1/embeddings -H "$J" -d '{"model":"no-such-model","input":"hi"}'
 cap error_chat_on_embed_server $E/v1/chat/completions -H "$J" -d '{"model":"tiny-embed",'"$MSG"'}'
 cap metrics_embed         $E/metrics
+cap pooling_embed         $E/pooling -H "$J" -d '{"model":"tiny-embed","input":["Hello world","The quick brown fox"]}'
+cap pooling_embed_base64  $E/pooling -H "$J" -d '{"model":"tiny-embed","input":"Hello world","encoding_format":"base64"}'
+cap cohere_embed          $E/v2/embed -H "$J" -d '{"model":"tiny-embed","texts":["Hello world","The quick brown fox"]}'
+cap cohere_embed_types    $E/v2/embed -H "$J" -d '{"model":"tiny-embed","texts":["Hello world"],"embedding_types":["float","binary","ubinary","base64"]}'
+cap error_pooling_wrong_task $E/pooling -H "$J" -d '{"model":"tiny-embed","input":"hi","task":"classify"}'
+cap error_cohere_embed_no_input $E/v2/embed -H "$J" -d '{"model":"tiny-embed"}'
+cap error_classify_on_embed_server $E/classify -H "$J" -d '{"model":"tiny-embed","input":"hi"}'
 ;; esac
 case "${1:-all}" in rerank|all)
 K='Authorization: Bearer sk-test'
@@ -52,4 +59,11 @@ cap error_wrong_api_key   $R/v1/rerank -H "$J" -H 'Authorization: Bearer wrong-k
 cap error_missing_api_key $R/v1/models
 cap health_with_api_key_unauthenticated $R/health
 cap error_rerank_unknown_model $R/v1/rerank -H "$J" -H "$K" -d '{"model":"no-such-model","query":"q","documents":["d"]}'
+cap classify              $R/classify -H "$J" -H "$K" -d '{"model":"tiny-rerank","input":["Hello world","The quick brown fox"]}'
+cap classify_no_api_key   $R/classify -H "$J" -d '{"model":"tiny-rerank","input":"Hello world"}'
+cap pooling_classify      $R/pooling -H "$J" -H "$K" -d '{"model":"tiny-rerank","input":"Hello world"}'
+cap error_classify_missing_input $R/classify -H "$J" -H "$K" -d '{"model":"tiny-rerank"}'
+cap error_classify_unknown_model $R/classify -H "$J" -H "$K" -d '{"model":"no-such-model","input":"hi"}'
+cap error_classify_prompt_too_long $R/classify -H "$J" -H "$K" -d '{"model":"tiny-rerank","input":"'"$(printf 'hello %.0s' {1..600})"'"}'
+cap error_cohere_embed_on_rerank_server $R/v2/embed -H "$J" -H "$K" -d '{"model":"tiny-rerank","texts":["hi"]}'
 ;; esac
