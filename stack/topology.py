@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmgw.adapters import Adapter
 from llmgw.routing import Endpoint, RoutingTable, load_routing
 
 # Fixed local ports (issue: chat0 8101, chat1 8102, text2sql 8103, embed 8104, rerank 8105).
@@ -28,6 +29,7 @@ class BackendSpec:
     kind: str  # chat | embed | rerank: which engine task it runs
     port: int
     served_names: tuple[str, ...]
+    adapters: tuple[Adapter, ...] = ()  # LoRA adapters its pool declares: it loads every one
 
     @property
     def url(self) -> str:
@@ -54,7 +56,7 @@ def backend_specs(routing_file: Path, ports: dict[str, int]) -> list[BackendSpec
         for backend in pool.backends:
             if backend.name not in ports:
                 raise ValueError(f"no local port assigned to backend {backend.name}")
-            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served))
+            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served, pool.adapters))
     return specs
 
 
