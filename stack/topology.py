@@ -50,7 +50,9 @@ def backend_specs(routing_file: Path, ports: dict[str, int]) -> list[BackendSpec
     routing: RoutingTable = load_routing(routing_file, env=env)
     specs = []
     for pool in routing.pools.values():
-        models = [m for m in routing.models if m.pool.name == pool.name]
+        # Base models only: the pool's LoRA adapters are loaded by name (BackendSpec.adapters),
+        # and vLLM refuses an adapter named like a served model.
+        models = [m for m in routing.models if m.pool.name == pool.name and m.parent is None]
         kind = _kind(frozenset().union(*(m.endpoints for m in models))) if models else "chat"
         served = tuple(dict.fromkeys(m.served_name for m in models))
         for backend in pool.backends:

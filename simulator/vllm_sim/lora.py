@@ -53,13 +53,17 @@ def parse_modules(items: list[str] | None) -> list[LoraModule]:
 
 
 def check_modules(modules: list[LoraModule], enabled: bool, served: tuple[str, ...]) -> tuple:
-    """vLLM's start-up: every static adapter must load, which needs --enable-lora, and a name
-    loads once. A `base_model_name` that is no served name is dropped (the listing then names
-    the first served model as parent)."""
+    """vLLM's start-up: every static adapter must load, which needs --enable-lora, a name and a
+    path, a name no served model has, and a name loaded once. A `base_model_name` that is no
+    served name is dropped (the listing then names the first served model as parent)."""
     if modules and not enabled:
         raise SystemExit("--lora-modules needs --enable-lora (LoRA is not enabled)")
     seen: set[str] = set()
     for module in modules:
+        if not module.name or not module.path:
+            raise SystemExit("Both 'lora_name' and 'lora_path' must be provided.")
+        if module.name in served:
+            raise SystemExit(f"The lora adapter '{module.name}' conflicts with a served base model.")
         if module.name in seen:
             raise SystemExit(f"The lora adapter '{module.name}' has already been loaded.")
         seen.add(module.name)

@@ -55,8 +55,8 @@ def test_adapters_are_listed_with_their_base_model_as_parent(stack):
     # the backends list them too, under their served names, with the base as parent
     served = httpx.get(stack.backend_url("chat1") + "/v1/models", timeout=10,
                        headers={"Authorization": f"Bearer {stack.backend_key}"}).json()["data"]
-    assert {(m["id"], m["parent"]) for m in served} >= {("tiny-sql-lora", "tiny-chat"),
-                                                        ("tiny-poet-lora", "tiny-chat")}
+    assert [(m["id"], m["parent"]) for m in served] == [
+        ("tiny-chat", None), ("tiny-sql-lora", "tiny-chat"), ("tiny-poet-lora", "tiny-chat")]
 
 
 def test_a_chat_on_an_adapter_is_served_by_that_adapter(stack):

@@ -97,6 +97,9 @@ def test_an_adapter_shares_no_prefix_cache_with_the_base_model(lora_sim):
 @pytest.mark.parametrize("flags,message", [
     (("--lora-modules", "a=/x"), "needs --enable-lora"),
     (("--enable-lora", "--lora-modules", "a=/x", "a=/y"), "already been loaded"),
+    (("--enable-lora", "--served-model-name", "m", "a", "--lora-modules", "a=/x"),
+     "conflicts with a served base model"),
+    (("--enable-lora", "--lora-modules", "a="), "must be provided"),
     (("--enable-lora", "--lora-modules", "{not json"), "Invalid JSON format"),
     (("--enable-lora", "--lora-modules", '{"name": "a", "path": "/x", "rank": 8}'), "Invalid fields"),
 ])

@@ -31,6 +31,8 @@ def test_every_backend_of_a_pool_loads_its_adapters_and_only_there():
     assert [a.served_name for a in specs["chat0"].adapters] == \
         [a.served_name for a in specs["chat1"].adapters] == ["tiny-sql-lora", "tiny-poet-lora"]
     assert all(not specs[n].adapters for n in ("text2sql", "embed", "rerank"))
+    # the adapters are loaded as adapters, never served as names of the base model
+    assert specs["chat0"].served_names == specs["chat1"].served_names == ("tiny-chat",)
     assert all(not s.adapters for s in _specs(SHIPPED).values())  # the shipped file declares none
 
 
