@@ -190,15 +190,14 @@ def _fields(body: dict) -> dict:
             "frequency_penalty": _float(body, "frequency_penalty") or 0.0}
 
 
-def _template(body: dict, f: dict, choice, sampled: tuple, logprobs: int | None, cfg) -> dict:
+def _template(body: dict, f: dict, choice, sampled: tuple, logprobs: int | None, model: str) -> dict:
     """The answer in ResponsesResponse's field order, in progress; status, output, usage and
     incomplete_details are filled in per use. sampled: (temperature, top_p, max_tokens)."""
     temperature, top_p, max_tokens = sampled
     return {
         "id": f["request_id"] or "resp_" + shapes.random_id(), "created_at": int(time.time()),
         "incomplete_details": None, "instructions": f["instructions"], "metadata": f["metadata"],
-        "model": body.get("model") if adapter_named(body.get("model"), cfg.lora_modules) else cfg.model_name,
-        "object": "response", "output": [],
+        "model": model, "object": "response", "output": [],
         "parallel_tool_calls": get_bool(body, "parallel_tool_calls", True), "temperature": temperature,
         "tool_choice": choice, "tools": f["tools"], "top_p": top_p, "background": False,
         "max_output_tokens": max_tokens, "max_tool_calls": f["max_tool_calls"], "previous_response_id": None,
@@ -243,7 +242,9 @@ def responses_plan(body: dict, cfg) -> ResponsesPlan:
                                     adapter.salt if adapter else 0)] if kv else None
     plan.full_blocks = len(pieces) // cfg.block_size * cfg.block_size if kv else 0
     plan.claim, plan.opened = None, []
-    plan.template = _template(body, f, choice, sampled, plan.logprobs, cfg)
+    # vLLM answers with the first served name, or the LoRA adapter's the request names.
+    model = adapter.name if adapter else cfg.model_name
+    plan.template = _template(body, f, choice, sampled, plan.logprobs, model)
     return plan
 
 
