@@ -47,14 +47,20 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> su
 
 def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[str, str]]:
     api_key = cfg.env.get("BACKEND_API_KEY") or None
+    from . import vllm_cpu
     if cfg.backends == "vllm-cpu":
-        from . import vllm_cpu
+        # The tiny adapters built for the tiny chat model stand in for the declared ones.
+        loras = [a.lora_module(str(vllm_cpu.lora_dir(cfg.models_dir, a.served_name)))
+                 for a in spec.adapters]
         return vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
-                                       cfg.models_dir, api_key)
-    # Chat simulators call tools as the real chat servers are started to (vllm_cpu.KIND_FLAGS).
+                                       cfg.models_dir, api_key, loras)
+    # Chat simulators call tools as the real chat servers are started to (vllm_cpu.KIND_FLAGS),
+    # and serve the pool's LoRA adapters with the same flags (they load no weights).
     tools = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"] if spec.kind == "chat" else []
+    loras = vllm_cpu.lora_flags([a.lora_module() for a in spec.adapters])
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
-            "--kind", spec.kind, "--served-model-name", *spec.served_names, *tools, *cfg.sim_args]
+            "--kind", spec.kind, "--served-model-name", *spec.served_names, *tools, *loras,
+            *cfg.sim_args]
     if api_key:
         argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     return argv, {}
@@ -64,6 +70,7 @@ def start_backends(specs: list[BackendSpec], cfg: StackConfig) -> list[Proc]:
     if cfg.backends == "vllm-cpu":
         from . import vllm_cpu
         vllm_cpu.ensure_models(cfg.models_dir)
+        vllm_cpu.ensure_adapters(cfg.models_dir, [a.served_name for s in specs for a in s.adapters])
     procs = []
     for spec in specs:
         argv, extra_env = backend_argv(spec, cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmgw.adapters import Adapter
 from llmgw.routing import Endpoint, RoutingTable, load_routing
 
 # Fixed local ports (issue: chat0 8101, chat1 8102, text2sql 8103, embed 8104, rerank 8105).
@@ -28,6 +29,7 @@ class BackendSpec:
     kind: str  # chat | embed | rerank: which engine task it runs
     port: int
     served_names: tuple[str, ...]
+    adapters: tuple[Adapter, ...] = ()  # LoRA adapters its pool declares: it loads every one
 
     @property
     def url(self) -> str:
@@ -48,13 +50,15 @@ def backend_specs(routing_file: Path, ports: dict[str, int]) -> list[BackendSpec
     routing: RoutingTable = load_routing(routing_file, env=env)
     specs = []
     for pool in routing.pools.values():
-        models = [m for m in routing.models if m.pool.name == pool.name]
+        # Base models only: the pool's LoRA adapters are loaded by name (BackendSpec.adapters),
+        # and vLLM refuses an adapter named like a served model.
+        models = [m for m in routing.models if m.pool.name == pool.name and m.parent is None]
         kind = _kind(frozenset().union(*(m.endpoints for m in models))) if models else "chat"
         served = tuple(dict.fromkeys(m.served_name for m in models))
         for backend in pool.backends:
             if backend.name not in ports:
                 raise ValueError(f"no local port assigned to backend {backend.name}")
-            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served))
+            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served, pool.adapters))
     return specs
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY_MODELS_SCRIPT = Path(__file__).resolve().parent / "tiny_models.py"
+TINY_LORA_SCRIPT = Path(__file__).resolve().parent / "tiny_lora.py"
 KINDS = ("chat", "embed", "rerank")
 # Must match stack/tiny_models.py REQUIRED_FILES (duplicated: that module needs torch to import).
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -26,6 +28,8 @@ KIND_FLAGS = {
     "embed": ["--runner", "pooling"],
     "rerank": ["--runner", "pooling"],
 }
+# The tiny adapters' rank (stack/tiny_lora.py RANK): vLLM sizes its LoRA buffers for at most this.
+TINY_LORA_RANK = 8
 
 # Start-up is dominated by Python imports (~7 s per vLLM process). Measured on 2 cores, one chat
 # server to /health: defaults + --enforce-eager 28 s; also VLLM_ENABLE_V1_MULTIPROCESSING=0 18 s
@@ -92,14 +96,45 @@ def ensure_models(models_dir: Path) -> None:
         raise RuntimeError(f"building tiny models in {models_dir} failed:\n{result.stderr[-4000:]}")
 
 
+def lora_dir(models_dir: Path, served_name: str) -> Path:
+    """Where the tiny stand-in for the adapter vLLM serves as `served_name` is built."""
+    folder = "".join(c if c.isalnum() or c in "._-" else "_" for c in served_name)
+    return Path(models_dir).resolve() / "lora" / folder
+
+
+def ensure_adapters(models_dir: Path, served_names: list[str]) -> None:
+    """Build a tiny LoRA adapter for the tiny chat model per served name, unless it exists.
+    The local stack serves these in place of the adapters routing.yaml declares, as it serves
+    the tiny models in place of the declared ones; each adapter's weights follow its name."""
+    missing = [n for n in dict.fromkeys(served_names)
+               if not (lora_dir(models_dir, n) / "adapter_model.safetensors").is_file()]
+    if not missing:
+        return
+    argv = [str(require_venv()), str(TINY_LORA_SCRIPT), str(model_dir(models_dir, "chat")),
+            str(Path(models_dir).resolve() / "lora"), *(lora_dir(models_dir, n).name for n in missing)]
+    result = subprocess.run(argv, env={**os.environ, **BASE_ENV}, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"building tiny LoRA adapters failed:\n{result.stderr[-4000:]}")
+
+
+def lora_flags(lora_modules: list[str], max_rank: int = TINY_LORA_RANK) -> list[str]:
+    """vLLM's flags to serve these --lora-modules entries (none: no flags, LoRA stays off)."""
+    if not lora_modules:
+        return []
+    return ["--enable-lora", "--max-lora-rank", str(max_rank), "--max-loras", str(len(lora_modules)),
+            "--lora-modules", *lora_modules]
+
+
 def server_command(
     kind: str,
     port: int,
     served_names: list[str],
     models_dir: Path,
     api_key: str | None,
+    lora_modules: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment to start one vLLM OpenAI server for kind on 127.0.0.1:port.
+    """argv and extra environment to start one vLLM OpenAI server for kind on 127.0.0.1:port,
+    also serving `lora_modules` (vLLM's --lora-modules entries) if any.
 
     The environment is meant to be merged over os.environ by the caller, which should not set
     VLLM_CPU_KVCACHE_SPACE (it would override --kv-cache-memory-bytes).
@@ -117,6 +152,7 @@ def server_command(
         "--enforce-eager",
         "--kv-cache-memory-bytes", str(KV_CACHE_BYTES),
         *KIND_FLAGS[kind],
+        *lora_flags(list(lora_modules)),
     ]
     if api_key:
         argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"

@@ -262,6 +262,10 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    # As in vLLM's listing: a LoRA adapter's `parent` is its base model, null for a base
+    # model. `root` is the model's own public name (vLLM gives a server path there).
+    root: str
+    parent: str | None = None
     aliases: list[str]
     endpoints: list[str]
 

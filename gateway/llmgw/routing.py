@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
+from .adapters import Adapter, AdapterSpec, check_adapters
 from .backend_http import Origin
 from .errors import InvalidRequest, ModelNotAllowed, ModelNotFound, ModelNotSupported
 from .placement.policy import PlacementPolicy, PolicyName, backend_seed
@@ -75,6 +76,7 @@ class _PoolSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: list[_BackendSpec] = Field(min_length=1)
     policy: _PolicySpec = _PolicySpec()
+    adapters: list[AdapterSpec] = []  # LoRA adapters every backend loads (adapters.py)
 
 
 class _ModelSpec(BaseModel):
@@ -95,14 +97,21 @@ class _TableSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "_TableSpec":
-        names: set[str] = set()
+        names: dict[str, _ModelSpec | AdapterSpec] = {}
         for m in self.models:
             if m.pool not in self.pools:
                 raise ValueError(f"model {m.name!r} uses unknown pool {m.pool!r}")
             for n in [m.name, *m.aliases]:
                 if n in names:
                     raise ValueError(f"model name or alias {n!r} is defined twice")
-                names.add(n)
+                names[n] = m
+        for name, pool in self.pools.items():
+            check_adapters(name, pool.adapters, names)
+        for a in (a for pool in self.pools.values() for a in pool.adapters):
+            for n in [a.name, *a.aliases]:
+                if n in names:
+                    raise ValueError(f"model or adapter name or alias {n!r} is defined twice")
+                names[n] = a
         backend_names = [b.name for p in self.pools.values() for b in p.backends]
         if len(backend_names) != len(set(backend_names)):
             raise ValueError("backend names must be unique across pools")
@@ -137,6 +146,7 @@ class Pool:
     name: str
     backends: tuple[Backend, ...]
     policy: PlacementPolicy = PlacementPolicy()
+    adapters: tuple[Adapter, ...] = ()  # what each backend loads besides its base model
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,10 @@ class Model:
     pool: Pool
     endpoints: frozenset[Endpoint]
     owned_by: str
+    parent: str | None = None  # a LoRA adapter's base model (public name); None: a base model
+    # Mixed into a prefix-placement key. vLLM hashes an adapter's KV blocks with the adapter,
+    # so its requests share no prefix cache with the base model's or another adapter's.
+    prefix_salt: bytes = b""
 
 
 @dataclass
@@ -201,13 +215,26 @@ def load_routing(path: Path, env: dict[str, str] | None = None) -> RoutingTable:
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"invalid routing file {path}: {detail}") from None
+    by_name = {n: m for m in spec.models for n in (m.name, *m.aliases)}
     pools = {name: Pool(name, tuple(Backend(b.name, str(b.url).rstrip("/"), b.max_num_seqs)
                                     for b in p.backends),
-                        PlacementPolicy(**p.policy.model_dump()))
+                        PlacementPolicy(**p.policy.model_dump()),
+                        tuple(Adapter(a.lora_name, a.source,
+                                      by_name[a.base].served_name or by_name[a.base].name)
+                              for a in p.adapters))
              for name, p in spec.pools.items()}
     models = [Model(m.name, m.served_name or m.name, tuple(m.aliases), pools[m.pool],
                     frozenset(m.endpoints), m.owned_by) for m in spec.models]
+    models += [_adapter_model(a, pools[name], by_name[a.base])
+               for name, p in spec.pools.items() for a in p.adapters]
     table = RoutingTable(models, pools)
     if spec.text2sql_default_model:
         table.text2sql_default = table._by_name[spec.text2sql_default_model]
     return table
+
+
+def _adapter_model(adapter: AdapterSpec, pool: Pool, base: _ModelSpec) -> Model:
+    """An adapter as a model of its pool: it serves what its base serves."""
+    return Model(adapter.name, adapter.lora_name, tuple(adapter.aliases), pool,
+                 frozenset(base.endpoints), adapter.owned_by or base.owned_by, parent=base.name,
+                 prefix_salt=b"lora:" + adapter.lora_name.encode() + b"\n")

@@ -67,7 +67,8 @@ async def serve(request: Request, services: Services, principal: Principal,
                                f"{principal.key_id}|{model.name}|{endpoint.name}|", trace, cached)
         if hit is not None:
             return await _from_cache(services, admission, cached, hit, body)
-        placement = model.pool.policy.place(body, request.headers)  # None: by request counts
+        # None: placed by request counts
+        placement = model.pool.policy.place(body, request.headers, model.prefix_salt)
         if trace.stream:
             return await _stream(services, model, endpoint, body, admission, cached,
                                  placement, turn)

@@ -11,7 +11,7 @@ import orjson
 
 from . import generate as gen
 from . import openai_shapes as shapes
-from . import classify, cohere, plans, pooling, responses, tool_request
+from . import classify, cohere, lora, plans, pooling, responses, tool_request
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
@@ -184,7 +184,7 @@ class App:
     def _tokenize(self, req, conn):
         try:
             body = json_body(req.headers, req.body)
-            check_model(body, self.cfg.served_model_names)
+            check_model(body, self.cfg.served_model_names, adapters=self.cfg.lora_names)
             if "messages" in body:
                 rendered = gen.render_chat(require_list(body, "messages"),
                                            get_bool(body, "add_generation_prompt", True),
@@ -203,7 +203,7 @@ class App:
     def _detokenize(self, req, conn):
         try:
             body = json_body(req.headers, req.body)
-            check_model(body, self.cfg.served_model_names)
+            check_model(body, self.cfg.served_model_names, adapters=self.cfg.lora_names)
             ids = require_list(body, "tokens")
             if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
                 raise invalid("int_type", "tokens", "Input should be a valid integer greater than or equal to 0", ids)
@@ -217,7 +217,8 @@ class App:
 
     def _models(self, req, conn):
         cfg = self.cfg
-        body = shapes.models_response(cfg.served_model_names, cfg.model_path, cfg.max_model_len, int(time.time()))
+        body = shapes.models_response(cfg.served_model_names, cfg.model_path, cfg.max_model_len, int(time.time()),
+                                      lora.listed(cfg.lora_modules, cfg.served_model_names))
         conn.respond(200, orjson.dumps(body))
 
     def _version(self, req, conn):

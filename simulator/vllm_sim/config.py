@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from .lora import LoraModule, check_modules, parse_modules
+
 VLLM_VERSION = "0.32.0"
 KINDS = ("chat", "embed", "rerank")
 TOOL_PARSERS = ("hermes",)  # tool-call formats the simulator can emit and parse
@@ -33,10 +35,15 @@ class Config:
     # accepts tool_choice "auto", "required" or a named tool. None: no parser (those are refused).
     tool_parser: str | None
     faults: dict  # start-up fault/latency settings, same names as POST /sim/faults
+    lora_modules: tuple[LoraModule, ...] = ()  # --enable-lora --lora-modules (lora.py)
 
     @property
     def model_name(self) -> str:
         return self.served_model_names[0]
+
+    @property
+    def lora_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.lora_modules)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load the --tool-call-parser: tool_choice auto/required/named are served")
     p.add_argument("--tool-call-parser", default=None,
                    help=f"tool-call format ({', '.join(TOOL_PARSERS)}); used only with --enable-auto-tool-choice")
+    p.add_argument("--enable-lora", action="store_true", help="serve LoRA adapters (--lora-modules)")
+    p.add_argument("--lora-modules", nargs="+", default=None,
+                   help="adapters served beside the model: name=path or JSON {name, path, base_model_name}")
+    p.add_argument("--max-lora-rank", type=int, default=16, help="accepted for vLLM's command line")
+    p.add_argument("--max-loras", type=int, default=1, help="accepted for vLLM's command line")
     g = p.add_argument_group("latency and faults (runtime-settable via POST /sim/faults)")
     g.add_argument("--ttft-ms", type=float, default=0.0)
     g.add_argument("--itl-ms", type=float, default=0.0)
@@ -146,4 +158,6 @@ def parse_config(argv: list[str] | None = None) -> Config:
         block_size=args.block_size,
         tool_parser=_tool_parser(args),
         faults=faults,
+        lora_modules=check_modules(parse_modules(args.lora_modules), args.enable_lora,
+                                   tuple(args.served_model_name)),
     )

@@ -36,12 +36,13 @@ class PromptBlocks:
 
     __slots__ = ("tokens", "hashes", "seqs")
 
-    def __init__(self, prompt, outputs: list, block_size: int):
-        """prompt: its tokens; outputs: the token list of each choice (known up front in the simulator)."""
+    def __init__(self, prompt, outputs: list, block_size: int, salt: int = 0):
+        """prompt: its tokens; outputs: the token list of each choice (known up front in the simulator);
+        salt: starts the hash chain (a LoRA adapter's blocks never match the base model's)."""
         self.tokens = len(prompt)
-        self.hashes = chain_hashes(prompt, block_size)
+        self.hashes = chain_hashes(prompt, block_size, salt)
         full = len(self.hashes) * block_size
-        tail, parent = prompt[full:], (self.hashes[-1] if self.hashes else 0)
+        tail, parent = prompt[full:], (self.hashes[-1] if self.hashes else salt)
         self.seqs = []  # per choice: (blocks beyond the full prompt blocks, hashes of its finished full blocks)
         for out in outputs:
             total = self.tokens + len(out)

@@ -208,15 +208,17 @@ def score_response(rid: str, created: int, model: str, scores: list, prompt_toke
 
 
 # ---- misc -------------------------------------------------------------------
-def models_response(names, root: str, max_model_len: int, created: int) -> dict:
-    def card(name):
+def models_response(names, root: str, max_model_len: int, created: int, adapters=()) -> dict:
+    """The base models, then each LoRA adapter (id, root, parent): no max_model_len of its own."""
+    def card(name, root, parent, max_model_len):
         perm = {"id": f"modelperm-{random_id()}", "object": "model_permission", "created": created,
                 "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
                 "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
                 "organization": "*", "group": None, "is_blocking": False}
         return {"id": name, "object": "model", "created": created, "owned_by": "vllm", "root": root,
-                "parent": None, "max_model_len": max_model_len, "permission": [perm]}
-    return {"object": "list", "data": [card(n) for n in names]}
+                "parent": parent, "max_model_len": max_model_len, "permission": [perm]}
+    return {"object": "list", "data": [card(n, root, None, max_model_len) for n in names] +
+            [card(name, path, parent, None) for name, path, parent in adapters]}
 
 
 def tokenize_response(ids: list, max_model_len: int, strs: list | None) -> dict:

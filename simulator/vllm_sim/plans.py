@@ -8,6 +8,7 @@ from . import generate as gen
 from . import openai_shapes as shapes
 from . import tool_request, tools
 from .kv_cache import PromptBlocks
+from .lora import adapter_named
 from .validate import (ApiError, bad_request, check_model, check_n, check_prompt_len, check_stream_options,
                        clamp_max_tokens, get_bool, get_int, get_str, invalid, stream_flags)
 
@@ -18,7 +19,8 @@ class GenPlan:
     """Everything needed to answer one generation request, computed before any waiting."""
 
     __slots__ = ("chat", "rid", "created", "model", "gens", "prompt_counts", "prompt_ids", "n", "stream",
-                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts", "tools")
+                 "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts", "tools",
+                 "adapter")
 
     @property
     def prompt_tokens(self) -> int:
@@ -44,11 +46,13 @@ def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requeste
     base = headers.get("x-request-id") or get_str(body, "request_id") or shapes.random_id()
     if more_fields is not None:
         more_fields()
-    check_model(body, cfg.served_model_names)
+    check_model(body, cfg.served_model_names, adapters=cfg.lora_names)
     plan.n = check_n(n)
     plan.rid = prefix + base
     plan.created = int(time.time())
-    plan.model = cfg.model_name  # vLLM always answers with the first served name
+    # vLLM answers with the first served name, or the LoRA adapter's the request names.
+    plan.adapter = adapter_named(body.get("model"), cfg.lora_modules)
+    plan.model = plan.adapter.name if plan.adapter else cfg.model_name
     return requested
 
 
@@ -59,6 +63,8 @@ def _generate(plan: GenPlan, keys: list[str], requested: int | None, default: in
     min_tokens = get_int(body, "min_tokens", 0)
     plan.gens = []
     plan.max_tokens = 0
+    if plan.adapter:  # an adapter generates its own text from the same prompt
+        keys = [plan.adapter.generation_key(k) for k in keys]
     for key, count in zip(keys, plan.prompt_counts):
         check_prompt_len(count, cfg.max_model_len)
         max_tokens = clamp_max_tokens(requested, default, count, cfg.max_model_len)
@@ -118,7 +124,8 @@ def _kv_prompts(plan: GenPlan, prompts: list, cfg) -> None:
         plan.kv_prompts = None
         return
     n = plan.n
-    plan.kv_prompts = [PromptBlocks(p, [g.pieces for g in plan.gens[k * n:(k + 1) * n]], cfg.block_size)
+    salt = plan.adapter.salt if plan.adapter else 0  # an adapter's blocks are its own
+    plan.kv_prompts = [PromptBlocks(p, [g.pieces for g in plan.gens[k * n:(k + 1) * n]], cfg.block_size, salt)
                        for k, p in enumerate(prompts)]
 
 

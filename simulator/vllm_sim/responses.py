@@ -14,6 +14,7 @@ from . import generate as gen
 from . import openai_shapes as shapes
 from . import responses_input as items
 from .kv_cache import PromptBlocks
+from .lora import adapter_named
 from .responses_stream import ResponsesEngine
 from .validate import (ApiError, bad_request, check_model, check_prompt_len, clamp_max_tokens, get_bool,
                        get_int, get_str, invalid)
@@ -189,14 +190,14 @@ def _fields(body: dict) -> dict:
             "frequency_penalty": _float(body, "frequency_penalty") or 0.0}
 
 
-def _template(body: dict, f: dict, choice, sampled: tuple, logprobs: int | None, cfg) -> dict:
+def _template(body: dict, f: dict, choice, sampled: tuple, logprobs: int | None, model: str) -> dict:
     """The answer in ResponsesResponse's field order, in progress; status, output, usage and
     incomplete_details are filled in per use. sampled: (temperature, top_p, max_tokens)."""
     temperature, top_p, max_tokens = sampled
     return {
         "id": f["request_id"] or "resp_" + shapes.random_id(), "created_at": int(time.time()),
         "incomplete_details": None, "instructions": f["instructions"], "metadata": f["metadata"],
-        "model": cfg.model_name, "object": "response", "output": [],
+        "model": model, "object": "response", "output": [],
         "parallel_tool_calls": get_bool(body, "parallel_tool_calls", True), "temperature": temperature,
         "tool_choice": choice, "tools": f["tools"], "top_p": top_p, "background": False,
         "max_output_tokens": max_tokens, "max_tool_calls": f["max_tool_calls"], "previous_response_id": None,
@@ -209,7 +210,7 @@ def _template(body: dict, f: dict, choice, sampled: tuple, logprobs: int | None,
 
 def _prompt(body: dict, f: dict, cfg) -> tuple[str, list]:
     """Serving-level checks (model, background, previous_response_id), then the rendered prompt."""
-    check_model(body, cfg.served_model_names)
+    check_model(body, cfg.served_model_names, adapters=cfg.lora_names)
     if get_bool(body, "background", False):  # store is always off here, so background never works
         raise ApiError(400, shapes.error(_NO_STORE_BACKGROUND, "invalid_request_error", 400, "background"))
     if f["previous_response_id"] is not None:  # nothing is ever stored
@@ -229,16 +230,21 @@ def responses_plan(body: dict, cfg) -> ResponsesPlan:
     plan = ResponsesPlan()
     plan.stream = get_bool(body, "stream", False)
     plan.prompt_tokens, plan.max_tokens = len(pieces), sampled[2]
-    plan.gens = [gen.generate(rendered, f["seed"], 0, plan.max_tokens, cfg.natural_len,
+    adapter = adapter_named(body.get("model"), cfg.lora_modules)  # its own text and KV blocks
+    key = adapter.generation_key(rendered) if adapter else rendered
+    plan.gens = [gen.generate(key, f["seed"], 0, plan.max_tokens, cfg.natural_len,
                               get_bool(body, "ignore_eos", False))]
     include = body.get("include")
     wants_logprobs = isinstance(include, list) and _LOGPROBS_INCLUDE in include
     plan.logprobs = get_int(body, "top_logprobs", 0) if wants_logprobs else None
     kv = bool(cfg.num_gpu_blocks)
-    plan.kv_prompts = [PromptBlocks(pieces, [plan.gens[0].pieces], cfg.block_size)] if kv else None
+    plan.kv_prompts = [PromptBlocks(pieces, [plan.gens[0].pieces], cfg.block_size,
+                                    adapter.salt if adapter else 0)] if kv else None
     plan.full_blocks = len(pieces) // cfg.block_size * cfg.block_size if kv else 0
     plan.claim, plan.opened = None, []
-    plan.template = _template(body, f, choice, sampled, plan.logprobs, cfg)
+    # vLLM answers with the first served name, or the LoRA adapter's the request names.
+    model = adapter.name if adapter else cfg.model_name
+    plan.template = _template(body, f, choice, sampled, plan.logprobs, model)
     return plan
 
 

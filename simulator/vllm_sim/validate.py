@@ -130,10 +130,11 @@ def _stdlib_json_error(raw: bytes) -> bytes:
     return shapes.json_error(0, "Expecting value")
 
 
-def check_model(body: dict, served: tuple, pooling: bool = False) -> None:
-    """Unknown model names get vLLM's 404; a missing/empty model means the default one."""
+def check_model(body: dict, served: tuple, pooling: bool = False, adapters: tuple = ()) -> None:
+    """Unknown model names get vLLM's 404; a missing/empty model means the default one. A LoRA
+    adapter's name (`adapters`) is known too, but the message lists the base models only."""
     name = get_str(body, "model")
-    if name and name not in served:
+    if name and name not in served and name not in adapters:
         if pooling:  # the pooling servers word it differently and leave param null
             raise ApiError(404, shapes.error(f"The model `{name}` does not exist.", "NotFoundError", 404))
         msg = f"The model `{name}` does not exist. Valid aliases: {', '.join(served)}."

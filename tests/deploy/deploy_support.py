@@ -30,7 +30,7 @@ def compose_binary() -> str:
 
 def compose_project(tmp: Path, env_lines: list[str]) -> Path:
     """A project folder that sees the repository's files, with its own .env (never the repo's)."""
-    for name in ("docker-compose.yml", "gateway", "nginx", "hf-cache"):
+    for name in ("docker-compose.yml", "gateway", "nginx", "hf-cache", "adapters"):
         (tmp / name).symlink_to(ROOT / name)
     example = (ROOT / ".env.example").read_text()
     (tmp / ".env").write_text(example + "\n" + "\n".join(env_lines) + "\n")

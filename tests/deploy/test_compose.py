@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -102,7 +103,8 @@ def test_served_names_match_routing_yaml(compose):
     routing = load_routing(ROOT / "gateway" / "routing.yaml", env={})
     seen = set()
     for pool in routing.pools.values():
-        served = sorted({m.served_name for m in routing.models if m.pool.name == pool.name})
+        served = sorted({m.served_name for m in routing.models
+                         if m.pool.name == pool.name and m.parent is None})  # adapters: below
         for backend in pool.backends:
             url = urlsplit(backend.url)
             service = compose["services"][url.hostname]
@@ -161,3 +163,38 @@ def test_nginx_renders_the_shared_template(compose, cert_dir):
     assert env["EDGE_CERT"] == "/etc/nginx/certs/cert-fullchain.crt"
     assert env["EDGE_CERT_KEY"] == "/etc/nginx/certs/cert.key"
     assert (ROOT / "nginx" / "18-llm-edge.envsh").stat().st_mode & 0o111, "the image sources only +x"
+
+
+def lora_modules(command: list[str]) -> list[tuple[str, str, str | None]]:
+    """(name, path, base model) of each --lora-modules entry, read as vLLM reads them."""
+    found = []
+    for item in flag(command, "--lora-modules"):
+        if "=" in item and "," not in item:
+            name, path = item.split("=", 1)
+            found.append((name, path, None))
+        else:
+            entry = json.loads(item)
+            found.append((entry["name"], entry["path"], entry.get("base_model_name")))
+    return found
+
+
+def test_lora_adapters_match_routing_yaml(compose):
+    """Every backend of a pool loads exactly the adapters routing.yaml declares for the pool,
+    under their served names, from their source, on their base model (none in the shipped
+    file: then LoRA stays off)."""
+    routing = load_routing(ROOT / "gateway" / "routing.yaml", env={})
+    for pool in routing.pools.values():
+        declared = sorted((a.served_name, a.source, a.base_served_name) for a in pool.adapters)
+        for backend in pool.backends:
+            command = compose["services"][urlsplit(backend.url).hostname]["command"]
+            assert sorted(lora_modules(command)) == declared, backend.name
+            assert ("--enable-lora" in command) == bool(declared), backend.name
+
+
+def test_vllm_servers_see_the_adapter_folder_read_only(compose):
+    for name in VLLM:
+        service = compose["services"][name]
+        assert mounts(service)["/adapters"] == str(ROOT / "adapters")
+        [volume] = [v for v in service["volumes"]
+                    if (v.split(":")[1] if isinstance(v, str) else v["target"]) == "/adapters"]
+        assert volume.endswith(":ro") if isinstance(volume, str) else volume["read_only"]

@@ -13,7 +13,15 @@ BACKEND_ONLY = ["/sleep", "/wake_up", "/is_sleeping", "/reset_prefix_cache", "/r
                 "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/start_profile",
                 "/stop_profile", "/scale_elastic_ep", "/is_scaling_elastic_ep", "/pause",
                 "/resume", "/invocations", "/ping", "/server_info", "/v1/chat/completions/render",
-                "/fault_tolerance/apply"]
+                "/fault_tolerance/apply", "/adapters", "/adapters/tiny-sql-lora"]
+# Run-time LoRA loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING): vLLM's own routes and SageMaker's
+# (POST /adapters, DELETE /adapters/{name}), with bodies that would load or drop an adapter.
+LORA_LOADING = [("POST", "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": "/tmp/x"}),
+                ("POST", "/v1/unload_lora_adapter", {"lora_name": "tiny-sql-lora"}),
+                ("POST", "/adapters", {"name": "x", "src": "/tmp/x"}),
+                ("DELETE", "/adapters/tiny-sql-lora", None),
+                ("DELETE", "/adapters/acme%2Fsql-assistant", None),
+                ("PUT", "/v1/load_lora_adapter", {"lora_name": "x", "lora_path": "/tmp/x"})]
 
 
 @pytest.mark.parametrize("path", BACKEND_ONLY)
@@ -40,3 +48,16 @@ def test_no_backend_only_route_reached_a_backend(sim_stack):
     # the count is real: the same paths sent to a simulator directly are counted
     httpx.post(sim_stack.backend_url("chat0") + "/sleep", json={}, timeout=10)
     assert _unrouted(sim_stack) == before + 1
+
+
+@pytest.mark.parametrize("method,path,body", LORA_LOADING)
+def test_run_time_lora_loading_is_never_forwarded(sim_stack, method, path, body):
+    """No credential loads or drops an adapter through the gateway: the routing table's
+    adapters are all there is."""
+    before = _unrouted(sim_stack)
+    for headers in (sim_stack.auth, {"Authorization": f"Bearer {sim_stack.admin_token}"}):
+        resp = httpx.request(method, sim_stack.base_url + path, json=body, headers=headers,
+                             timeout=10)
+        assert resp.status_code in (404, 405), (path, resp.status_code, resp.text)
+        assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
+    assert _unrouted(sim_stack) == before

@@ -83,7 +83,8 @@ def test_rerank_over_http(stack):
 
 def test_models_lists_public_names(client):
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {CHAT, SQL, EMBED, RERANK}
+    # and the chat model's LoRA adapters (routing.yaml; test_lora.py)
+    assert set(models) == {CHAT, SQL, EMBED, RERANK, "acme/sql-assistant", "acme/poet"}
     assert models[CHAT].model_extra["aliases"] == ["qwen"]
 
 

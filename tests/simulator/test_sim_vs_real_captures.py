@@ -119,6 +119,21 @@ CASES = {
                                        {"model": "tiny-rerank", "input": "hello " * 600}, {**J, **K}),
     "error_cohere_embed_on_rerank_server": ("rerank", "POST", "/v2/embed", {"model": "tiny-rerank", "texts": ["hi"]},
                                             {**J, **K}),
+    # A chat server that also serves a LoRA adapter (vllm_captures/README.txt, "lora").
+    "models_chat_lora": ("lora", "GET", "/v1/models", None, {}),
+    "chat_lora": ("lora", "POST", "/v1/chat/completions",
+                  {"model": "tiny-sql-lora", "messages": MSG, "max_tokens": 8, "temperature": 0}, J),
+    "chat_stream_usage_lora": ("lora", "POST", "/v1/chat/completions",
+                               {"model": "tiny-sql-lora", "messages": MSG, "max_tokens": 3, "temperature": 0,
+                                "stream": True, "stream_options": {"include_usage": True}}, J),
+    "completions_lora": ("lora", "POST", "/v1/completions",
+                         {"model": "tiny-sql-lora", "prompt": "Once upon a time", "max_tokens": 8,
+                          "temperature": 0}, J),
+    "tokenize_lora": ("lora", "POST", "/tokenize", {"model": "tiny-sql-lora", "prompt": "Hello world"}, J),
+    "error_unknown_model_lora_server": ("lora", "POST", "/v1/chat/completions",
+                                        {"model": "no-such-model", "messages": MSG, "max_tokens": 4}, J),
+    "error_load_lora_adapter_route": ("lora", "POST", "/v1/load_lora_adapter",
+                                      {"lora_name": "x", "lora_path": "/nowhere"}, J),
 }
 
 
@@ -159,6 +174,9 @@ def servers():
                      "--embed-dim", "64"),
         "rerank": Sim("--kind", "rerank", "--served-model-name", "tiny-rerank", "--max-model-len", "512",
                       "--api-key", "sk-test"),
+        "lora": Sim("--kind", "chat", "--served-model-name", "tiny-chat", "--max-model-len", "512",
+                    "--model", "tiny/models/chat", "--enable-lora", "--max-lora-rank", "8", "--lora-modules",
+                    '{"name": "tiny-sql-lora", "path": "tiny/lora/tiny-sql-lora", "base_model_name": "tiny-chat"}'),
     }
     yield sims
     for sim in sims.values():
@@ -221,3 +239,16 @@ def test_metrics_families_and_labels_exist_in_real_vllm(servers, case, server):
 def test_unauthorized_has_no_vary_header_like_real(servers):
     r = httpx.get(servers["rerank"].url + "/v1/models")
     assert r.status_code == 401 and r.json() == {"error": "Unauthorized"} and "vary" not in r.headers
+
+
+def test_lora_listing_and_unknown_model_message_like_real(servers):
+    """The adapter's card (id, root, parent) after the base model's, and a 404 message that
+    lists the base model only, exactly as vLLM's."""
+    _, _, real = parse_capture("models_chat_lora")
+    sim = servers["lora"].http.get("/v1/models").json()
+    assert [(m["id"], m["root"], m["parent"]) for m in sim["data"]] == \
+        [(m["id"], m["root"], m["parent"]) for m in json.loads(real)["data"]]
+    _, _, real = parse_capture("error_unknown_model_lora_server")
+    _, _, _, body, _ = CASES["error_unknown_model_lora_server"]
+    sim = servers["lora"].http.post("/v1/chat/completions", json=body)
+    assert sim.json() == json.loads(real)

@@ -1,5 +1,6 @@
 """GET /v1/models and /v1/models/{id}: the public model names, their aliases and the endpoints
-each serves, as far as the caller's key may use them."""
+each serves, as far as the caller's key may use them. A LoRA adapter is a model of its own
+(adapters.py), with its base model as `parent`; access to one says nothing of the other."""
 
 from __future__ import annotations
 
@@ -44,5 +45,5 @@ def _card(model: Model, principal: Principal, created: int) -> ModelCard | None:
     allowed = sorted(e.value for e in model.endpoints if SCOPE_OF[e] in principal.scopes)
     if not allowed or not principal.may_use((model.name, *model.aliases)):
         return None
-    return ModelCard(id=model.name, created=created, owned_by=model.owned_by,
-                     aliases=list(model.aliases), endpoints=allowed)
+    return ModelCard(id=model.name, created=created, owned_by=model.owned_by, root=model.name,
+                     parent=model.parent, aliases=list(model.aliases), endpoints=allowed)

@@ -51,21 +51,22 @@ class PlacementPolicy:
     bind_first_turns: bool = False  # also bind a first turn whose preamble is short
     slot_tokens: int = 64           # a request past its prefill weighs this many prompt tokens
 
-    def place(self, body: dict, headers: Mapping[str, str]) -> Placement | None:
+    def place(self, body: dict, headers: Mapping[str, str], salt: bytes = b"") -> Placement | None:
         """How a prefix or session pool places this request; None under least_load and random,
-        which place by request counts alone."""
+        which place by request counts alone. `salt` sets apart the prefixes of models whose
+        KV blocks a backend caches apart (a LoRA adapter's, routing.Model.prefix_salt)."""
         if self.name not in ("prefix", "session"):
             return None
-        return Placement(self.key(body, headers), *prompt_tokens(body))
+        return Placement(self.key(body, headers, salt), *prompt_tokens(body))
 
-    def key(self, body: dict, headers: Mapping[str, str]) -> int | None:
+    def key(self, body: dict, headers: Mapping[str, str], salt: bytes = b"") -> int | None:
         """The 64-bit key binding this request, or None: placed by load alone."""
         if self.name == "prefix":
             head, shared = head_and_sharing(body, self.prefix_bytes,
                                             unshared=self.bind_first_turns)
             if not shared and not self.bind_first_turns:
                 return None  # a conversation's own first turn: placed by load
-            return _hash64(head) if len(head) >= self.min_prefix_bytes else None
+            return _hash64(salt + head) if len(head) >= self.min_prefix_bytes else None
         if self.name == "session":
             session = headers.get(self.session_header) or body.get("user")
             return _hash64(session.encode()) if isinstance(session, str) and session else None

@@ -2,7 +2,9 @@
 # Captures raw responses (status line + headers + body) from real vLLM 0.32 (CPU) servers.
 # Servers: chat "tiny-chat" on :8101, embed "tiny-embed" on :8104, rerank "tiny-rerank" on :8105
 # started with --api-key sk-test. Each case is saved as <case>.txt in this folder.
+# lora: a chat server that also loads a tiny LoRA adapter (README.txt), on :8106.
 C=${C:-http://127.0.0.1:8101}; E=${E:-http://127.0.0.1:8104}; R=${R:-http://127.0.0.1:8105}
+L=${L:-http://127.0.0.1:8106}
 J='Content-Type: application/json'
 cd "$(dirname "$0")"
 cap() { local name=$1; shift; curl -sS -i -N "$@" > "$name.txt"; echo "$name: $(head -1 "$name.txt" | tr -d '\r')"; }
@@ -66,4 +68,13 @@ cap error_classify_missing_input $R/classify -H "$J" -H "$K" -d '{"model":"tiny-
 cap error_classify_unknown_model $R/classify -H "$J" -H "$K" -d '{"model":"no-such-model","input":"hi"}'
 cap error_classify_prompt_too_long $R/classify -H "$J" -H "$K" -d '{"model":"tiny-rerank","input":"'"$(printf 'hello %.0s' {1..600})"'"}'
 cap error_cohere_embed_on_rerank_server $R/v2/embed -H "$J" -H "$K" -d '{"model":"tiny-rerank","texts":["hi"]}'
+;; esac
+case "${1:-all}" in lora|all)
+cap models_chat_lora      $L/v1/models
+cap chat_lora             $L/v1/chat/completions -H "$J" -d '{"model":"tiny-sql-lora",'"$MSG"',"max_tokens":8,"temperature":0}'
+cap chat_stream_usage_lora $L/v1/chat/completions -H "$J" -d '{"model":"tiny-sql-lora",'"$MSG"',"max_tokens":3,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}'
+cap completions_lora      $L/v1/completions -H "$J" -d '{"model":"tiny-sql-lora","prompt":"Once upon a time","max_tokens":8,"temperature":0}'
+cap tokenize_lora         $L/tokenize -H "$J" -d '{"model":"tiny-sql-lora","prompt":"Hello world"}'
+cap error_unknown_model_lora_server $L/v1/chat/completions -H "$J" -d '{"model":"no-such-model",'"$MSG"',"max_tokens":4}'
+cap error_load_lora_adapter_route $L/v1/load_lora_adapter -H "$J" -d '{"lora_name":"x","lora_path":"/nowhere"}'
 ;; esac
