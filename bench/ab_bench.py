@@ -17,6 +17,7 @@ the requests served). Same chat body as gateway_bench.py.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -159,7 +160,20 @@ def main() -> None:
                         help="base's chat pool policy (default: the e2e routing file's)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {int(LOAD_CORE)})  # wrk, simulators and Redis; gateways: taskset
-    compare(args)
+    rows = compare(args)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.head or "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    meta = {"base": args.base, "head": head + ("" if args.head else " (+ working tree)"),
+            "rounds": args.rounds, "seconds_per_round": args.duration,
+            "chat_policy": {"base": args.base_policy, "head": args.chat_policy}}
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ab.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    lines = [f"# Gateway A/B: {meta['head']} against {args.base}", "",
+             f"{args.rounds} rounds of {args.duration} s in turns; medians [min-max]; chat "
+             f"policy head {args.chat_policy or 'e2e file'}, base {args.base_policy or 'e2e file'}.",
+             "", *(f"- {render_row(r)}" for r in rows)]
+    (out / "ab.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
