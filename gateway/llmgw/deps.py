@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from . import admin_token
+from .endpoints import ANTHROPIC_PATHS
 from .openapi import error_responses
 from .services import Services
+from .tenancy.apikeys import bearer_token
 from .tenancy.auth import Principal
 from .tenancy.records import Scope
 
@@ -23,13 +25,23 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """The API key's organisation and scopes, or 401/403 before the body is even read."""
-    principal = await services.auth.authenticate(request.headers.get("authorization"))
+    principal = await services.auth.authenticate_key(presented_key(request))
     trace = request.state.trace
     trace.org, trace.key_id = principal.org_id, principal.key_id
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key of `Authorization: Bearer`; on the routes speaking Anthropic's protocol,
+    whose SDKs send it as `x-api-key`, that header too when no Bearer token came. Elsewhere an
+    x-api-key header is no credential at all."""
+    key = bearer_token(request.headers.get("authorization"))
+    if key is None and request.scope["path"] in ANTHROPIC_PATHS:
+        key = request.headers.get("x-api-key")
+    return key
 
 
 async def require_monitor(request: Request, services: ServicesDep) -> None:

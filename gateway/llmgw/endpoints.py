@@ -15,10 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, RESPONSES_OUTPUT, OutputRule,
-                             chat_prompt, cohere_embed_prompt, completion_prompt, embedding_prompt,
-                             no_tokens, pooling_prompt, rerank_prompt, responses_prompt,
-                             score_prompt)
+from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, COUNT_MESSAGES, MESSAGES_OUTPUT,
+                             RESPONSES_OUTPUT, TOKENIZE, ExactCount, OutputRule, chat_prompt,
+                             cohere_embed_prompt, completion_prompt, embedding_prompt,
+                             messages_prompt, no_tokens, pooling_prompt, rerank_prompt,
+                             responses_prompt, score_prompt)
+from .messages.protocol import (CountTokensRequest, CountTokensResponse, MessagesRequest,
+                                MessagesResponse)
 from .pooling_protocol import (ClassifyRequest, ClassifyResponse, CohereEmbedRequest,
                                CohereEmbedResponse, PoolingRequest, PoolingResponse, cohere_usage)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
@@ -48,7 +51,7 @@ class EndpointSpec:
     answer: type[BaseModel]        # the answer's schema (OpenAPI)
     prompt: Callable[[dict], tuple[int, int]]  # (estimated prompt tokens, prompts) of a valid body
     output: OutputRule | None      # the output-length field the backend obeys; None: no generation
-    events: Literal["chat", "completion", "responses"] | None  # stream format; None: never streams
+    events: Literal["chat", "completion", "responses", "messages"] | None  # stream format; None: never streams
     cache: Literal["always", "deterministic", "never"]  # always, when greedy or seeded, or never
     summary: str
     example: Mapping                # a small valid body, `model` left out: docs and the smoke test
@@ -56,6 +59,9 @@ class EndpointSpec:
     names_model: bool = True        # the answer's `model` is set to the public name
     conversation: bool = False      # a Responses API turn: chained and stored (responses/)
     usage: Callable[[dict], dict | None] = openai_usage  # the tokens an answer reports (metered)
+    # Anthropic's protocol: the key may come as `x-api-key`, errors in Anthropic's shape (messages/)
+    dialect: Literal["openai", "anthropic"] = "openai"
+    counter: ExactCount = TOKENIZE  # where the backend counts the prompt exactly (admission/cost.py)
 
 
 ENDPOINTS: tuple[EndpointSpec, ...] = (
@@ -72,6 +78,21 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         "Stored per organisation for RESPONSES_TTL_SECS unless `store` is false; "
         "`previous_response_id` continues a stored response on any replica.",
         conversation=True),
+    EndpointSpec(
+        "messages", ("/v1/messages",), "/v1/messages", Endpoint.CHAT, Scope.CHAT,
+        MessagesRequest, MessagesResponse, messages_prompt, MESSAGES_OUTPUT, "messages", "never",
+        "Create a message (Anthropic's Messages API, streaming or not)",
+        {"messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8},
+        "Anthropic's request, answer and events, as vLLM serves them; the key may also come as "
+        "`x-api-key`, and errors have Anthropic's shape.", dialect="anthropic",
+        counter=COUNT_MESSAGES),
+    EndpointSpec(
+        "count_tokens", ("/v1/messages/count_tokens",), "/v1/messages/count_tokens",
+        Endpoint.CHAT, Scope.CHAT, CountTokensRequest, CountTokensResponse, no_tokens, None,
+        None, "never", "Count a Messages request's input tokens",
+        {"messages": [{"role": "user", "content": "Say hello."}]},
+        "vLLM's count of the prompt a Messages request would send; costs a request, no tokens.",
+        names_model=False, dialect="anthropic"),
     EndpointSpec(
         "completions", ("/v1/completions",), "/v1/completions", Endpoint.COMPLETIONS,
         Scope.CHAT, CompletionRequest, CompletionResponse, completion_prompt, COMPLETION_OUTPUT,
@@ -137,3 +158,6 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
 BY_NAME: Mapping[str, EndpointSpec] = MappingProxyType({e.name: e for e in ENDPOINTS})
 # The scope a key needs to use a model for each thing it serves (GET /v1/models).
 SCOPE_OF: Mapping[Endpoint, Scope] = MappingProxyType({e.serves: e.scope for e in ENDPOINTS})
+# The paths speaking Anthropic's protocol (deps.py takes x-api-key there, error_handlers.py
+# answers in Anthropic's shape).
+ANTHROPIC_PATHS = frozenset(p for e in ENDPOINTS if e.dialect == "anthropic" for p in e.paths)

@@ -1,4 +1,5 @@
-"""The one place where exceptions become HTTP answers, all in OpenAI's error shape."""
+"""The one place where exceptions become HTTP answers: in OpenAI's error shape, and in
+Anthropic's on the routes that speak its protocol (endpoints.py, messages/errors.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from starlette.responses import Response
 from redis.exceptions import RedisError
 
 from .client_limits import EDGE_REFUSAL
-from .errors import (INTERNAL_ERROR_BODY, ClientClosedRequest, GatewayError, InvalidRequest,
-                     RouteNotFound, StateUnavailable)
+from .endpoints import ANTHROPIC_PATHS
+from .errors import (ClientClosedRequest, GatewayError, InvalidRequest, RouteNotFound,
+                     StateUnavailable)
+from .messages import errors as anthropic
 
 log = logging.getLogger("llmgw.errors")
 
@@ -23,18 +26,25 @@ def error_response(error: GatewayError, request: Request | None = None) -> Respo
     trace = getattr(request.state, "trace", None) if request is not None else None
     if trace is not None:
         trace.error_code = error.code
-    return Response(error.body_bytes(), status_code=error.status,
+    return Response(_body(error, request), status_code=error.status,
                     media_type="application/json", headers=error.headers)
+
+
+def _body(error: GatewayError, request: Request | None) -> bytes:
+    """OpenAI's error shape, but on the routes speaking Anthropic's protocol (its SDKs' own)."""
+    if request is not None and request.scope["path"] in ANTHROPIC_PATHS:
+        return anthropic.body_bytes(error)
+    return error.body_bytes()
 
 
 async def _gateway_error(request: Request, exc: GatewayError) -> Response:
     return error_response(exc, request)
 
 
-async def _http_exception(_request: Request, exc: HTTPException) -> Response:
+async def _http_exception(request: Request, exc: HTTPException) -> Response:
     if exc.status_code in (404, 405):
-        return error_response(RouteNotFound(f"{exc.detail}", status=exc.status_code))
-    return error_response(InvalidRequest(str(exc.detail)))
+        return error_response(RouteNotFound(f"{exc.detail}", status=exc.status_code), request)
+    return error_response(InvalidRequest(str(exc.detail)), request)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
@@ -62,8 +72,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     # middleware never sees it; on the lane it does, and replaces this copy rather than adding one.
     request_id = getattr(request.state, "request_id", None)
     headers = {"x-request-id": request_id} if request_id else None
-    return Response(INTERNAL_ERROR_BODY, status_code=500, media_type="application/json",
-                    headers=headers)
+    return Response(_body(GatewayError("internal error"), request), status_code=500,
+                    media_type="application/json", headers=headers)
 
 
 def install(app: FastAPI) -> None:

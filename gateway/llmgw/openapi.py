@@ -28,8 +28,12 @@ SECURITY_SCHEMES = {
     "adminToken": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN."},
     "adminTokenHeader": {"type": "apiKey", "in": "header", "name": "X-Admin-Token",
                          "description": "ADMIN_TOKEN, in seed 000's header."},
+    "anthropicApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                        "description": "An organisation's API key, as Anthropic's SDKs send it "
+                                       "(the routes speaking Anthropic's protocol only)."},
 }
 API_KEY = [{"apiKey": []}]
+ANTHROPIC_KEY = [{"apiKey": []}, {"anthropicApiKey": []}]
 ADMIN = [{"adminToken": []}, {"adminTokenHeader": []}]
 MONITOR = ADMIN + API_KEY  # the admin token, or a key with the monitor scope
 _SECURITY_BY_TAG = {"inference": API_KEY, "models": API_KEY, "admin": ADMIN, "monitoring": MONITOR}
@@ -68,6 +72,11 @@ INFERENCE_ERRORS = {**error_responses(400, 401, 403, 404, 413, 415, 429, 502, 50
                     413: {"model": ErrorResponse, "description": "The body is larger than "
                           "MAX_BODY_BYTES, or the backend refused the request as too large "
                           "(its message relayed)."}}
+
+
+def anthropic_errors(model: type[BaseModel]) -> dict:
+    """INFERENCE_ERRORS with Anthropic's error body (`model`) for the routes that answer so."""
+    return {status: {**doc, "model": model} for status, doc in INFERENCE_ERRORS.items()}
 
 
 def model_required(routing: RoutingTable, endpoints: Iterable[EndpointSpec]) -> dict[str, bool]:

@@ -20,6 +20,7 @@ from .cache.lookup import Bypass, Lookup
 from .cache.store import CachedAnswer
 from .endpoints import EndpointSpec
 from .errors import BadInput, GatewayError
+from .messages.stream import MessagesMeter
 from .observability.trace import Trace
 from .placement.policy import Placement
 from .protocol import validate
@@ -119,7 +120,7 @@ async def _cost(services: Services, model: Model, endpoint: EndpointSpec, body: 
         # Refuse on the exact count only: the estimate is an upper bound, not the truth.
         if endpoint.output is None:  # /tokenize counts a chat or completion prompt only
             raise
-        exact = await services.upstream.tokenize(model, body, request_id)
+        exact = await services.upstream.tokenize(model, body, request_id, endpoint.counter)
         if exact is None or exact >= cost.prompt:
             raise
         cost.prompt = exact
@@ -139,8 +140,12 @@ def _content(body: dict) -> str:
 def _used(usage: dict | None) -> tuple[int, int]:
     if not isinstance(usage, dict):
         return 0, 0
-    # chat and completions say prompt/completion tokens; the Responses API input/output
-    prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+    # chat and completions say prompt/completion tokens; the Responses API input/output; the
+    # Messages API input/output with the cached part of the prompt apart (vLLM's
+    # --enable-prompt-tokens-details), billed as part of the prompt as on chat
+    prompt = usage.get("prompt_tokens") or (
+        (usage.get("input_tokens") or 0) + (usage.get("cache_read_input_tokens") or 0)
+        + (usage.get("cache_creation_input_tokens") or 0))
     completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
     if not completion and usage.get("total_tokens"):
         prompt = usage["total_tokens"]  # rerank reports only a total
@@ -211,9 +216,7 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
 async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
                   admission: _Admission, cached: Bypass,
                   placement: Placement | None, turn: Turn | None) -> Response:
-    asked = body.get("stream_options") or {}
-    if turn is None:  # Responses streams end with their usage anyway
-        body["stream_options"] = {**asked, **METERED}
+    meter = _stream_meter(services, model, endpoint, body, admission, cached, turn)
 
     async def open_stream() -> OpenStream:
         return await services.upstream.open_stream(model, endpoint.backend_path, body,
@@ -227,11 +230,6 @@ async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body
         await free_if_finished(opening, OpenStream.close)
         _refund(services, ticket, exc)
         raise
-    meter = ResponsesMeter(model.name, turn, lambda kept: _keep(services, admission.org_id, kept)) \
-        if turn is not None else \
-        StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
-                    keep_each_usage=bool(asked.get("continuous_usage_stats")),
-                    collector=cached.collector())
 
     async def finish() -> None:
         await stream.close()
@@ -244,6 +242,22 @@ async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body
                 cached.fill_stream(meter.usage)
 
     return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)
+
+
+def _stream_meter(services: Services, model: Model, endpoint: EndpointSpec, body: dict,
+                  admission: _Admission, cached: Bypass, turn: Turn | None):
+    """The meter of the endpoint's stream format (what it reads and rewrites per event). Chat
+    and completions streams are asked for usage on every chunk; Responses and Messages
+    streams carry theirs anyway (vLLM asks itself for it behind /v1/messages)."""
+    if endpoint.events == "messages":
+        return MessagesMeter(model.name)
+    if turn is not None:
+        return ResponsesMeter(model.name, turn, lambda kept: _keep(services, admission.org_id, kept))
+    asked = body.get("stream_options") or {}
+    body["stream_options"] = {**asked, **METERED}
+    return StreamMeter(model.name, keep_final_usage=bool(asked.get("include_usage")),
+                       keep_each_usage=bool(asked.get("continuous_usage_stats")),
+                       collector=cached.collector())
 
 
 async def _keep(services: Services, org_id: str, kept: StoredResponse) -> None:

@@ -23,6 +23,8 @@ class StreamMeter:
     __slots__ = ("_public", "_keep_final", "_keep_each", "_collector", "usage", "failed", "finished",
                  "hold")
 
+    error_event = staticmethod(error_event)  # how the relay reports a broken stream here
+
     def __init__(self, public_model: str, *, keep_final_usage: bool, keep_each_usage: bool,
                  collector: StreamCollector | None = None) -> None:
         self._public = public_model
@@ -111,10 +113,10 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
             yield out
     except TRANSPORT_ERRORS as exc:  # includes the idle limit (a read timeout)
         meter.failed = True
-        yield error_event(stream.failure(exc))
+        yield meter.error_event(stream.failure(exc))
     except TimeoutError:
         meter.failed = True
-        yield error_event(stream.overrun())
+        yield meter.error_event(stream.overrun())
 
 
 class RelayResponse(StreamingResponse):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import orjson
 
+from .admission.cost import TOKENIZE, ExactCount
 from .backend_errors import relayed_error, transport_error
 from .backend_http import (BackendHTTP, BackendHTTPError, ConnectError, PoolTimeout, ReadTimeout,
                            Response)
@@ -247,19 +248,19 @@ class Upstream:
         _served(backend, self._selector)
         return OpenStream(resp, backend, self._selector, deadline, self._max_secs, prefill)
 
-    async def tokenize(self, model: Model, body: dict, request_id: str) -> int | None:
-        """The backend's exact prompt token count (vLLM /tokenize), or None if it cannot say
-        within TOKENIZE_SECS."""
-        fields = {k: body[k] for k in ("messages", "prompt", "tools", "add_generation_prompt")
-                  if k in body}
+    async def tokenize(self, model: Model, body: dict, request_id: str,
+                       counter: ExactCount = TOKENIZE) -> int | None:
+        """The backend's exact prompt token count (vLLM /tokenize, or the endpoint's own
+        counting route), or None if it cannot say within TOKENIZE_SECS."""
+        fields = {k: body[k] for k in counter.fields if k in body}
         if not isinstance(fields.get("prompt", ""), str):
             return None  # token ids are counted exactly already; lists of prompts are not supported
         try:
-            answer = await self.forward(model, "/tokenize", {"model": model.served_name, **fields},
+            answer = await self.forward(model, counter.path, {"model": model.served_name, **fields},
                                         request_id, limit=min(self._answer_timeout, TOKENIZE_SECS))
         except GatewayError:
             return None
-        count = answer.get("count")
+        count = answer.get(counter.answer)
         return count if isinstance(count, int) else None
 
 

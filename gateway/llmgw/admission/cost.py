@@ -83,6 +83,16 @@ def responses_prompt(body: dict) -> tuple[int, int]:
     return tokens, 1
 
 
+def messages_prompt(body: dict) -> tuple[int, int]:
+    """(estimated prompt tokens, 1) of an Anthropic Messages body: its messages and tools as
+    chat's (content blocks other than text counted as JSON), plus the top-level system prompt,
+    which vLLM renders as the first message."""
+    tokens, _ = chat_prompt(body)
+    if body.get("system"):
+        tokens += _text_bytes(body["system"]) + PER_MESSAGE
+    return tokens, 1
+
+
 def completion_prompt(body: dict) -> tuple[int, int]:
     return _inputs(body["prompt"])
 
@@ -158,6 +168,23 @@ class OutputRule:
 CHAT_OUTPUT = OutputRule(completion_field=True, default=None)
 COMPLETION_OUTPUT = OutputRule(completion_field=False, default=COMPLETIONS_DEFAULT_MAX_TOKENS)
 RESPONSES_OUTPUT = OutputRule(completion_field=False, default=None, only="max_output_tokens")
+MESSAGES_OUTPUT = OutputRule(completion_field=False, default=None, only="max_tokens")  # required there
+
+
+@dataclass(frozen=True)
+class ExactCount:
+    """Where a backend counts an endpoint's prompt exactly, when the estimate would refuse it:
+    the path, the body fields it takes, and the answer's field holding the count."""
+    path: str
+    fields: tuple[str, ...]
+    answer: str
+
+
+TOKENIZE = ExactCount("/tokenize", ("messages", "prompt", "tools", "add_generation_prompt"), "count")
+# vLLM renders a Messages body (system, Anthropic blocks, tools) only on its own route.
+COUNT_MESSAGES = ExactCount("/v1/messages/count_tokens",
+                            ("messages", "system", "tools", "tool_choice", "thinking",
+                             "output_config", "chat_template_kwargs"), "input_tokens")
 
 
 def output_budget(rule: OutputRule | None, body: dict, limits: Limits) -> tuple[int, int]:

@@ -14,7 +14,8 @@ from starlette.responses import Response
 
 from ..deps import PrincipalDep, ServicesDep
 from .direct_route import DirectRoute
-from ..openapi import INFERENCE_ERRORS, json_body
+from ..messages.protocol import AnthropicErrorResponse
+from ..openapi import ANTHROPIC_KEY, INFERENCE_ERRORS, anthropic_errors, json_body
 from ..endpoints import ENDPOINTS, EndpointSpec
 from ..serving import serve
 
@@ -25,11 +26,31 @@ STREAM_DOC = {"text/event-stream": {"schema": {
                    "failure mid-stream arrives as a `data: {\"error\": {...}}` event and ends the stream."}}}
 
 
-def _ok(model: type[BaseModel], streams: bool = False) -> dict:
-    doc: dict = {"model": model, "description": "The backend's answer, with the public model name."}
-    if streams:
-        doc["content"] = STREAM_DOC
-    return {200: doc, **INFERENCE_ERRORS}
+# Anthropic's events (the Messages API): named by an `event:` line, errors included.
+ANTHROPIC_STREAM_DOC = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    "description": "With `stream: true`: `message_start`, `content_block_start`, "
+                   "`content_block_delta`, `content_block_stop`, `message_delta` (with the usage) "
+                   "and `message_stop` events. A failure mid-stream arrives as an `error` event "
+                   "and ends the stream."}}}
+
+
+def _ok(endpoint: EndpointSpec) -> dict:
+    anthropic = endpoint.dialect == "anthropic"
+    doc: dict = {"model": endpoint.answer,
+                 "description": "The backend's answer, with the public model name."}
+    if endpoint.events is not None:
+        doc["content"] = ANTHROPIC_STREAM_DOC if anthropic else STREAM_DOC
+    return {200: doc, **(anthropic_errors(AnthropicErrorResponse) if anthropic else INFERENCE_ERRORS)}
+
+
+def _extra(endpoint: EndpointSpec) -> dict:
+    """The body's schema, and the credentials where they differ from the tag's."""
+    extra = json_body(endpoint.request)
+    if endpoint.dialect == "anthropic":
+        extra["security"] = ANTHROPIC_KEY
+    return extra
 
 
 def _handler(endpoint: EndpointSpec, path: str):
@@ -48,7 +69,6 @@ def routes() -> APIRouter:
             routes.add_api_route(
                 path, _handler(endpoint, path), methods=["POST"], summary=endpoint.summary,
                 description=endpoint.description or None, include_in_schema=i == 0,
-                responses=_ok(endpoint.answer, streams=endpoint.events is not None),
-                openapi_extra=json_body(endpoint.request))
+                responses=_ok(endpoint), openapi_extra=_extra(endpoint))
     return routes
 

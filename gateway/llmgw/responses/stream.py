@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from ..sse import error_event
 from .conversation import Turn
 from .store import StoredResponse
 
@@ -23,6 +24,8 @@ class ResponsesMeter:
     """The StreamMeter of a Responses stream (streaming.py's relay drives both)."""
 
     __slots__ = ("_public", "_turn", "_keep", "usage", "failed", "finished", "hold")
+
+    error_event = staticmethod(error_event)  # how the relay reports a broken stream here
 
     def __init__(self, public_model: str, turn: Turn,
                  keep: Callable[[StoredResponse], Awaitable[None]]) -> None:

@@ -178,7 +178,10 @@ class Authenticator:
         return entry
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        token = bearer_token(authorization)
+        return await self.authenticate_key(bearer_token(authorization))
+
+    async def authenticate_key(self, token: str | None) -> Principal:
+        """The key itself, however it was sent (a Bearer token, or Anthropic's x-api-key)."""
         if token is None or not well_formed(token):
             raise InvalidApiKey()
         entry = await self._lookup(digest(token))

@@ -78,3 +78,24 @@ cap tokenize_lora         $L/tokenize -H "$J" -d '{"model":"tiny-sql-lora","prom
 cap error_unknown_model_lora_server $L/v1/chat/completions -H "$J" -d '{"model":"no-such-model",'"$MSG"',"max_tokens":4}'
 cap error_load_lora_adapter_route $L/v1/load_lora_adapter -H "$J" -d '{"lora_name":"x","lora_path":"/nowhere"}'
 ;; esac
+case "${1:-all}" in messages|all)
+# Anthropic Messages API on the chat server (started with --enable-auto-tool-choice --tool-call-parser hermes)
+AM='"messages":[{"role":"user","content":"Say hello"}]'
+TOOL='"tools":[{"name":"get_weather","description":"Weather of a city","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}]'
+cap messages_nonstream    $C/v1/messages -H "$J" -d '{"model":"tiny-chat","system":"You are terse.",'"$AM"',"max_tokens":8,"temperature":0}'
+cap messages_nonstream_blocks $C/v1/messages -H "$J" -d '{"model":"tiny-chat","system":[{"type":"text","text":"You are terse."}],"messages":[{"role":"user","content":[{"type":"text","text":"Say"},{"type":"text","text":"hello"}]},{"role":"assistant","content":"Hi"},{"role":"user","content":"Again"}],"max_tokens":6,"temperature":0}'
+cap messages_stream       $C/v1/messages -H "$J" -d '{"model":"tiny-chat","system":"You are terse.",'"$AM"',"max_tokens":5,"temperature":0,"stream":true}'
+cap messages_tool_named   $C/v1/messages -H "$J" -d '{"model":"tiny-chat",'"$AM"',"max_tokens":40,"temperature":0,'"$TOOL"',"tool_choice":{"type":"tool","name":"get_weather"}}'
+cap messages_tool_named_stream $C/v1/messages -H "$J" -d '{"model":"tiny-chat",'"$AM"',"max_tokens":40,"temperature":0,"stream":true,'"$TOOL"',"tool_choice":{"type":"tool","name":"get_weather"}}'
+cap messages_count_tokens $C/v1/messages/count_tokens -H "$J" -d '{"model":"tiny-chat","system":"You are terse.",'"$AM"'}'
+cap error_messages_no_max_tokens $C/v1/messages -H "$J" -d '{"model":"tiny-chat",'"$AM"'}'
+cap error_messages_max_tokens_0 $C/v1/messages -H "$J" -d '{"model":"tiny-chat",'"$AM"',"max_tokens":0}'
+cap error_messages_not_a_list $C/v1/messages -H "$J" -d '{"model":"tiny-chat","messages":"hi","max_tokens":4}'
+cap error_messages_wrong_role $C/v1/messages -H "$J" -d '{"model":"tiny-chat","messages":[{"role":"tool","content":"hi"}],"max_tokens":4}'
+cap error_messages_unknown_model $C/v1/messages -H "$J" -d '{"model":"no-such-model",'"$AM"',"max_tokens":4}'
+cap error_messages_unknown_model_stream $C/v1/messages -H "$J" -d '{"model":"no-such-model",'"$AM"',"max_tokens":4,"stream":true}'
+cap error_messages_prompt_too_long $C/v1/messages -H "$J" -d '{"model":"tiny-chat","messages":[{"role":"user","content":"'"$(printf 'hello %.0s' {1..600})"'"}],"max_tokens":4}'
+cap error_messages_max_tokens_too_large $C/v1/messages -H "$J" -d '{"model":"tiny-chat",'"$AM"',"max_tokens":100000}'
+cap error_messages_bad_block $C/v1/messages -H "$J" -d '{"model":"tiny-chat","messages":[{"role":"user","content":[{"type":"nope","text":"x"}]}],"max_tokens":4}'
+cap error_messages_malformed_json $C/v1/messages -H "$J" -d '{"model":"tiny-chat", "messages": [}'
+;; esac
