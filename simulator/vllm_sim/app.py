@@ -11,7 +11,7 @@ import orjson
 
 from . import generate as gen
 from . import openai_shapes as shapes
-from . import classify, cohere, lora, plans, pooling, responses, tool_request
+from . import classify, cohere, lora, messages, plans, pooling, responses, tool_request
 from .capacity import Capacity
 from .faults import Faults, error_type
 from .inference import Engine
@@ -30,7 +30,8 @@ _METRICS_TYPE = b"text/plain; version=1.0.0; charset=utf-8"
 _METRICS_GARBAGE = (b"<html><body>\x00\xff not metrics</body></html>\n"
                     b"vllm:num_requests_running{model_name=\"x\"} NaN\nvllm:num_requests_waiting{ oops\n")
 _KIND_ROUTES = {
-    "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses"},
+    "chat": {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/responses": "responses",
+             "/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"},
     "embed": {"/v1/embeddings": "embeddings", "/pooling": "pool", "/v2/embed": "cohere_embed"},
     "rerank": {"/rerank": "rerank", "/v1/rerank": "rerank", "/v2/rerank": "rerank",
                "/score": "score", "/v1/score": "score", "/pooling": "pool", "/classify": "classify"},
@@ -157,6 +158,15 @@ class App:
 
     def _responses(self, req, conn):
         return self._engine_call(req, conn, lambda b, h, t0: responses.run(self.engine, b, self.cfg, conn, t0))
+
+    def _messages(self, req, conn):
+        return self._engine_call(req, conn, lambda b, h, t0: messages.run(self.engine, b, h, self.cfg, conn, t0))
+
+    def _count_tokens(self, req, conn):
+        try:
+            conn.respond(200, messages.count_tokens(json_body(req.headers, req.body), self.cfg))
+        except ApiError as exc:
+            conn.respond(exc.status, exc.body)
 
     def _pooling(self, req, conn, build):
         return self._engine_call(req, conn, lambda b, h, t0: self.engine.run_pooling(

@@ -19,6 +19,7 @@ CAPTURES = Path(__file__).parent / "vllm_captures"
 J = {"Content-Type": "application/json"}
 K = {"Authorization": "Bearer sk-test"}
 MSG = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello"}]
+AM = [{"role": "user", "content": "Say hello"}]  # an Anthropic Messages conversation
 EXACT_KEYS = {"object", "model", "finish_reason", "stop_reason", "type", "code", "param", "owned_by",
               "max_model_len", "detail", "role", "version", "parent", "error"}
 
@@ -134,6 +135,37 @@ CASES = {
                                         {"model": "no-such-model", "messages": MSG, "max_tokens": 4}, J),
     "error_load_lora_adapter_route": ("lora", "POST", "/v1/load_lora_adapter",
                                       {"lora_name": "x", "lora_path": "/nowhere"}, J),
+    **{name: ("chat", "POST", path, body, J) for name, (path, body) in {
+        "messages_nonstream": ("/v1/messages", {"model": "tiny-chat", "system": "You are terse.",
+                                                "messages": AM, "max_tokens": 8, "temperature": 0}),
+        "messages_nonstream_blocks": ("/v1/messages", {
+            "model": "tiny-chat", "system": [{"type": "text", "text": "You are terse."}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Say"},
+                                                      {"type": "text", "text": "hello"}]},
+                         {"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Again"}],
+            "max_tokens": 6, "temperature": 0}),
+        "messages_stream": ("/v1/messages", {"model": "tiny-chat", "system": "You are terse.", "messages": AM,
+                                             "max_tokens": 5, "temperature": 0, "stream": True}),
+        "messages_count_tokens": ("/v1/messages/count_tokens",
+                                  {"model": "tiny-chat", "system": "You are terse.", "messages": AM}),
+        "error_messages_no_max_tokens": ("/v1/messages", {"model": "tiny-chat", "messages": AM}),
+        "error_messages_max_tokens_0": ("/v1/messages", {"model": "tiny-chat", "messages": AM, "max_tokens": 0}),
+        "error_messages_not_a_list": ("/v1/messages", {"model": "tiny-chat", "messages": "hi", "max_tokens": 4}),
+        "error_messages_wrong_role": ("/v1/messages", {"model": "tiny-chat", "max_tokens": 4,
+                                                       "messages": [{"role": "tool", "content": "hi"}]}),
+        "error_messages_unknown_model": ("/v1/messages", {"model": "no-such-model", "messages": AM,
+                                                          "max_tokens": 4}),
+        "error_messages_unknown_model_stream": ("/v1/messages", {"model": "no-such-model", "messages": AM,
+                                                                 "max_tokens": 4, "stream": True}),
+        "error_messages_prompt_too_long": ("/v1/messages", {
+            "model": "tiny-chat", "messages": [{"role": "user", "content": "hello " * 600}], "max_tokens": 4}),
+        "error_messages_max_tokens_too_large": ("/v1/messages", {"model": "tiny-chat", "messages": AM,
+                                                                 "max_tokens": 100000}),
+        "error_messages_bad_block": ("/v1/messages", {
+            "model": "tiny-chat", "messages": [{"role": "user", "content": [{"type": "nope", "text": "x"}]}],
+            "max_tokens": 4}),
+        "error_messages_malformed_json": ("/v1/messages", b'{"model":"tiny-chat", "messages": [}'),
+    }.items()},
 }
 
 
@@ -147,6 +179,16 @@ def parse_capture(name: str) -> tuple[int, dict, str]:
 
 def sse_events(body: str) -> list[str]:
     return [e[len("data: "):] for e in body.split("\n\n") if e.strip()]
+
+
+def named_events(body: str) -> list[tuple[str, str]]:
+    """(event, data) of an Anthropic-style stream, whose events each have an `event:` line."""
+    out = []
+    for e in body.split("\n\n"):
+        if e.strip():
+            head, _, data = e.partition("\ndata: ")
+            out.append((head.removeprefix("event: "), data))
+    return out
 
 
 def same_shape(real, sim, path="$") -> None:
@@ -195,7 +237,12 @@ def test_matches_real_vllm(servers, case):
         assert r.headers.get(name) == real_headers.get(name), name
     if "content-length" in real_headers and not real_body:
         assert r.content == b""
-    if real_headers.get("content-type", "").startswith("text/event-stream"):
+    if real_body.startswith("event: "):
+        real_events, sim_events = named_events(real_body), named_events(r.text)
+        assert [e for e, _ in sim_events] == [e for e, _ in real_events]
+        for (_, real_ev), (_, sim_ev) in zip(real_events, sim_events):
+            same_shape(json.loads(real_ev), json.loads(sim_ev))
+    elif real_headers.get("content-type", "").startswith("text/event-stream"):
         real_events, sim_events = sse_events(real_body), sse_events(r.text)
         assert len(sim_events) == len(real_events)
         assert sim_events[-1] == real_events[-1] == "[DONE]"
