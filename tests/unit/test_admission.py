@@ -49,6 +49,17 @@ def test_cohere_embed_counts_every_input(body, expected):
     assert BY_NAME["cohere_embed"].prompt(body) == expected
 
 
+def test_messages_estimate_adds_the_system_prompt_and_counts_blocks():
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "héllo"}]}]}
+    alone, prompts = BY_NAME["messages"].prompt(body)
+    assert (alone, prompts) == (6 + len("user") + 8 + 64, 1)  # a text block counts its text
+    with_system, _ = BY_NAME["messages"].prompt({**body, "system": [{"type": "text", "text": "abc"}]})
+    assert with_system == alone + 3 + 8
+    tool_use = {"messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "f", "input": {"city": "Paris"}}]}]}
+    assert BY_NAME["messages"].prompt(tool_use)[0] > 64 + 8 + len('{"city":"Paris"}')  # as JSON
+
+
 def test_rerank_counts_every_pair():
     tokens, pairs = BY_NAME["rerank"].prompt({"query": "qq", "documents": ["a", "bbb"]})
     assert pairs == 2 and tokens == (2 + 1 + 4) + (2 + 3 + 4)
@@ -73,6 +84,8 @@ def test_max_tokens_over_the_cap_is_bad_input():
     # chat obeys max_completion_tokens over max_tokens
     (BY_NAME["chat"], {"max_completion_tokens": 5, "max_tokens": 90}, "max_completion_tokens", 5),
     (BY_NAME["chat"], {"max_tokens": 90}, "max_tokens", 90),
+    # the Messages API has max_tokens only: a stray max_completion_tokens neither counts nor leaves
+    (BY_NAME["messages"], {"max_completion_tokens": 1, "max_tokens": 50}, "max_tokens", 50),
 ])
 def test_the_budget_is_the_field_the_backend_obeys_and_only_it_is_sent(endpoint, body, field, budget):
     assert output_budget(endpoint.output, body, Limits(max_output_tokens=100)) == (budget, 1)

@@ -24,6 +24,9 @@ def prompt_tokens(body: dict) -> tuple[int, int]:
         tools = body.get("tools")
         if tools:
             total += len(str(tools))
+        system = body.get("system")  # the Messages API's system prompt
+        if system:
+            total += len(system) if isinstance(system, str) else _parts_chars(system)
         return total // CHARS_PER_TOKEN + 1, chars // CHARS_PER_TOKEN + 1
     prompt = body.get("prompt")
     if isinstance(prompt, str):

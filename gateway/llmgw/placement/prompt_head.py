@@ -2,7 +2,8 @@
 
 Prefix-aware routing needs to know which requests share a prompt prefix without the
 backend's tokenizer. For chat, the head is the conversation's start: the tools, then the
-messages in order (role, then content) up to and including the first user message. Every
+messages in order (role, then content) up to and including the first user message (a Messages
+API request's top-level system prompt first). Every
 later turn of a conversation resends that start unchanged, so it finds the replica that
 holds the earlier turns; conversations that share a long system prompt or document share
 its first `limit` bytes, and so a replica; short generic system prompts do not bind
@@ -27,8 +28,10 @@ def head_and_sharing(body: dict, limit: int, unshared: bool = True) -> tuple[byt
     message (the commonest unshared request) is known unshared without rendering its head."""
     tools = body.get("tools")
     messages = body.get("messages")
-    if not unshared and not tools and isinstance(messages, list) and len(messages) == 1 \
-            and isinstance(messages[0], dict) and messages[0].get("role") == "user":
+    system = body.get("system")  # the Messages API's system prompt, rendered before its messages
+    if not unshared and not tools and not system and isinstance(messages, list) \
+            and len(messages) == 1 and isinstance(messages[0], dict) \
+            and messages[0].get("role") == "user":
         return b"", False
     parts: list[str] = []
     size = 0
@@ -36,6 +39,10 @@ def head_and_sharing(body: dict, limit: int, unshared: bool = True) -> tuple[byt
         rendered = orjson.dumps(tools).decode()
         parts.append(rendered)
         size += len(rendered)
+    if system:
+        text = _message_text({"role": "system", "content": system}, limit)
+        parts.append(text)
+        size += len(text)
     if isinstance(messages, list):
         shared = False
         for i, message in enumerate(messages):

@@ -77,3 +77,15 @@ def test_the_lone_first_turn_shortcut_says_what_rendering_would():
             assert quick[0] == full[0], body  # a shared head is always rendered
     assert head_and_sharing(bodies[0], 2048, unshared=False) == (b"", False)
     assert head_and_sharing(bodies[0], 2048)[0] == b"user:hi"  # rendered when asked for
+
+
+def test_a_messages_api_system_prompt_leads_the_head():
+    """Anthropic's Messages API keeps the system prompt beside the messages; vLLM renders it
+    first, so a long shared one binds its users together as a chat system message does."""
+    a = {"system": DOC, "messages": [{"role": "user", "content": "Summarise it"}]}
+    b = {"system": [{"type": "text", "text": DOC}], "messages": [{"role": "user", "content": "Who?"}]}
+    assert prompt_head(a, 2048) == prompt_head(b, 2048) and head_and_sharing(a, 2048)[1]
+    short = {"system": "Be brief.", "messages": [{"role": "user", "content": "hi"}]}
+    assert prompt_head(short, 2048).startswith(b"system:Be brief.")
+    # the lone-first-turn shortcut does not skip a system prompt that fills the head
+    assert head_and_sharing(a, 2048, unshared=False) == head_and_sharing(a, 2048)
