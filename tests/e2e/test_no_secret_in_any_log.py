@@ -37,6 +37,7 @@ def stack_behind_tls(tmp_path):
 def _carriers(secret: str) -> list[tuple[str, str, dict, object]]:
     """(method, target, headers, json body or raw bytes) carrying the secret in one place each."""
     chat = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    anthropic = {"model": "qwen", "messages": [{"role": "user", "content": secret}], "max_tokens": 2}
     return [
         ("GET", f"/v1/{secret}", {}, None),
         ("GET", f"/v1/models/{secret}", {}, None),
@@ -57,6 +58,12 @@ def _carriers(secret: str) -> list[tuple[str, str, dict, object]]:
         ("POST", "/v1/chat/completions", {}, {**chat, secret: 1}),
         ("POST", "/v1/chat/completions", {}, {**chat, "max_tokens": secret}),
         ("POST", "/v1/chat/completions", {}, b'{"model": "' + secret.encode() + b'", "messages": ['),
+        # Anthropic's SDKs send the key as x-api-key: a credential on /v1/messages only
+        ("POST", "/v1/messages", {"Authorization": "", "X-Api-Key": secret}, anthropic),
+        ("POST", "/v1/messages/count_tokens", {"Authorization": "", "X-Api-Key": secret},
+         {"model": secret, "messages": anthropic["messages"]}),
+        ("POST", "/v1/messages", {"Authorization": "", "X-Api-Key": secret},
+         {**anthropic, "stream": True, "system": secret}),
         ("POST", "/v1/embeddings", {}, {"model": "snowflake-arctic-embed", "input": secret}),
         ("POST", "/v1/rerank", {}, {"model": "bge-reranker-v2-m3", "query": secret,
                                     "documents": [secret]}),

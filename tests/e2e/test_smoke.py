@@ -31,6 +31,7 @@ def test_smoke_passes_on_a_healthy_platform_and_cleans_up(sim_stack):
     assert names == ["health", "admin without token", "admin with a wrong token",
                      "create organisation and key", "models", "chat stream",
                      "chat (/v1/chat/completions)", "responses (/v1/responses)",
+                     "messages (/v1/messages)", "count_tokens (/v1/messages/count_tokens)",
                      "completions (/v1/completions)",
                      "text2sql (/v1/text2sql)", "embeddings (/v1/embeddings)",
                      "pooling (/pooling)", "cohere_embed (/v2/embed)", "classify (/classify)",

@@ -32,7 +32,9 @@ class ContentBlock(OpenSchema):
     source: dict[str, Any] | None = None
 
 
-Content = StrictStr | list[ContentBlock]
+# The list first: a bad block is then reported where it is (messages[0].content[1].type), not
+# as "should be a valid string".
+Content = list[ContentBlock] | StrictStr
 
 
 class Message(OpenSchema):
