@@ -17,6 +17,9 @@ MSGS = [{"role": "system", "content": "You are terse."}, {"role": "user", "conte
 CHAT = {"model": "tiny-chat", "messages": MSGS, "max_tokens": 5, "temperature": 0}
 COMPLETION = {"model": "tiny-chat", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0}
 USAGE = {"stream_options": {"include_usage": True}}
+# Anthropic's Messages API (vLLM's /v1/messages): the system prompt beside the messages.
+MESSAGES = {"model": "tiny-chat", "system": "You are terse.", "messages": MSGS[1:], "max_tokens": 5,
+            "temperature": 0}
 RERANK = {"model": "tiny-rerank", "query": "What is the capital of France?",
           "documents": ["Paris is the capital of France.", "The sky is blue.", "Ten."]}
 
@@ -47,6 +50,14 @@ CASES = [
     Case("completions-stream", "chat", "/v1/completions", {**COMPLETION, "stream": True}, "sse"),
     Case("completions-stream-usage", "chat", "/v1/completions",
          {**COMPLETION, "stream": True, **USAGE}, "sse"),
+    Case("messages", "chat", "/v1/messages", MESSAGES),
+    Case("messages-blocks", "chat", "/v1/messages",
+         {**MESSAGES, "system": [{"type": "text", "text": "Be brief."}],
+          "messages": [{"role": "user", "content": [{"type": "text", "text": "Say"}, {"type": "text", "text": "hi"}]},
+                       {"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Again"}]}),
+    Case("messages-stream", "chat", "/v1/messages", {**MESSAGES, "stream": True}, "sse"),
+    Case("messages-count-tokens", "chat", "/v1/messages/count_tokens",
+         {"model": "tiny-chat", "system": "You are terse.", "messages": MSGS[1:]}),
     Case("embeddings-float", "embed", "/v1/embeddings",
          {"model": "tiny-embed", "input": ["Hello world", "The quick brown fox"]}),
     Case("embeddings-base64", "embed", "/v1/embeddings",
@@ -75,6 +86,14 @@ CASES = [
     Case("error-classify-on-embed", "embed", "/classify", {"model": "tiny-embed", "input": "x"}),
     Case("error-cohere-embed-no-input", "embed", "/v2/embed", {"model": "tiny-embed"}),
     Case("error-unknown-route", "chat", "/v1/no-such-route"),
+    Case("error-messages-unknown-model", "chat", "/v1/messages", {**MESSAGES, "model": "no-such-model"}),
+    Case("error-messages-no-max-tokens", "chat", "/v1/messages",
+         {k: v for k, v in MESSAGES.items() if k != "max_tokens"}),
+    Case("error-messages-wrong-role", "chat", "/v1/messages",
+         {**MESSAGES, "messages": [{"role": "tool", "content": "x"}]}),
+    Case("error-messages-prompt-too-long", "chat", "/v1/messages",
+         {**MESSAGES, "messages": [{"role": "user", "content": "hello " * 5000}]}),
+    Case("error-messages-max-tokens-too-large", "chat", "/v1/messages", {**MESSAGES, "max_tokens": 100000}),
 ]
 
 
