@@ -21,7 +21,7 @@ from .admission.cost import (CHAT_OUTPUT, COMPLETION_OUTPUT, COUNT_MESSAGES, MES
                              messages_prompt, no_tokens, pooling_prompt, rerank_prompt,
                              responses_prompt, score_prompt)
 from .messages.protocol import (CountTokensRequest, CountTokensResponse, MessagesRequest,
-                                MessagesResponse)
+                                MessagesResponse, messages_usage)
 from .pooling_protocol import (ClassifyRequest, ClassifyResponse, CohereEmbedRequest,
                                CohereEmbedResponse, PoolingRequest, PoolingResponse, cohere_usage)
 from .protocol import (ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
@@ -84,8 +84,8 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         "Create a message (Anthropic's Messages API, streaming or not)",
         {"messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8},
         "Anthropic's request, answer and events, as vLLM serves them; the key may also come as "
-        "`x-api-key`, and errors have Anthropic's shape.", dialect="anthropic",
-        counter=COUNT_MESSAGES),
+        "`x-api-key`, and errors have Anthropic's shape.", usage=messages_usage,
+        dialect="anthropic", counter=COUNT_MESSAGES),
     EndpointSpec(
         "count_tokens", ("/v1/messages/count_tokens",), "/v1/messages/count_tokens",
         Endpoint.CHAT, Scope.CHAT, CountTokensRequest, CountTokensResponse, no_tokens, None,

@@ -140,12 +140,8 @@ def _content(body: dict) -> str:
 def _used(usage: dict | None) -> tuple[int, int]:
     if not isinstance(usage, dict):
         return 0, 0
-    # chat and completions say prompt/completion tokens; the Responses API input/output; the
-    # Messages API input/output with the cached part of the prompt apart (vLLM's
-    # --enable-prompt-tokens-details), billed as part of the prompt as on chat
-    prompt = usage.get("prompt_tokens") or (
-        (usage.get("input_tokens") or 0) + (usage.get("cache_read_input_tokens") or 0)
-        + (usage.get("cache_creation_input_tokens") or 0))
+    # chat and completions say prompt/completion tokens; the Responses API input/output
+    prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
     completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
     if not completion and usage.get("total_tokens"):
         prompt = usage["total_tokens"]  # rerank reports only a total

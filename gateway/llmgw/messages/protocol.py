@@ -85,6 +85,23 @@ class CountTokensRequest(_Conversation):
     """POST /v1/messages/count_tokens: the conversation a Messages request would send."""
 
 
+def metered_usage(usage: object) -> dict[str, int] | None:
+    """Anthropic's usage as the gateway meters it. The prompt is `input_tokens` and, when vLLM
+    reports them apart (--enable-prompt-tokens-details), its cached parts too
+    (`cache_read_input_tokens`, `cache_creation_input_tokens`): billed as a chat prompt's
+    cached tokens are."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = sum(usage.get(k) or 0 for k in ("input_tokens", "cache_read_input_tokens",
+                                             "cache_creation_input_tokens"))
+    return {"prompt_tokens": prompt, "completion_tokens": usage.get("output_tokens") or 0}
+
+
+def messages_usage(answer: dict) -> dict[str, int] | None:
+    """Where a Messages answer reports its tokens (endpoints.py's `usage`)."""
+    return metered_usage(answer.get("usage"))
+
+
 # ---- answers (documentation) ----
 
 class MessagesUsage(OpenSchema):

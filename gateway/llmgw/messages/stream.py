@@ -18,6 +18,7 @@ from __future__ import annotations
 import orjson
 
 from .errors import error_event
+from .protocol import metered_usage
 
 # Deltas of generated text; a thinking block's closing signature_delta is not generated text.
 _GENERATED = (b'"text_delta"', b'"input_json_delta"', b'"thinking_delta"')
@@ -26,24 +27,29 @@ _GENERATED = (b'"text_delta"', b'"input_json_delta"', b'"thinking_delta"')
 class MessagesMeter:
     """The StreamMeter of an Anthropic Messages stream (streaming.py's relay drives it)."""
 
-    __slots__ = ("_public", "_deltas", "usage", "failed", "finished", "hold")
+    __slots__ = ("_public", "_deltas", "_reported", "failed", "finished", "hold")
 
     error_event = staticmethod(error_event)  # how the relay reports a broken stream here
 
     def __init__(self, public_model: str) -> None:
         self._public = public_model
         self._deltas = 0
-        self.usage: dict | None = None
+        self._reported: dict | None = None  # the stream's own usage, as Anthropic's
         self.failed = False
         self.finished = False
         self.hold = None  # nothing to do before an event leaves
 
+    @property
+    def usage(self) -> dict | None:
+        """The tokens to bill (prompt/completion), as the relay's settlement reads them."""
+        return metered_usage(self._reported)
+
     def _event(self, event: bytes) -> bytes:
         kind, data = _parts(event)
         if kind == b"content_block_delta":
-            if self.usage is not None and any(g in data for g in _GENERATED):
+            if self._reported is not None and any(g in data for g in _GENERATED):
                 self._deltas += 1
-                self.usage["output_tokens"] = self._deltas
+                self._reported["output_tokens"] = self._deltas
             return event
         if kind == b"message_stop":
             self.finished = not self.failed
@@ -56,14 +62,14 @@ class MessagesMeter:
             return event
         if kind == b"message_delta":
             if isinstance(payload.get("usage"), dict):
-                self.usage = {**(self.usage or {}), **payload["usage"]}
+                self._reported = {**(self._reported or {}), **payload["usage"]}
             return event
         message = payload.get("message")
         if isinstance(message, dict):
             if "model" in message:
                 message["model"] = self._public
             if isinstance(message.get("usage"), dict):
-                self.usage = dict(message["usage"])
+                self._reported = dict(message["usage"])
         return b"event: message_start\ndata: " + orjson.dumps(payload)
 
     def process(self, block: bytes) -> bytes:
