@@ -150,7 +150,7 @@ def run(engine, body: dict, headers: dict, cfg, conn, t0: float):
     check_messages_request(body)
     chat = chat_body(body)
     try:
-        check_model(chat, cfg.served_model_names)
+        check_model(chat, cfg.served_model_names, adapters=cfg.lora_names)
         _check_lengths(get_int(body, "max_tokens", 1), cfg)
         if not chat["messages"]:  # the renderer's; the simulator's chat renders it as it is
             raise bad_request(_EMPTY)
@@ -165,7 +165,7 @@ def count_tokens(body: dict, cfg) -> bytes:
     check_count_request(body)
     chat = chat_body(body)
     try:
-        check_model(chat, cfg.served_model_names)
+        check_model(chat, cfg.served_model_names, adapters=cfg.lora_names)
         tools = chat.get("tools")
         rendered = gen.render_chat(chat["messages"], True,
                                    tool_request.template_tools([t["function"] for t in tools or ()]))

@@ -82,6 +82,13 @@ def test_a_stream_carries_the_same_answer_with_its_usage(stack):
     assert final.stop_reason == whole.stop_reason
 
 
+def test_a_lora_adapter_answers_under_its_public_name(stack):
+    client = _client(stack)
+    answer = client.messages.create(model="sql-assistant", messages=HI, max_tokens=3)
+    assert answer.model == "acme/sql-assistant" and 0 < answer.usage.output_tokens <= 3
+    assert client.messages.count_tokens(model="acme/poet", messages=HI).input_tokens > 0
+
+
 def test_count_tokens_is_the_prompt_a_message_sends(stack):
     client = _client(stack)
     counted = client.messages.count_tokens(model="qwen", system="You are terse.", messages=HI)

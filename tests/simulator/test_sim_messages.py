@@ -182,3 +182,11 @@ def test_a_key_is_needed_when_the_server_has_one(start_sim):
     assert sim.post(URL, {"model": "m", "messages": AM, "max_tokens": 2}).status_code == 401
     ok = sim.post(URL, {"model": "m", "messages": AM, "max_tokens": 2}, headers={"Authorization": "Bearer sk-test"})
     assert ok.status_code == 200
+
+
+def test_a_lora_adapter_is_served_by_name(start_sim):
+    sim = start_sim("--kind", "chat", "--served-model-name", "m", "--enable-lora", "--lora-modules", "poet=/x")
+    answer = sim.post(URL, {"model": "poet", "messages": AM, "max_tokens": 3}).json()
+    assert answer["model"] == "poet" and answer["usage"]["output_tokens"] == 3
+    assert sim.post(URL + "/count_tokens", {"model": "poet", "messages": AM}).json()["input_tokens"] > 0
+    assert sim.post(URL, {"model": "nope", "messages": AM, "max_tokens": 3}).status_code == 404
