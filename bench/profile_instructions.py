@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def child(tree: Path, ctl: Path, requests: int, policy: str | None, stream: bool) -> None:
     """Inside valgrind: the harness, waiting for the controller between phases."""
-    sys.path[:0] = [str(tree), str(tree / "tests"), str(ROOT / "bench")]
+    # The tree's own harness and stacks: its gateway may not read this tree's routing file.
+    sys.path[:0] = [str(tree), str(tree / "tests"), str(tree / "bench")]
     import orjson
     import uvloop
-    from gateway_bench import OPEN, chat_routing
+    from gateway_bench import OPEN
     from profile_inprocess import _one
     from stack.processes import gateway_env
-    from stacks import TestStack
+    from stacks import E2E_ROUTING, TestStack
 
     def wait_for(name: str) -> None:
         while not (ctl / name).exists():
@@ -54,9 +55,13 @@ def child(tree: Path, ctl: Path, requests: int, policy: str | None, stream: bool
             wait_for("exit")
 
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-instr-"))
+    routing = E2E_ROUTING
+    if policy:
+        routing = tmp / "routing.yaml"
+        routing.write_text(E2E_ROUTING.read_text().replace(
+            "  chat:\n", f"  chat:\n    policy: {{name: {policy}}}\n", 1))
     stack = TestStack("sim", tmp, workers=1, sim_args=("--ttft-ms", "0", "--itl-ms", "0"),
-                      env={"GLOBAL_MAX_CONCURRENT": "0"},
-                      routing=chat_routing(tmp, policy)).start()
+                      env={"GLOBAL_MAX_CONCURRENT": "0"}, routing=routing).start()
     try:
         key = stack.create_org(**OPEN)["api_key"]
         os.environ.update({**stack.cfg.env, **gateway_env(stack.specs),
