@@ -126,9 +126,14 @@ def test_redis_down_fail_closed_then_counters_intact(tmp_path):
         before = _daily_requests(stack, org["org"]["id"])
         stack.redis.popen.send_signal(signal.SIGTERM)
         stack.redis.popen.wait()
-        refused = [_chat(stack, org["api_key"]) for _ in range(6)]
+        refused = [_chat(stack, org["api_key"]) for _ in range(12)]
         assert {r.status_code for r in refused} == {503}
-        assert {r.json()["error"]["code"] for r in refused} == {"limiter_unavailable"}
+        # The limiter refuses. A worker the warm-up happened to miss (the kernel may hand a
+        # burst's connections to one worker on a busy machine) cannot authenticate the key
+        # without Redis and refuses it earlier, with the same 503: closed either way.
+        codes = [r.json()["error"]["code"] for r in refused]
+        assert "limiter_unavailable" in codes and set(codes) <= {"limiter_unavailable",
+                                                                 "state_unavailable"}, codes
         assert all(r.headers["retry-after"].isdigit() for r in refused)
         health = httpx.get(stack.base_url + "/healthz").json()
         assert health["limiter"] == "degraded"

@@ -96,7 +96,10 @@ class BackendSelector:
             self.queue.offer(pool.name)
 
     def recovered(self, backend: Backend, pool: Pool) -> None:
-        """A health check passed again: let the breaker's trial through, wake the queue."""
+        """A health check passed again: let the breaker's trial through, wake the queue. The
+        failures that made the backend suspect came before it went out of rotation (a crash,
+        a restart): the passing probe is newer evidence, so it gets first tries at once."""
+        self.suspects.served(backend.name)
         self.breakers.ready(backend.name)
         self.wake(pool)
 

@@ -29,7 +29,8 @@ class Suspects:
         self._failed_at[name] = self._clock()
 
     def served(self, name: str) -> None:
-        """`name` answered (a 200, or a client's 4xx: the backend itself is fine)."""
+        """`name` answered (a 200, or a client's 4xx: the backend itself is fine), or came
+        back into rotation through a passing health check."""
         if self._failed_at:  # the usual case, nothing suspect: one test per request
             self._failed_at.pop(name, None)
 

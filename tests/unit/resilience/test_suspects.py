@@ -78,6 +78,22 @@ def test_first_tries_avoid_a_suspect_while_a_sound_backend_has_a_free_slot():
     asyncio.run(scenario())
 
 
+def test_a_backend_back_from_a_passing_health_check_is_no_longer_suspect():
+    async def scenario():
+        clock = Clock()
+        sel, model = _selector(clock, seqs=2)
+        sel.suspects.failed("b0")  # its latest request failed: then it went down and came back
+        sel.recovered(model.pool.backends[0], model.pool)
+        names = set()
+        for _ in range(40):
+            backend = (await sel.acquire(model, "a"))[0]
+            names.add(backend.name)
+            sel.release(backend)
+        assert names == {"b0", "b1"}  # within the hold, first tries reach b0 again
+
+    asyncio.run(scenario())
+
+
 def test_sound_left_counts_only_untried_sound_backends_in_rotation():
     clock = Clock()
     sel, model = _selector(clock)
