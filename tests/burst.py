@@ -18,6 +18,7 @@ class Answer(NamedTuple):
     code: str   # error.code, "" for a 200
     secs: float  # from the moment the last request was written
     message: str = ""  # error.message
+    headers: dict | None = None  # lower-cased names
 
 
 def counts(answers: list[Answer]) -> Counter:
@@ -57,9 +58,11 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
+    fields = (line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+    headers = {k.strip().lower().decode(): v.strip().decode() for k, v in fields}
     if status == 200:
-        return Answer(status, "", secs)
+        return Answer(status, "", secs, headers=headers)
     if b"transfer-encoding: chunked" in head.lower():
         body = b"".join(body.split(b"\r\n")[1::2])
     error = orjson.loads(body)["error"]
-    return Answer(status, error["code"], secs, error["message"])
+    return Answer(status, error["code"], secs, error["message"], headers)

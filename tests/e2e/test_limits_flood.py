@@ -53,9 +53,17 @@ def test_bursts_of_a_thousand_admit_exactly_the_limit(flood, limit, refusal):
         # request may still meet 503 backend_unavailable: under a burst a worker sometimes
         # takes both chat backends out of rotation for a moment (a known, separate fault of
         # health under load, not of the limiter); it was admitted all the same.
-        assert got[(429, refusal)] == BURST - LIMIT, got
-        assert got[(200, "")] + got[(503, "backend_unavailable")] == LIMIT, got
-        assert set(got) <= {(200, ""), (429, refusal), (503, "backend_unavailable")}, got
+        admitted, busy = got[(200, "")] + got[(503, "backend_unavailable")], got[(503, "limiter_busy")]
+        assert set(got) <= {(200, ""), (429, refusal), (503, "backend_unavailable"),
+                            (503, "limiter_busy")}, got
+        assert admitted <= LIMIT, got  # never more, whatever else happens
+        # On a machine busy enough that Redis (one core's worth of Lua, shared here with four
+        # workers, the client and whatever else runs) falls over a second behind, a request
+        # is refused as limiter_busy instead of waiting: it stands for an admission or a
+        # refusal the limiter did not get to tell. Without any, the count is exact.
+        assert admitted + busy >= LIMIT and got[(429, refusal)] + busy >= BURST - LIMIT, got
+        if not busy:
+            assert admitted == LIMIT and got[(429, refusal)] == BURST - LIMIT, got
     assert _degraded(flood) == degraded_before  # a queue of our own is not an outage
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -213,19 +213,27 @@ class AdmissionGate:
             raise RateLimited(code, max(1, int(wait + 0.999)), {})
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, {}, None)
 
-    async def settle(self, ticket: Ticket, used: int) -> None:
+    def settle(self, ticket: Ticket, used: int) -> Awaitable[None]:
         """Replace the reservation by what was used, free the leases, count usage. Idempotent;
-        never raises (an answer already sent must not turn into an error)."""
+        never raises (an answer already sent must not turn into an error).
+
+        The settlement's command leaves for Redis now, before the caller sends the answer it
+        settles; the returned awaitable waits for Redis's reply. So a client that sends its
+        next request as soon as it has an answer finds its lease already free: at exactly its
+        concurrency limit it is never refused."""
         if ticket.done:
-            return
+            return _nothing()
         ticket.done = True
         if ticket.reservation is None:
             self._local.release(ticket.org_id)
-            return
+            return _nothing()
         self._running.pop(ticket.reservation.admission_id, None)
+        return self._settled(ticket, self._limiter.settle(ticket.reservation, used, ticket.usage))
+
+    async def _settled(self, ticket: Ticket, sent: Awaitable[None]) -> None:
         try:
             with anyio.CancelScope(shield=True):
-                await self._limiter.settle(ticket.reservation, used, ticket.usage)
+                await sent
         except REDIS_DOWN:
             # The leases expire by themselves; the reservation stays charged (never under-bills).
             self._went_down("settle")
@@ -252,3 +260,7 @@ class AdmissionGate:
             log.warning("%d reservations outlived MAX_REQUEST_SECS unsettled; their leases "
                         "will expire", len(stale))
         return list(self._running.values())
+
+
+async def _nothing() -> None:
+    return None

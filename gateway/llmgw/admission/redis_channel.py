@@ -77,11 +77,15 @@ class RedisChannel:
         """How long a call waits for its reply at most, however busily Redis answers."""
         return self._patience
 
-    def send(self, command: tuple, on_late: Callable[[Any], None] | None = None) -> asyncio.Future:
+    def send(self, command: tuple, on_late: Callable[[Any], None] | None = None, *,
+             at_once: bool = False) -> asyncio.Future:
         """Queue one command; its future gets the reply (or the error). A reply that comes
-        after its caller gave up (timed out, cancelled) goes to `on_late`, if given."""
+        after its caller gave up (timed out, cancelled) goes to `on_late`, if given.
+        `at_once`: written now with whatever is queued, not at the end of the loop turn."""
         future = asyncio.get_running_loop().create_future()
         self._queue(_Call(_resp(command), future, on_late))
+        if at_once:
+            self._flush()
         return future
 
     async def aclose(self) -> None:

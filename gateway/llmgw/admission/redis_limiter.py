@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import orjson
@@ -174,13 +175,14 @@ class RedisLimiter:
             log.warning("admission %s came back too late and could not be undone: %s",
                         undo[0], exc)
 
-    async def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> None:
+    def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> Awaitable[Any]:
+        """Sent now (written to Redis before the caller's next step), replied to later."""
         keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]
         args = [res.admission_id, res.reserved, used, res.day, res.month, len(res.scopes),
                 self._retention]
         for name, n in usage.items():
             args += [name, n]
-        await self._scripts.call(self._settle, keys, [orjson.dumps(args)])
+        return self._scripts.start(self._settle, keys, [orjson.dumps(args)])
 
     async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
         """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""

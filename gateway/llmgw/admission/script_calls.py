@@ -4,7 +4,7 @@ Redis has lost (restart, SCRIPT FLUSH) loaded again, once, then the calls sent a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -25,8 +25,18 @@ class ScriptCalls:
                    on_late: Callable[[Any], None] | None = None) -> Any:
         """The script's reply; one that comes after this caller gave up goes to `on_late`."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await self._reply(script, command, self._channel.send(command, on_late), on_late)
+
+    def start(self, script: AsyncScript, keys: list, args: list) -> Awaitable[Any]:
+        """As `call`, but the command is written to Redis now, not with the rest of this loop
+        turn's calls: it must reach Redis before whatever the caller does next."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._reply(script, command, self._channel.send(command, at_once=True), None)
+
+    async def _reply(self, script: AsyncScript, command: tuple, sent: asyncio.Future,
+                     on_late: Callable[[Any], None] | None) -> Any:
         try:
-            return await self._channel.send(command, on_late)
+            return await sent
         except NoScriptError:
             await self._load(script)
             return await self._channel.send(command, on_late)
