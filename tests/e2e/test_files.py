@@ -168,3 +168,13 @@ def test_contents_are_on_disk_under_the_data_dir_and_not_in_redis(fstack):
     assert len(stored) == 1 and stored[0].startswith("org_")
     path = fstack.cfg.state_dir / "data" / "files" / stored[0]
     assert path.read_bytes() == LINES and oct(os.stat(path).st_mode & 0o777) == "0o640"
+
+
+def test_deleting_the_organisation_deletes_its_files(fstack):
+    org = _org(fstack)
+    up = _client(fstack, org["api_key"]).files.create(file=("a.jsonl", LINES), purpose="batch")
+    assert any(p.endswith(up.id) for p in _stored(fstack))
+    with fstack.admin() as admin:
+        assert admin.delete(f"/admin/orgs/{org['org']['id']}").status_code == 200
+    assert not any(p.endswith(up.id) for p in _stored(fstack))
+    assert not any(p.startswith(org["org"]["id"]) for p in _stored(fstack))

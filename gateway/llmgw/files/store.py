@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,19 @@ class FileStore:
         await self._redis.decrby(_stored(org_id), file.bytes)
         self.content_path(org_id, file_id).unlink(missing_ok=True)
         return True
+
+    async def delete_org(self, org_id: str) -> int:
+        """Every file of a deleted organisation: metadata, then contents. Returns how many."""
+        ids = await self._redis.zrange(_index(org_id), 0, -1)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for file_id in ids:
+                pipe.delete(_meta(org_id, file_id))
+            pipe.delete(_index(org_id), _stored(org_id))
+            await pipe.execute()
+        if _ORG_ID.match(org_id):
+            folder = self._root / "files" / org_id
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+        return len(ids)
 
     async def sweep(self, older_than_secs: float) -> int:
         """Remove partial uploads and contents without metadata (a crash between the two
