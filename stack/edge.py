@@ -103,6 +103,7 @@ def edge_values(*, upstreams: Iterable[str], allow_cidrs: Iterable[str],
         if not _HOSTPORT.match(server):
             raise ValueError(f"upstream must be host:port, not {server!r}")
     body = int(settings.get("MAX_BODY_BYTES") or 1_048_576)
+    files = int(settings.get("FILES_MAX_BYTES") or 209_715_200)
     idle = _secs(settings.get("STREAM_IDLE_TIMEOUT_SECS") or "180")
     wait = _secs(settings.get("UPSTREAM_TIMEOUT_SECONDS") or "300")
     cap = _secs(settings.get("MAX_REQUEST_SECS") or "5400")
@@ -112,6 +113,8 @@ def edge_values(*, upstreams: Iterable[str], allow_cidrs: Iterable[str],
         "EDGE_REAL_IP_FROM": " ".join(f"set_real_ip_from {c};" for c in _cidrs(trusted_proxy_cidrs)),
         # 64 KiB of slack: bodies just over the limit reach the gateway, which answers 413 itself.
         "EDGE_CLIENT_MAX_BODY_SIZE": str(body + 65536),
+        # File uploads: FILES_MAX_BYTES of file plus the multipart framing.
+        "EDGE_FILES_MAX_BODY_SIZE": str(files + 65536),
         "EDGE_PROXY_TIMEOUT": f"{min(max(idle, wait) + 60, cap)}s",
     }
 
@@ -121,7 +124,7 @@ def render(state_dir: Path, upstreams: list[str], *, https_port: int = 8443, htt
            cert_dir: Path | None = None, listen_host: str = "127.0.0.1") -> Path:
     """Write <state_dir>/nginx/nginx.conf for a foreground, non-root nginx; return its path.
 
-    settings: the platform's settings (.env): MAX_BODY_BYTES, STREAM_IDLE_TIMEOUT_SECS,
+    settings: the platform's settings (.env): MAX_BODY_BYTES, FILES_MAX_BYTES, STREAM_IDLE_TIMEOUT_SECS,
     UPSTREAM_TIMEOUT_SECONDS, MAX_REQUEST_SECS, ADMIN_ALLOW_CIDRS, TRUSTED_PROXY_CIDRS.
     allow_cidrs overrides ADMIN_ALLOW_CIDRS. The certificate comes from cert_dir (seed 002's
     names), default <state_dir>/certs with a self-signed pair made on first use."""

@@ -96,7 +96,9 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
     """One gateway instance (gunicorn and its workers); replicas differ only in port and name."""
     port = port or cfg.gateway_port
     env = {**os.environ, **cfg.env, **gateway_env(specs), "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_PORT": str(port), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0"}
+           "GATEWAY_PORT": str(port), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
+           # Files API contents: one directory for every instance, as compose's volume.
+           "DATA_DIR": cfg.env.get("DATA_DIR") or str(cfg.state_dir / "data")}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     argv = [gunicorn, "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "llmgw.app:create_app()"]
     return Proc(name, _spawn(name, argv, env, cfg.state_dir / "logs"),

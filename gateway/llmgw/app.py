@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, docs, inference, metrics, models, responses, system
+from .api import admin, docs, files, inference, metrics, models, responses, system
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
 from .endpoints import ENDPOINTS
+from .files.store import FileStore
 from .observability import logs
 from .observability.access import AccessMiddleware
 from .request_id import RequestIdMiddleware
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     routing = load_routing(settings.routing_file)
     secrets = tuple(s.get_secret_value() for s in (settings.admin_token, settings.backend_api_key) if s)
     logs.configure(settings.log_level, secrets)
+    FileStore.prepare(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(inference_routes)
     app.include_router(models.router)
     app.include_router(responses.router)
+    app.include_router(files.router)
     app.include_router(system.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)

@@ -31,6 +31,7 @@ log = logging.getLogger("llmgw.edge")
 Phase = Literal["idle", "head", "body"]  # between requests, reading headers, reading a body
 # The ASGI scope key under which a request the app already has learns that it was refused here.
 EDGE_REFUSAL = "llmgw.edge_refusal"
+UPLOAD_PATHS = frozenset((b"/v1/files",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,14 @@ class ClientLimits:
     max_header_fields: int
     header_timeout_secs: float
     body_timeout_secs: float
+    # File uploads (UPLOAD_PATHS) may be 200 times the size of other bodies: their own deadline.
+    upload_timeout_secs: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ClientLimits":
         return cls(settings.client_max_header_bytes, settings.client_max_header_fields,
-                   settings.client_header_timeout_secs, settings.client_body_timeout_secs)
+                   settings.client_header_timeout_secs, settings.client_body_timeout_secs,
+                   settings.files_upload_timeout_secs)
 
 
 class _Refused(Exception):
@@ -104,6 +108,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_phase: Phase = "idle"
         self._keep_alive_after_body = False  # what the client asked for, once its body is in
+        self._upload = False  # the current request is a file upload (its body's deadline)
         self._closer: LingeringTransport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -166,6 +171,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if size > self.limits.max_header_bytes:
             self._stop(self._too_large())
         self._phase = "body"
+        self._upload = self.url.split(b"?", 1)[0] in UPLOAD_PATHS
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # not for an upgrade (no new cycle)
@@ -250,4 +256,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return not cycle.response_complete if self._phase == "head" else cycle.response_started
 
     def _timeout(self, phase: Phase) -> float:
-        return self.limits.header_timeout_secs if phase == "head" else self.limits.body_timeout_secs
+        if phase == "head":
+            return self.limits.header_timeout_secs
+        return self.limits.upload_timeout_secs if self._upload else self.limits.body_timeout_secs

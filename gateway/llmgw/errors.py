@@ -21,6 +21,7 @@ GatewayError
 │   ├── LimiterUnavailable  503 limiter_unavailable (Redis down, fail-closed policy)
 │   └── LimiterBusy         503 limiter_busy (Redis answers, too slowly for this admission)
 ├── RateLimited             429 limit_* and quota_* codes, with Retry-After
+├── StorageQuotaExceeded    429 file_storage_quota_exceeded: delete files first (no Retry-After)
 ├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
 │   └── NoCapacity          503 no_capacity: every backend busy for QUEUE_TIMEOUT_SECS
@@ -218,6 +219,14 @@ class RateLimited(GatewayError):
         super().__init__(f"rate limit reached ({what}); retry after {retry_after_secs} s",
                          code=code, headers={**headers, "Retry-After": str(retry_after_secs)})
         self.type = _LIMIT_TYPES.get(code, "rate_limit_exceeded")
+
+
+class StorageQuotaExceeded(GatewayError):
+    """The organisation's stored files would exceed FILES_ORG_MAX_BYTES: waiting does not
+    help, deleting files does, so no Retry-After."""
+    status = 429
+    type = "insufficient_quota"
+    code = "file_storage_quota_exceeded"
 
 
 class BackendUnavailable(GatewayError):

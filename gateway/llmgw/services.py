@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -34,6 +35,7 @@ from .resilience.retry import Backoff, RetryBudget, RetryPolicy
 from .resilience.suspects import Suspects
 from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
+from .files.store import FileStore, sweep_forever
 from .responses.store import ResponseStore
 from .routing import RoutingTable
 from .settings import Settings
@@ -45,6 +47,7 @@ from .backend_client import backend_http
 from .backend_http import BackendHTTP
 from .upstream import Upstream
 
+FILE_SWEEP_SECS = 600.0
 ADMIN_REDIS_TIMEOUT_SECS = 5.0  # admin calls are rare and may wait; the request path may not
 
 
@@ -70,6 +73,7 @@ class Services:
     redis: Redis | None = None  # the admin-path client, for health pings
     cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
     responses: ResponseStore | None = None  # the Responses API's stored conversations
+    files: FileStore | None = None  # the Files API's uploads and batch output
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -125,6 +129,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         services.responses = ResponseStore(slow, ttl_secs=settings.responses_ttl_secs,
                                            max_bytes=settings.responses_max_bytes)
+        services.files = FileStore(slow, settings.data_dir,
+                                   org_max_bytes=settings.files_org_max_bytes, clock=clock)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:
@@ -132,6 +138,9 @@ async def running_services(settings: Settings, routing: RoutingTable,
             tg.start_soon(scraper.run)
             tg.start_soon(listen_for_invalidations, listener, auth)
             tg.start_soon(services.admission.renew_forever)
+            # Leftovers of uploads cut short by a crash, and contents whose metadata expired.
+            tg.start_soon(partial(sweep_forever, services.files, every_secs=FILE_SWEEP_SECS,
+                                  older_than_secs=settings.files_upload_timeout_secs + 60))
             try:
                 yield services
             finally:

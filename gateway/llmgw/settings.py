@@ -136,6 +136,20 @@ class Settings(BaseSettings):
     # not stored: a later turn naming it gets 404.
     responses_max_bytes: Annotated[int, Field(ge=4096, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
 
+    # --- Files API: batch input files and the files batch jobs write ---
+    # Contents on disk here (metadata in Redis), shared by every gateway worker and replica and
+    # the batch runner: a named volume in compose, under .stack/ locally. Created at start-up;
+    # one that cannot be written stops start-up.
+    data_dir: Path = Path("/var/lib/llmgw")
+    # One file's largest size (OpenAI's batch input limit, 200 MiB); nginx's /v1/files location
+    # takes this plus the multipart framing.
+    files_max_bytes: Annotated[int, Field(ge=1024, le=8 * 1024**3)] = 200 * 1024 * 1024
+    # Everything one organisation may keep, uploads and batch output together.
+    files_org_max_bytes: Annotated[int, Field(ge=1024, le=1024**5)] = 20 * 1024**3
+    # The whole deadline for an upload's body on the gateway's own port (the other requests'
+    # is CLIENT_BODY_TIMEOUT_SECS): 200 MiB in 600 s asks for 350 KB/s.
+    files_upload_timeout_secs: Annotated[float, Field(gt=0, le=86400)] = 600.0
+
     # --- response cache and compression ---
     cache_enabled: bool = True
     cache_ttl_secs: Annotated[float, Field(gt=0, le=86400)] = 60.0
@@ -194,6 +208,14 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("files_org_max_bytes")
+    @classmethod
+    def _org_holds_a_file(cls, value: int, info) -> int:
+        largest = info.data.get("files_max_bytes")
+        if largest is not None and value < largest:
+            raise ValueError("FILES_ORG_MAX_BYTES cannot be below FILES_MAX_BYTES")
         return value
 
     def default_limits(self) -> Limits:

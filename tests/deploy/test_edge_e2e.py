@@ -115,6 +115,27 @@ def test_body_over_one_mebibyte_gets_413(gateway_edge, sim_stack, size, answered
     assert ("x-request-id" in resp.headers) == (answered_by == "gateway")
 
 
+def test_file_uploads_pass_nginx_up_to_their_own_limit(gateway_edge, edges, sim_stack):
+    """/v1/files takes FILES_MAX_BYTES (200 MiB), not the 1 MiB of other bodies, passed on
+    unbuffered; over it, nginx's own 413 in OpenAI's shape."""
+    key = sim_stack.create_org(key={"name": "k", "scopes": ["batch"]})["api_key"]
+    data = b'{"custom_id": "x"}\n' * 300_000  # 5.7 MB
+    with gateway_edge.client() as client:
+        up = client.post("/v1/files", headers={"Authorization": f"Bearer {key}"},
+                         files={"file": ("big.jsonl", data)}, data={"purpose": "batch"})
+        assert up.status_code == 200, up.text
+        assert_security_headers(up)
+        got = client.get(f"/v1/files/{up.json()['id']}/content",
+                         headers={"Authorization": f"Bearer {key}"})
+        assert got.content == data
+    small = edges([f"127.0.0.1:{sim_stack.cfg.gateway_port}"],
+                  settings={"FILES_MAX_BYTES": str(2 * 1_048_576)})
+    with small.client() as client:
+        resp = client.post("/v1/files", headers={"Authorization": f"Bearer {key}"},
+                           files={"file": ("big.jsonl", data)}, data={"purpose": "batch"})
+    assert_openai_error(resp, 413, "request_too_large")
+
+
 def test_admin_reachable_from_an_allowed_network(gateway_edge, sim_stack):
     with gateway_edge.client() as client:
         resp = client.get("/admin/orgs", headers={"Authorization": f"Bearer {sim_stack.admin_token}"})

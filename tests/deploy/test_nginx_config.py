@@ -23,7 +23,7 @@ defined_envs=$(printf '${%s} ' $(awk "END { for (name in ENVIRON) { print ( name
 envsubst "$defined_envs" < "$TEMPLATE"
 '''
 DERIVED = ("EDGE_UPSTREAM_SERVERS", "EDGE_ADMIN_ALLOW", "EDGE_REAL_IP_FROM",
-           "EDGE_CLIENT_MAX_BODY_SIZE", "EDGE_PROXY_TIMEOUT")
+           "EDGE_CLIENT_MAX_BODY_SIZE", "EDGE_FILES_MAX_BODY_SIZE", "EDGE_PROXY_TIMEOUT")
 
 
 def nginx_t(conf: Path) -> subprocess.CompletedProcess:
@@ -98,6 +98,7 @@ def test_proxy_timeout_outlasts_the_gateway_but_not_the_request_cap():
     capped = edge.edge_values(upstreams=["g:1"], allow_cidrs=[], settings={"MAX_REQUEST_SECS": "200"})
     assert capped["EDGE_PROXY_TIMEOUT"] == "200s"
     assert values["EDGE_CLIENT_MAX_BODY_SIZE"] == str(1_048_576 + 65536)
+    assert values["EDGE_FILES_MAX_BODY_SIZE"] == str(200 * 1024 * 1024 + 65536)
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.1.2.3/8", "127.0.0.1; allow all", "all"])

@@ -79,9 +79,10 @@ async def patch_org(org_id: str, request: Request, services: ServicesDep) -> dic
     return {"org": admin.view(await admin.patch_org(org_id, body, _rid(request)))}
 
 
-@router.delete("/orgs/{org_id}", summary="Delete an organisation and all its keys")
+@router.delete("/orgs/{org_id}", summary="Delete an organisation, all its keys and its files")
 async def delete_org(org_id: str, request: Request, services: ServicesDep) -> dict:
     await services.tenancy_admin.delete_org(org_id, _rid(request))
+    await services.files.delete_org(org_id)  # after: a failure here leaves no org behind
     return {"deleted": org_id}
 
 

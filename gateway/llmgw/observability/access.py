@@ -26,6 +26,8 @@ def _route(path: str) -> str:
         return "models"
     if path.startswith("/v1/responses/"):
         return "responses"
+    if path == "/v1/files" or path.startswith("/v1/files/"):
+        return "files"
     return "admin" if path.startswith("/admin") else "other"
 
 
