@@ -227,17 +227,24 @@ async def _stream(services: Services, model: Model, endpoint: EndpointSpec, body
         _refund(services, ticket, exc)
         raise
 
+    def finished() -> None:
+        """The backend's stream has ended: settled before its last block leaves."""
+        _settle(services, ticket, "success", meter.usage)
+        cached.fill_stream(meter.usage)
+
     async def finish() -> None:
         await stream.close()
+        if ticket.done:
+            return  # settled as the stream ended
         if meter.failed:  # the backend broke: refund
             _settle(services, ticket, "error_bad_gateway", None)
-        else:  # completed, or the client left: bill what the backend reported generating
+        else:  # the client left, or the stream stopped short: bill what was generated
             _settle(services, ticket, "success" if meter.finished else "error_client_closed",
                     meter.usage)
             if meter.finished:
                 cached.fill_stream(meter.usage)
 
-    return RelayResponse(relay(stream, meter), headers=ticket.headers, on_close=finish)
+    return RelayResponse(relay(stream, meter, finished), headers=ticket.headers, on_close=finish)
 
 
 def _stream_meter(services: Services, model: Model, endpoint: EndpointSpec, body: dict,

@@ -85,9 +85,19 @@ async def _held(meter) -> None:
     await hold
 
 
-async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
+async def relay(stream: OpenStream, meter: StreamMeter,
+                on_finished: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+    """The backend's stream, metered, event by event. `on_finished` runs once the meter has
+    seen the stream's end, before the block that ends it leaves: a settlement made there
+    reaches Redis before the client can have the whole answer."""
     framer = EventFramer()
     first = True
+
+    def ended() -> None:
+        nonlocal on_finished
+        if on_finished is not None and meter.finished and not meter.failed:
+            done, on_finished = on_finished, None
+            done()
     try:
         async for chunk in _chunks(stream):
             events = framer.feed(chunk)
@@ -100,16 +110,19 @@ async def relay(stream: OpenStream, meter: StreamMeter) -> AsyncIterator[bytes]:
                     stream.prefilled()
                     if meter.hold is not None:
                         await _held(meter)
+                    ended()
                     yield out
                     await asyncio.sleep(0)  # the loop comes round: the held write goes out
             if events and (out := meter.process(events)):
                 if meter.hold is not None:
                     await _held(meter)
+                ended()
                 yield out
         tail = framer.rest()
         if tail.strip() and (out := meter.process(tail + b"\n\n")):
             if meter.hold is not None:
                 await _held(meter)
+            ended()
             yield out
     except TRANSPORT_ERRORS as exc:  # includes the idle limit (a read timeout)
         meter.failed = True

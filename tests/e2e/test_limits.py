@@ -69,21 +69,23 @@ def test_1000_concurrent_against_100_in_flight_admit_exactly_100(lim):
     assert counts(results) == {(200, ""): 100, (429, "limit_concurrent"): 900}, counts(results)
 
 
-def test_clients_at_exactly_the_concurrency_limit_are_never_refused(lim):
+@pytest.mark.parametrize("stream", [False, True])
+def test_clients_at_exactly_the_concurrency_limit_are_never_refused(lim, stream):
     """4 threads, each sending its next request as soon as it has an answer, against a limit
-    of 4 in flight, through both gateway instances: the lease of an answer sent is free in
-    Redis before that answer can reach its client (the settlement leaves first), so no
-    request ever finds 4 already running."""
+    of 4 in flight, through both gateway instances: the lease of an answer is free in Redis
+    before that answer's end can reach its client (the settlement leaves first; for a
+    stream, before the block that ends it), so no request ever finds 4 already running."""
     org = lim.open_org(max_concurrent=4)
     headers = {"Authorization": f"Bearer {org['api_key']}"}
-    body = {"model": "qwen", "messages": MSG, "max_tokens": 1}
+    body = {"model": "qwen", "messages": MSG, "max_tokens": 3, "stream": stream}
 
     def client(i: int) -> Counter:
         seen = Counter()
         with httpx.Client(base_url=lim.base_urls[i % 2], headers=headers, timeout=30) as http:
             for _ in range(60):
                 resp = http.post("/v1/chat/completions", json=body)
-                seen[resp.status_code if resp.status_code == 200 else resp.text[:120]] += 1
+                complete = not stream or resp.text.endswith("data: [DONE]\n\n")
+                seen[resp.status_code if complete else resp.text[:120]] += 1
         return seen
     with ThreadPoolExecutor(4) as pool:
         got = sum(pool.map(client, range(4)), Counter())

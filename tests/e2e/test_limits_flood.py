@@ -56,15 +56,25 @@ def test_bursts_of_a_thousand_admit_exactly_the_limit(flood, limit, refusal):
         admitted, busy = got[(200, "")] + got[(503, "backend_unavailable")], got[(503, "limiter_busy")]
         assert set(got) <= {(200, ""), (429, refusal), (503, "backend_unavailable"),
                             (503, "limiter_busy")}, got
-        assert admitted <= LIMIT, got  # never more, whatever else happens
+        assert _within(got, limit), got  # never more, whatever else happens
         # On a machine busy enough that Redis (one core's worth of Lua, shared here with four
         # workers, the client and whatever else runs) falls over a second behind, a request
         # is refused as limiter_busy instead of waiting: it stands for an admission or a
         # refusal the limiter did not get to tell. Without any, the count is exact.
         assert admitted + busy >= LIMIT and got[(429, refusal)] + busy >= BURST - LIMIT, got
-        if not busy:
-            assert admitted == LIMIT and got[(429, refusal)] == BURST - LIMIT, got
+        if not busy and not got[(503, "backend_unavailable")]:
+            assert got[(200, "")] == LIMIT and got[(429, refusal)] == BURST - LIMIT, got
     assert _degraded(flood) == degraded_before  # a queue of our own is not an outage
+
+
+def _within(got: Counter, limit: str) -> bool:
+    """No more than LIMIT admitted. For requests a minute, every admission counts, answered
+    or not; for requests in flight, a request that failed at once (503 backend_unavailable)
+    gave its slot back to a later one: the 200s, which all held theirs at the same time (the
+    backend waits 1.5 s before answering), are the ones that must not exceed it."""
+    if limit == "max_concurrent":
+        return got[(200, "")] <= LIMIT
+    return got[(200, "")] + got[(503, "backend_unavailable")] <= LIMIT
 
 
 def test_with_redis_down_each_worker_admits_only_its_share(flood):
@@ -81,11 +91,10 @@ def test_with_redis_down_each_worker_admits_only_its_share(flood):
     finally:
         flood.restart_redis()
         flood.chat_faults()
-    for got in outcomes:
-        admitted = got[(200, "")] + got[(503, "backend_unavailable")]  # see the test above
+    for got, limit in zip(outcomes, ("max_concurrent", "rpm_limit")):
         # Each of the 4 workers admits at most its 25; a limiter at the whole limit per
         # worker would admit up to 400. Every other answer is a local refusal (or a 503 from
         # a worker that never learnt the key).
-        assert 0 < admitted <= LIMIT, got
+        assert got[(200, "")] > 0 and _within(got, limit), got
         assert set(got) <= {(200, ""), (429, "limit_concurrent"), (429, "limit_rpm"),
                             (503, "state_unavailable"), (503, "backend_unavailable")}, got
