@@ -56,10 +56,11 @@ def test_a_streamed_forced_call_arrives_as_deltas(stack, client):
             for call in choice.delta.tool_calls or []:
                 name = call.function.name or name
                 arguments += call.function.arguments or ""
-    assert name == "get_weather"
-    parsed = json.loads(arguments)  # the deltas join to JSON
+    assert name == "get_weather" and arguments
     if stack.kind == "sim":
-        assert isinstance(parsed["city"], str)
+        assert isinstance(json.loads(arguments)["city"], str)  # the deltas join to JSON
+    # Real vLLM here runs random weights, sampled: its forced call's arguments are whatever
+    # the model wrote (once '6E-55234E+1111122632275'), relayed as vLLM streamed them.
     assert usage is not None and usage.completion_tokens > 0
 
 
