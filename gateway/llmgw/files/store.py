@@ -169,14 +169,25 @@ class FileStore:
 
     async def sweep(self, older_than_secs: float) -> int:
         """Remove partial uploads and contents without metadata (a crash between the two
-        steps, an expired file) older than `older_than_secs`. Returns how many went."""
+        steps, an expired file) older than `older_than_secs`; a removed file's bytes leave its
+        organisation's count. Returns how many went. Several workers may sweep at once: only
+        the one whose unlink removed a file counts it."""
         cutoff, removed = self._clock() - older_than_secs, 0
         files = self._root / "files"
-        for entry in await anyio.to_thread.run_sync(_old_entries, files, cutoff):
+        for entry, size in await anyio.to_thread.run_sync(_old_entries, files, cutoff):
             org_id, name = entry.parent.name, entry.name
-            if org_id == PARTIAL or not await self._redis.exists(_meta(org_id, name)):
-                entry.unlink(missing_ok=True)
-                removed += 1
+            if org_id != PARTIAL and await self._redis.exists(_meta(org_id, name)):
+                continue
+            try:
+                entry.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            if org_id != PARTIAL:  # counted when it was added; expired or never made visible
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.decrby(_stored(org_id), size)
+                    pipe.zrem(_index(org_id), name)
+                    await pipe.execute()
         return removed
 
 
@@ -196,15 +207,16 @@ def _move(partial: Path, target: Path) -> None:
     os.rename(partial, target)
 
 
-def _old_entries(files: Path, cutoff: float) -> list[Path]:
+def _old_entries(files: Path, cutoff: float) -> list[tuple[Path, int]]:
     old = []
     for folder in files.iterdir() if files.is_dir() else ():
         if not folder.is_dir() or not (folder.name == PARTIAL or _ORG_ID.match(folder.name)):
             continue
         for entry in folder.iterdir():
             try:
-                if entry.stat().st_mtime < cutoff:
-                    old.append(entry)
+                stat = entry.stat()
             except FileNotFoundError:
                 continue
+            if stat.st_mtime < cutoff:
+                old.append((entry, stat.st_size))
     return old

@@ -97,7 +97,8 @@ def test_the_sweep_removes_old_leftovers_only(redis_port, tmp_path):
         store._redis = redis
         kept = await _add(store, clock, "org_aa", b"kept")
         orphan = tmp_path / "files" / "org_aa" / new_file_id(clock.now)
-        orphan.write_bytes(b"no metadata")
+        orphan.write_bytes(b"no metadata")  # as a crash after the count and the move leaves it
+        await redis.incrby("llmgw:filebytes:{org_aa}", len(b"no metadata"))
         partial = store.partial_path(new_file_id(clock.now))
         partial.write_bytes(b"cut short")
         fresh = store.partial_path(new_file_id(clock.now))
@@ -105,9 +106,17 @@ def test_the_sweep_removes_old_leftovers_only(redis_port, tmp_path):
         old = clock.now - 3600
         for path in (orphan, partial, tmp_path / "files" / "org_aa" / kept.id):
             os.utime(path, (old, old))
-        assert await store.sweep(600) == 2
+        expired = await _add(store, clock, "org_aa", b"expired")
+        await redis.delete("llmgw:file:{org_aa}:" + expired.id)  # its metadata expired
+        os.utime(tmp_path / "files" / "org_aa" / expired.id, (old, old))
+        assert int(await redis.get("llmgw:filebytes:{org_aa}")) == len(b"kept no metadata expired") - 2
+        assert await store.sweep(600) == 3
         assert not orphan.exists() and not partial.exists() and fresh.exists()
         assert (tmp_path / "files" / "org_aa" / kept.id).read_bytes() == b"kept"
+        # The orphan's and the expired file's bytes left the count, the expired one's index entry went.
+        assert await redis.get("llmgw:filebytes:{org_aa}") == str(len(b"kept"))
+        assert await redis.zrange("llmgw:files:{org_aa}", 0, -1) == [kept.id]
+        assert await store.sweep(600) == 0  # a second sweeper finds nothing left to count
     _run(redis_port, scenario)
 
 
