@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from . import dotenv
-from .processes import (ROOT, StackConfig, read_pids, start_backends, start_edge, start_gateway,
-                        start_redis, stop, wait_healthy, write_pids)
+from .processes import (ROOT, StackConfig, read_pids, start_backends, start_batch_runner,
+                        start_edge, start_gateway, start_redis, stop, wait_healthy, write_pids)
 from .topology import DEFAULT_BACKEND_PORTS, backend_specs
 
 # Overridable so a test can run a second stack beside a developer's running demo.
@@ -71,6 +71,8 @@ def up() -> StackConfig:
         procs += gateways
         write_pids(STATE_DIR, procs)
         wait_healthy(gateways, 60.0, STATE_DIR / "logs")
+        procs.append(start_batch_runner(specs, cfg, ports[0]))
+        write_pids(STATE_DIR, procs)
         edge = start_edge(cfg, ports, https_port=_https_port(env), http_port=_http_port(env))
         procs.append(edge)
         write_pids(STATE_DIR, procs)
@@ -98,6 +100,7 @@ def _print_usage(cfg: StackConfig, specs, env: dict[str, str]) -> None:
   gateway   {base}/v1        (docs: {base}/docs)
   https     {https}/v1  (nginx, self-signed: --cacert {cfg.state_dir / 'certs' / 'cert-fullchain.crt'})
   backends  {', '.join(f'{s.name} :{s.port}' for s in specs)}
+  batch     one runner (logs/batch-runner.log)
   redis     127.0.0.1:{cfg.redis_port}
   logs      {STATE_DIR / 'logs'}
 

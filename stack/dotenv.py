@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 # Settings the local stack generates when they are empty, so a first run needs no editing.
-GENERATED_SECRETS = ("BACKEND_API_KEY", "ADMIN_TOKEN")
+GENERATED_SECRETS = ("BACKEND_API_KEY", "ADMIN_TOKEN", "BATCH_RUNNER_TOKEN")
 
 
 def parse(text: str) -> dict[str, str]:

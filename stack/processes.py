@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class Proc:
     name: str
     popen: subprocess.Popen
-    health_url: str  # http://... answered with 200, or redis://host:port answered with PONG
+    health_url: str  # http://... answered with 200, redis://host:port answered with PONG, or
+                     # "" (healthy while it runs: the batch runner serves nothing)
 
 
 @dataclass
@@ -105,6 +106,17 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
                 f"http://127.0.0.1:{port}/healthz")
 
 
+def start_batch_runner(specs: list[BackendSpec], cfg: StackConfig, gateway_port: int,
+                       name: str = "batch-runner") -> Proc:
+    """A batch runner, sending its lines to one gateway instance, with the gateways' settings
+    (the routing table too: it checks each line's model)."""
+    env = {**os.environ, **cfg.env, **gateway_env(specs), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
+           "DATA_DIR": cfg.env.get("DATA_DIR") or str(cfg.state_dir / "data"),
+           "BATCH_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}"}
+    argv = [sys.executable, "-m", "llmgw.batches.main"]
+    return Proc(name, _spawn(name, argv, env, cfg.state_dir / "logs"), "")
+
+
 def start_edge(cfg: StackConfig, gateway_ports: list[int], *, https_port: int,
                http_port: int) -> Proc:
     """nginx with TLS in front of the gateway instances, from the same template as compose."""
@@ -119,6 +131,8 @@ def start_edge(cfg: StackConfig, gateway_ports: list[int], *, https_port: int,
 
 
 def _answers(url: str) -> bool:
+    if not url:
+        return True
     if url.startswith("redis://"):
         return _redis_pong(url)
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from stack.processes import (Proc, StackConfig, start_backends, start_gateway, start_redis,
-                             stop, wait_healthy)
+from stack.processes import (Proc, StackConfig, start_backends, start_batch_runner,
+                             start_gateway, start_redis, stop, wait_healthy)
 from stack.topology import DEFAULT_BACKEND_PORTS, backend_specs
 
 E2E_ROUTING = Path(__file__).resolve().parent / "e2e" / "routing.yaml"
@@ -46,8 +46,9 @@ class TestStack:
 
     def __init__(self, kind: str, state_dir: Path, *, workers: int = 2, replicas: int = 1,
                  routing: Path = E2E_ROUTING, sim_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, runners: int = 0) -> None:
         self.kind = kind
+        self.runner_count = runners  # batch runners, started with the gateway
         self.backend_key = secrets.token_urlsafe(24)
         self.admin_token = secrets.token_urlsafe(24)
         ports = {name: free_port() for name in DEFAULT_BACKEND_PORTS}
@@ -56,6 +57,7 @@ class TestStack:
                                sim_args=sim_args, redis_port=free_port(),
                                env={"BACKEND_API_KEY": self.backend_key,
                                     "ADMIN_TOKEN": self.admin_token,
+                                    "BATCH_RUNNER_TOKEN": secrets.token_urlsafe(24),
                                     # generous: the test machine is busy booting vLLM meanwhile
                                     "REDIS_TIMEOUT_SECS": "2",
                                     "ROUTING_FILE": str(routing),
@@ -67,6 +69,7 @@ class TestStack:
         self.redis: Proc | None = None
         self.gateway: Proc | None = None
         self.replicas: list[Proc] = []  # gateway instances beyond the first, sharing Redis
+        self.runners: list[Proc] = []
         self.replica_ports = [free_port() for _ in range(replicas - 1)]
         self._api_key: str | None = None
 
@@ -99,6 +102,16 @@ class TestStack:
         self.replicas = [start_gateway(self.specs, self.cfg, port=port, name=f"gateway{i + 2}")
                          for i, port in enumerate(self.replica_ports)]
         wait_healthy([self.gateway, *self.replicas], 60, self.logs)
+        if not self.runners:
+            for _ in range(self.runner_count):
+                self.start_runner()
+
+    def start_runner(self) -> Proc:
+        """One more batch runner (its log is batch-runner<N>.log)."""
+        runner = start_batch_runner(self.specs, self.cfg, self.cfg.gateway_port,
+                                    name=f"batch-runner{len(self.runners) + 1}")
+        self.runners.append(runner)
+        return runner
 
     @property
     def base_urls(self) -> list[str]:
@@ -162,5 +175,5 @@ class TestStack:
         return self
 
     def stop(self) -> None:
-        procs = self.backends + self.replicas + [p for p in (self.gateway, self.redis) if p]
+        procs = self.backends + self.runners + self.replicas + [p for p in (self.gateway, self.redis) if p]
         stop([p.popen.pid for p in procs], grace=10)

@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, docs, files, inference, metrics, models, responses, system
+from .api import admin, batches, docs, files, inference, metrics, models, responses, system
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
 from .endpoints import ENDPOINTS
+from .batches.protocol import BatchCreate
 from .files.store import FileStore
 from .observability import logs
 from .observability.access import AccessMiddleware
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """Build the app; the routing table is loaded and validated here, before any request."""
     settings = settings or load_settings()
     routing = load_routing(settings.routing_file)
-    secrets = tuple(s.get_secret_value() for s in (settings.admin_token, settings.backend_api_key) if s)
+    secrets = tuple(s.get_secret_value() for s in (settings.admin_token, settings.backend_api_key,
+                                                    settings.batch_runner_token) if s)
     logs.configure(settings.log_level, secrets)
     FileStore.prepare(settings.data_dir)
 
@@ -58,13 +60,14 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(models.router)
     app.include_router(responses.router)
     app.include_router(files.router)
+    app.include_router(batches.router)
     app.include_router(system.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
     docs.install(app)
     error_handlers.install(app)
     openapi.install(app, [*{e.request: None for e in ENDPOINTS}, OrgCreate, OrgPatch, KeyCreate,
-                          KeyRotate], openapi.model_required(routing, ENDPOINTS))
+                          KeyRotate, BatchCreate], openapi.model_required(routing, ENDPOINTS))
     if settings.gzip_min_bytes:
         # Innermost: it sees the answer as the route made it. It never touches text/event-stream
         # (its default exclusions), so streams are neither buffered nor compressed.

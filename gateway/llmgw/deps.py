@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from . import admin_token
+from .batches.item import BATCH_ITEM_HEADER
 from .endpoints import ANTHROPIC_PATHS
 from .openapi import error_responses
 from .services import Services
@@ -24,8 +25,14 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
-    """The API key's organisation and scopes, or 401/403 before the body is even read."""
-    principal = await services.auth.authenticate_key(presented_key(request))
+    """The API key's organisation and scopes, or 401/403 before the body is even read. A
+    batch runner's line runs as the key that created its job (batches/lane.py)."""
+    item = request.headers.get(BATCH_ITEM_HEADER)
+    if item is None:
+        principal = await services.auth.authenticate_key(presented_key(request))
+    else:
+        principal = await services.batch_lane.principal(
+            bearer_token(request.headers.get("authorization")), item, request.headers)
     trace = request.state.trace
     trace.org, trace.key_id = principal.org_id, principal.key_id
     return principal

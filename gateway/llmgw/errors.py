@@ -24,7 +24,8 @@ GatewayError
 ├── StorageQuotaExceeded    429 file_storage_quota_exceeded: delete files first (no Retry-After)
 ├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
-│   └── NoCapacity          503 no_capacity: every backend busy for QUEUE_TIMEOUT_SECS
+│   ├── NoCapacity          503 no_capacity: every backend busy for QUEUE_TIMEOUT_SECS
+│   └── NoSpareCapacity     503 no_spare_capacity: a batch line, while realtime needs the room
 ├── BadGateway              502 a backend broke the protocol or the connection
 └── UpstreamTimeout         504 a backend did not answer in time
 
@@ -237,6 +238,15 @@ class BackendUnavailable(GatewayError):
 
 class NoCapacity(BackendUnavailable):
     code = "no_capacity"
+
+
+class NoSpareCapacity(BackendUnavailable):
+    """A batch line refused at once: no backend of its model has room realtime does not need."""
+    code = "no_spare_capacity"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"no spare capacity for batch work on '{model}' now",
+                         headers={"Retry-After": "1"})
 
 
 class BadGateway(GatewayError):

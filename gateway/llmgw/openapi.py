@@ -36,7 +36,7 @@ API_KEY = [{"apiKey": []}]
 ANTHROPIC_KEY = [{"apiKey": []}, {"anthropicApiKey": []}]
 ADMIN = [{"adminToken": []}, {"adminTokenHeader": []}]
 MONITOR = ADMIN + API_KEY  # the admin token, or a key with the monitor scope
-_SECURITY_BY_TAG = {"inference": API_KEY, "models": API_KEY, "files": API_KEY, "admin": ADMIN,
+_SECURITY_BY_TAG = {"inference": API_KEY, "models": API_KEY, "files": API_KEY, "batches": API_KEY, "admin": ADMIN,
                     "monitoring": MONITOR}
 
 

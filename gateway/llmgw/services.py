@@ -35,6 +35,8 @@ from .resilience.retry import Backoff, RetryBudget, RetryPolicy
 from .resilience.suspects import Suspects
 from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
+from .batches.jobs import JobStore
+from .batches.lane import BatchLane
 from .files.store import FileStore, sweep_forever
 from .responses.store import ResponseStore
 from .routing import RoutingTable
@@ -74,6 +76,8 @@ class Services:
     cache: ResponseCache | None = None  # set in running_services: it writes through `tasks`
     responses: ResponseStore | None = None  # the Responses API's stored conversations
     files: FileStore | None = None  # the Files API's uploads and batch output
+    batches: JobStore | None = None  # batch jobs (the runner process runs them)
+    batch_lane: BatchLane | None = None  # who a runner's line runs as, and whether it may now
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -131,6 +135,11 @@ async def running_services(settings: Settings, routing: RoutingTable,
                                            max_bytes=settings.responses_max_bytes)
         services.files = FileStore(slow, settings.data_dir,
                                    org_max_bytes=settings.files_org_max_bytes, clock=clock)
+        services.batches = JobStore(slow, clock)
+        services.batch_lane = BatchLane(auth, state, token=settings.batch_runner_token,
+                                        share=settings.batch_capacity_share,
+                                        eligible=selector.balancer.eligible,
+                                        most=settings.max_concurrent_batch)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:
@@ -161,7 +170,8 @@ def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
                          fail_open=settings.limiter_failure_policy == "open",
                          lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics,
                          new_id=admission_ids(secrets.token_hex(6)),
-                         max_request_secs=settings.max_request_secs)
+                         max_request_secs=settings.max_request_secs,
+                         max_concurrent_batch=settings.max_concurrent_batch)
 
 
 @contextmanager

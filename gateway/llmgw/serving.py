@@ -16,7 +16,8 @@ from .admission.cost import Cost, check_bounds, output_budget
 from .admission.gate import Ticket
 from .admission.overlap import admit_beside, free_if_finished
 from .body import read_json_object
-from .cache.lookup import Bypass, Lookup
+from .batches.lane import require_batch_scope
+from .cache.lookup import BYPASS, Bypass, Lookup
 from .cache.store import CachedAnswer
 from .endpoints import EndpointSpec
 from .errors import BadInput, GatewayError
@@ -43,11 +44,13 @@ log = structlog.get_logger("llmgw.serving")
 
 async def serve(request: Request, services: Services, principal: Principal,
                 endpoint: EndpointSpec) -> Response:
-    principal.require(endpoint.scope)
+    require_batch_scope(principal, endpoint.scope)
     body = await read_json_object(request, services.settings.max_body_bytes)
     parsed = validate(endpoint.request, body)
     model = services.routing.resolve(body.get("model"), endpoint.serves,
                                      principal.may_use if principal.restricted else None)
+    if principal.batch is not None:
+        services.batch_lane.check_room(model)  # refused at once while realtime needs the room
     body["model"] = model.served_name
     request_id = request.state.request_id
     trace: Trace = request.state.trace
@@ -60,12 +63,15 @@ async def serve(request: Request, services: Services, principal: Principal,
     if services.settings.log_content:
         trace.content = _content(body)[:2000]
     cost = await _cost(services, model, endpoint, body, principal.limits, request_id)
-    cached = services.cache.plan(principal.org_id, endpoint, model.name, body,
-                                 request.headers.get("cache-control"))
+    # A batch line neither reads nor fills the cache: a hit would bill outside bill-once.
+    cached = BYPASS if principal.batch is not None else services.cache.plan(
+        principal.org_id, endpoint, model.name, body, request.headers.get("cache-control"))
     try:
         hit = await cached.find()
+        lane = "" if principal.batch is None else "batch/"  # usage shows batch on its own
         admission = _Admission(services, principal, cost.reserve, request_id,
-                               f"{principal.key_id}|{model.name}|{endpoint.name}|", trace, cached)
+                               f"{principal.key_id}|{model.name}|{lane}{endpoint.name}|", trace,
+                               cached)
         if hit is not None:
             return await _from_cache(services, admission, cached, hit, body)
         # None: placed by request counts

@@ -150,6 +150,22 @@ class Settings(BaseSettings):
     # is CLIENT_BODY_TIMEOUT_SECS): 200 MiB in 600 s asks for 350 KB/s.
     files_upload_timeout_secs: Annotated[float, Field(gt=0, le=86400)] = 600.0
 
+    # --- batch jobs (batches/): run by the batch runner through the gateway, on spare capacity ---
+    # The runner's credential on the batch lane (at least 16 characters); unset, the gateway
+    # refuses batch-lane calls and the runner does not start.
+    batch_runner_token: SecretStr | None = None
+    # Batch requests in flight at once, whole platform (seeds 001/004); 0 stops batch work.
+    max_concurrent_batch: Annotated[int, Field(ge=0, le=100_000)] = 32
+    # A backend takes batch work only while nothing waits there and it runs fewer than this
+    # share of its max_num_seqs (the state view's figures, or this worker's own count).
+    batch_capacity_share: Annotated[float, Field(gt=0, le=1)] = 0.75
+    # Where a runner sends its lines (the gateway's own port or its service name).
+    batch_gateway_url: str = "http://127.0.0.1:8000"
+    # Lines one runner process sends at once.
+    batch_runner_slots: Annotated[int, Field(ge=1, le=4096)] = 32
+    # A line whose runner stops renewing its lease for this long runs again elsewhere.
+    batch_lease_secs: Annotated[float, Field(ge=5, le=3600)] = 60.0
+
     # --- response cache and compression ---
     cache_enabled: bool = True
     cache_ttl_secs: Annotated[float, Field(gt=0, le=86400)] = 60.0
@@ -187,6 +203,17 @@ class Settings(BaseSettings):
             return None  # unset: every admin route answers 503 admin_unavailable
         if len(value.get_secret_value()) < 16:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters")
+        return value
+
+    @field_validator("batch_runner_token")
+    @classmethod
+    def _strong_runner_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None  # unset: no batch lane
+        token = value.get_secret_value()
+        if len(token) < 16 or not token.isprintable() or " " in token:
+            raise ValueError("BATCH_RUNNER_TOKEN must be at least 16 printable characters, "
+                             "without spaces")
         return value
 
     @field_validator("backend_api_key")

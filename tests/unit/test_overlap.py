@@ -30,7 +30,7 @@ class Limiter:
     def __init__(self) -> None:
         self.verdicts: list[Verdict] = []
 
-    async def admit(self, request_id, scopes, reserve, tz, final=None):
+    async def admit(self, request_id, scopes, reserve, tz, final=None, lane=None):
         return self.verdicts.pop(0)
 
 

@@ -21,7 +21,9 @@ from ..tenancy.limits import Limits
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
 from .redis_channel import RedisBusy
-from .redis_limiter import RedisLimiter, Reservation, scopes_for, usage_prefix
+from ..batches.keys import billed
+from .redis_limiter import (BATCH_CONCURRENCY, RedisLimiter, Reservation,
+                            batch_scopes_for, scopes_for, usage_prefix)
 
 log = logging.getLogger("llmgw.admission")
 # Evidence that Redis is unreachable, which the LIMITER_FAILURE_POLICY is for: no connection,
@@ -81,8 +83,10 @@ def _moved(share: float | None, last: float | None) -> bool:
 class AdmissionGate:
     def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
                  lease_secs: float, clock: Callable[[], float], metrics: Metrics,
-                 new_id: Callable[[], str], max_request_secs: float = float("inf")) -> None:
+                 new_id: Callable[[], str], max_request_secs: float = float("inf"),
+                 max_concurrent_batch: int = 0) -> None:
         self._limiter = limiter
+        self._batch_lane = (BATCH_CONCURRENCY, max_concurrent_batch)
         self._new_id = new_id
         self._local = local
         self._fail_open = fail_open
@@ -100,13 +104,15 @@ class AdmissionGate:
         """A ticket to settle once the answer is known; with `final_usage` (a request answered
         without a backend), one already settled: `reserve` is what it bills, and that usage
         is counted in the same step."""
-        scopes = scopes_for(principal.org_id, principal.org_limits, principal.key_id,
-                            principal.key_limits)
+        batch = principal.batch
+        scopes = (scopes_for if batch is None else batch_scopes_for)(
+            principal.org_id, principal.org_limits, principal.key_id, principal.key_limits)
         final = None if final_usage is None else (usage_prefix(principal.org_id), final_usage)
         try:
             admission_id = self._new_id()
             verdict = await self._limiter.admit(admission_id, scopes, reserve,
-                                                _tz_offset(principal.timezone), final)
+                                                _tz_offset(principal.timezone), final,
+                                                lane=None if batch is None else self._batch_lane)
         except RedisBusy:
             self._metrics.redis_errors.labels("admit_busy").inc()
             raise LimiterBusy("too many admissions are waiting for the rate limiter; "
@@ -130,6 +136,9 @@ class AdmissionGate:
                           done=True)
         res = Reservation(admission_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, usage_prefix(principal.org_id), admitted_at=self._clock())
+        if batch is not None:
+            res.global_key = BATCH_CONCURRENCY
+            res.bill_once = (billed(batch.org_id, batch.batch_id), batch.line)
         self._running[admission_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
 
@@ -137,7 +146,7 @@ class AdmissionGate:
         """Whether this request's backend call may start while its admission is on the way
         (the answer still waits for the verdict): only with a fresh verdict's room to spare."""
         room = self._room.get(principal.key_id)
-        if room is None or self.degraded:
+        if room is None or self.degraded or principal.batch is not None:
             return False
         when, left = room
         if left <= 0 or self._clock() - when > ROOM_FRESH_SECS:
@@ -205,7 +214,7 @@ class AdmissionGate:
         self.degraded = False
 
     def _admit_locally(self, principal: Principal, reserve: int, request_id: str) -> Ticket:
-        if not self._fail_open:
+        if not self._fail_open or principal.batch is not None:  # batch work can wait for Redis
             raise LimiterUnavailable("the rate limiter's store is unreachable; retry shortly")
         refused = self._local.admit(principal.org_id, principal.limits, reserve)
         if refused is not None:

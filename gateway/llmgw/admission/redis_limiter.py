@@ -26,6 +26,8 @@ from .redis_channel import RedisBusy, RedisChannel
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 log = logging.getLogger("llmgw.admission")
 GLOBAL_CONCURRENCY = "llmgw:conc:global"
+BATCH_CONCURRENCY = "llmgw:conc:batch"  # batch lines in flight, whole platform
+BILLED_MARK_MS = 3 * 86_400_000  # a job's bill-once bitmap outlives its 24 h window
 # An admission script does nothing once this share of the Redis time limit has passed since
 # it was sent: the rest covers its reply's way back. A caller gives up once Redis has been
 # silent that long, so a verdict either reaches a caller still waiting for it or was never
@@ -69,6 +71,24 @@ def scopes_for(org_id: str, org_limits: Limits, key_id: str, key_limits: Limits)
     return scopes
 
 
+def batch_scopes_for(org_id: str, org_limits: Limits, key_id: str,
+                     key_limits: Limits) -> list[Scope]:
+    """A batch line's counters: the same daily and monthly quotas as realtime requests, but
+    none of the rate windows or concurrency leases that keep realtime responsive (batch work
+    only takes room realtime leaves; MAX_CONCURRENT_BATCH bounds it)."""
+    tag = "{" + org_id + "}"
+
+    def quotas(limits: Limits) -> tuple[int, ...]:
+        return (0, 0, 0, 0, 0, limits.daily_token_limit or 0, limits.daily_request_limit or 0,
+                limits.monthly_token_limit or 0)
+    scopes = [Scope(f"llmgw:rl:{tag}:batch:", f"llmgw:q:{tag}:", f"llmgw:conc:{tag}:batch",
+                    quotas(org_limits))]
+    if any(quotas(key_limits)):
+        scopes.append(Scope(f"llmgw:rl:{tag}:k:{key_id}:batch:", f"llmgw:q:{tag}:k:{key_id}:",
+                            f"llmgw:conc:{tag}:k:{key_id}:batch", quotas(key_limits)))
+    return scopes
+
+
 @dataclass
 class Verdict:
     admitted: bool
@@ -94,6 +114,10 @@ class Reservation:
     usage_prefix: str
     settled: bool = field(default=False)
     admitted_at: float = 0.0  # the gate's clock: no request outlives MAX_REQUEST_SECS
+    global_key: str = GLOBAL_CONCURRENCY  # the platform-wide lease set it holds a lease in
+    # A batch line: (the job's bill-once bitmap, the line). Only the first settlement of a
+    # line bills; a line run again (its runner died after the answer) costs nothing more.
+    bill_once: tuple[str, int] | None = None
 
 
 class RedisLimiter:
@@ -116,12 +140,15 @@ class RedisLimiter:
         self._within = channel.timeout * DEADLINE_SHARE
 
     async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
-                    tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None) -> Verdict:
+                    tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None,
+                    lane: tuple[str, int] | None = None) -> Verdict:
         """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
-        hit): no lease, `reserve` is what it bills, and its usage is counted at once."""
-        keys = [k for s in scopes for k in s.admit_keys()] + [GLOBAL_CONCURRENCY]
+        hit): no lease, `reserve` is what it bills, and its usage is counted at once. `lane`:
+        the platform-wide lease set and its cap, if not the realtime one."""
+        global_key, global_max = lane or (GLOBAL_CONCURRENCY, self._global_max)
+        keys = [k for s in scopes for k in s.admit_keys()] + [global_key]
         args = [admission_id, self._lease_ms, reserve, tz_offset_secs, len(scopes), 0,
-                *(v for s in scopes for v in s.limits), self._global_max]
+                *(v for s in scopes for v in s.limits), global_max]
         if final is not None:
             keys.append(final[0])
             args.append(self._retention)
@@ -177,9 +204,12 @@ class RedisLimiter:
 
     def settle(self, res: Reservation, used: int, usage: dict[str, int]) -> Awaitable[Any]:
         """Sent now (written to Redis before the caller's next step), replied to later."""
-        keys = [k for s in res.scopes for k in s.settle_keys()] + [GLOBAL_CONCURRENCY, res.usage_prefix]
+        keys = [k for s in res.scopes for k in s.settle_keys()] + [res.global_key, res.usage_prefix]
         args = [res.admission_id, res.reserved, used, res.day, res.month, len(res.scopes),
-                self._retention]
+                self._retention, -1, BILLED_MARK_MS]
+        if res.bill_once is not None:
+            keys.append(res.bill_once[0])
+            args[7] = res.bill_once[1]
         for name, n in usage.items():
             args += [name, n]
         return self._scripts.start(self._settle, keys, [orjson.dumps(args)])
@@ -207,10 +237,11 @@ class RedisLimiter:
                 for scope in res.scopes:
                     pipe.zadd(scope.leases, {res.admission_id: expiry}, xx=True)
                     keys.add(scope.leases)
-                pipe.zadd(GLOBAL_CONCURRENCY, {res.admission_id: expiry}, xx=True)
+                pipe.zadd(res.global_key, {res.admission_id: expiry}, xx=True)
+                keys.add(res.global_key)
             # The lease sets themselves outlive their newest lease: without this, a set that
             # only long requests kept using expired 2 leases after the last admission, and
             # those requests stopped counting against max_concurrent.
-            for key in keys | {GLOBAL_CONCURRENCY}:
+            for key in keys:
                 pipe.pexpire(key, lease_ms * 2)
             await pipe.execute()

@@ -82,7 +82,8 @@ async def patch_org(org_id: str, request: Request, services: ServicesDep) -> dic
 @router.delete("/orgs/{org_id}", summary="Delete an organisation, all its keys and its files")
 async def delete_org(org_id: str, request: Request, services: ServicesDep) -> dict:
     await services.tenancy_admin.delete_org(org_id, _rid(request))
-    await services.files.delete_org(org_id)  # after: a failure here leaves no org behind
+    await services.batches.delete_org(org_id)  # after: a failure here leaves no org behind
+    await services.files.delete_org(org_id)
     return {"deleted": org_id}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
+from ..batches.item import BatchItem
 from ..errors import InvalidApiKey, PermissionDenied, StateUnavailable
 from .apikeys import bearer_token, digest, same_digest, well_formed
 from .last_known import LastKnown
@@ -31,6 +32,7 @@ class Principal:
     timezone: str = "UTC"   # calendar days and months of quotas
     org_models: tuple[str, ...] | None = None  # model patterns (model_access.py); None: all
     key_models: tuple[str, ...] | None = None
+    batch: BatchItem | None = None  # a batch runner's line, on the key that created the job
 
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
@@ -184,7 +186,11 @@ class Authenticator:
         """The key itself, however it was sent (a Bearer token, or Anthropic's x-api-key)."""
         if token is None or not well_formed(token):
             raise InvalidApiKey()
-        entry = await self._lookup(digest(token))
+        return await self.authenticate_digest(digest(token))
+
+    async def authenticate_digest(self, key_digest: str) -> Principal:
+        """The key by its digest (a batch job keeps the digest of the key that created it)."""
+        entry = await self._lookup(key_digest)
         if entry is None or entry.revoked:
             raise InvalidApiKey()
         if entry.expires_at is not None and entry.expires_at <= self._clock():

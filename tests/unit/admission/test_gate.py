@@ -20,7 +20,7 @@ class FailingLimiter:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def admit(self, admission_id, scopes, reserve, tz, final=None):
+    async def admit(self, admission_id, scopes, reserve, tz, final=None, lane=None):
         raise self.error
 
 

@@ -2,10 +2,13 @@
 -- concurrency leases, and count its usage, in one round trip after the answer is sent.
 --
 -- KEYS, per scope (4 each): tpm log, tpm weights, concurrency leases, quota prefix;
---   then the global concurrency leases; then the usage prefix (hourly and daily buckets).
+--   then the global concurrency leases; then the usage prefix (hourly and daily buckets);
+--   then, for a batch line, its job's bill-once bitmap.
 -- Arguments: request id, reserved tokens, used tokens, day, month, number of scopes,
---   usage retention secs, then usage field/increment pairs. Usage buckets are UTC hours and
---   days since the epoch, by Redis' clock.
+--   usage retention secs, the batch line (-1: not one), the bitmap's lifetime ms, then usage
+--   field/increment pairs. Usage buckets are UTC hours and days since the epoch, by Redis'
+--   clock. A batch line already billed (it ran again: its runner died after the answer)
+--   bills nothing and counts no usage: its reservation goes back whole.
 
 -- The arguments arrive as one JSON array (ARGV[1]): one argument to encode instead of
 -- dozens, which is most of a Python Redis client's cost per call.
@@ -19,6 +22,13 @@ if redis.call('SET', KEYS[4] .. 'settled:' .. rid, 1, 'NX', 'PX', 60000) == fals
   return 0
 end
 local t = redis.call('TIME')
+local line, billed_before = tonumber(A[8]), false
+if line >= 0 and used > 0 then  -- an attempt that billed nothing leaves the line unbilled
+  local bitmap = KEYS[nscopes * 4 + 3]
+  billed_before = redis.call('SETBIT', bitmap, line, 1) == 1
+  if redis.call('PTTL', bitmap) < 0 then redis.call('PEXPIRE', bitmap, tonumber(A[9])) end
+  if billed_before then used = 0 end
+end
 local delta = used - reserved
 
 for s = 0, nscopes - 1 do
@@ -37,5 +47,7 @@ for s = 0, nscopes - 1 do
 end
 redis.call('ZREM', KEYS[nscopes * 4 + 1], rid)
 
-count_usage(KEYS[nscopes * 4 + 2], tonumber(t[1]), retention, A, 8)  -- usage.lua
+if not billed_before then
+  count_usage(KEYS[nscopes * 4 + 2], tonumber(t[1]), retention, A, 10)  -- usage.lua
+end
 return 1

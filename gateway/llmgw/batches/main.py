@@ -1,0 +1,70 @@
+"""`llmgw-batch-runner`: the batch runner process, built from the gateway's settings (the same
+environment: REDIS_URL, DATA_DIR, ROUTING_FILE, BATCH_*). SIGTERM stops it taking lines; the
+lines it holds finish (or, past BATCH_LEASE_SECS, run again on another runner)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+
+import anyio
+import httpx
+from redis.asyncio import Redis
+
+from ..files.store import FileStore
+from ..routing import load_routing
+from ..settings import Settings, load_settings
+from .jobs import JobStore
+from .queue import WorkQueue
+from .runner import Runner
+from .upkeep import Upkeep
+
+log = logging.getLogger("llmgw.batches")
+
+
+async def serve(settings: Settings) -> None:
+    if settings.batch_runner_token is None:
+        raise SystemExit("BATCH_RUNNER_TOKEN is not set: the gateway would refuse every line")
+    routing = load_routing(settings.routing_file)
+    FileStore.prepare(settings.data_dir)
+    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10,
+                           socket_connect_timeout=5, health_check_interval=30)
+    # Each line may take as long as the gateway lets a request take.
+    timeout = httpx.Timeout(settings.max_request_secs, connect=5.0)
+    limits = httpx.Limits(max_connections=settings.batch_runner_slots + 4)
+    async with redis, httpx.AsyncClient(base_url=settings.batch_gateway_url, timeout=timeout,
+                                        limits=limits) as client:
+        jobs = JobStore(redis, time.time)
+        queue = WorkQueue(redis, lease_ms=int(settings.batch_lease_secs * 1000))
+        files = FileStore(redis, settings.data_dir, org_max_bytes=settings.files_org_max_bytes)
+        upkeep = Upkeep(redis, jobs, queue, files, routing, settings.data_dir)
+        runner = Runner(redis=redis, jobs=jobs, queue=queue, upkeep=upkeep, client=client,
+                        token=settings.batch_runner_token.get_secret_value(),
+                        root=settings.data_dir, slots=settings.batch_runner_slots)
+        log.info("batch runner %s: %d slots, gateway %s", runner.id,
+                 settings.batch_runner_slots, settings.batch_gateway_url)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, runner)
+            await runner.run()
+            tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(runner: Runner) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            log.info("batch runner %s stopping: finishing the lines it holds", runner.id)
+            runner.stop()
+            return
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the gateway's job
+    anyio.run(serve, load_settings())
+
+
+if __name__ == "__main__":
+    main()

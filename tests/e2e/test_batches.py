@@ -1,0 +1,206 @@
+"""The Batch API through real processes (simulators, gunicorn, Redis, the batch runner): the
+openai SDK's whole round trip, validation errors naming their lines, organisations apart,
+cancel, and seed 001/004's batch completions polled through their status_url."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from stacks import TestStack
+
+BATCH = ["batch"]
+
+
+def lines(n: int, *, model: str = "qwen", url: str = "/v1/chat/completions", prefix: str = "r",
+          **extra) -> bytes:
+    return b"".join(orjson.dumps({
+        "custom_id": f"{prefix}{i}", "method": "POST", "url": url,
+        "body": {"model": model, "messages": [{"role": "user", "content": f"hi {i}"}],
+                 "max_tokens": 4, **extra}}) + b"\n" for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def bstack(tmp_path_factory):
+    stack = TestStack("sim", tmp_path_factory.mktemp("batches"), workers=2, runners=1,
+                      sim_args=("--ttft-ms", "5", "--itl-ms", "1")).start()
+    yield stack
+    stack.stop()
+
+
+def _client(stack: TestStack, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def _org(stack: TestStack, scopes=BATCH, **limits) -> dict:
+    return stack.open_org(key={"name": "k", "scopes": scopes}, **limits)
+
+
+def wait_for(client: openai.OpenAI, batch_id: str, statuses, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in statuses:
+            return batch
+        assert time.monotonic() < deadline, f"batch stuck in {batch.status}: {batch}"
+        time.sleep(0.2)
+
+
+def output_lines(client: openai.OpenAI, file_id: str | None) -> list[dict]:
+    if file_id is None:
+        return []
+    return [orjson.loads(x) for x in client.files.content(file_id).content.splitlines()]
+
+
+def test_sdk_uploads_creates_polls_and_reads_the_output(bstack):
+    client = _client(bstack, _org(bstack)["api_key"])
+    up = client.files.create(file=("in.jsonl", io.BytesIO(lines(40))), purpose="batch")
+    batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"run": "one"})
+    assert batch.status == "validating" and batch.input_file_id == up.id
+    assert batch.metadata == {"run": "one"} and batch.expires_at == batch.created_at + 86400
+    done = wait_for(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", done
+    assert done.request_counts.total == 40 and done.request_counts.completed == 40
+    assert done.request_counts.failed == 0 and done.error_file_id is None
+    assert done.model == "Qwen/Qwen2.5-7B-Instruct"
+    assert done.in_progress_at and done.finalizing_at and done.completed_at
+    out = output_lines(client, done.output_file_id)
+    assert sorted(x["custom_id"] for x in out) == sorted(f"r{i}" for i in range(40))
+    assert all(x["response"]["status_code"] == 200 and x["error"] is None for x in out)
+    assert all(x["id"].startswith("batch_req_") and x["response"]["request_id"] for x in out)
+    assert all(x["response"]["body"]["object"] == "chat.completion" for x in out)
+    used = sum(x["response"]["body"]["usage"]["total_tokens"] for x in out)
+    assert done.usage.total_tokens == used > 0
+    assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+    assert [b.id for b in client.batches.list().data][0] == batch.id
+    with pytest.raises(openai.ConflictError):  # a completed batch cannot be cancelled
+        client.batches.cancel(batch.id)
+
+
+def _failed_with(client: openai.OpenAI, content: bytes, endpoint="/v1/chat/completions"):
+    up = client.files.create(file=("bad.jsonl", io.BytesIO(content)), purpose="batch")
+    batch = client.batches.create(input_file_id=up.id, endpoint=endpoint,
+                                  completion_window="24h")
+    done = wait_for(client, batch.id, {"failed", "completed", "in_progress"})
+    assert done.status == "failed", done
+    assert done.failed_at and done.output_file_id is None and done.error_file_id is None
+    return [(e.code, e.line) for e in done.errors.data], done
+
+
+BAD_INPUTS = {
+    "not_json": (lines(2) + b"{not json\n" + lines(1, prefix="x"),
+                 [("invalid_json_line", 3)]),
+    "duplicate_custom_id": (lines(3) + lines(1), [("duplicate_custom_id", 4)]),
+    "other_url": (lines(2) + orjson.dumps({
+        "custom_id": "x", "method": "POST", "url": "/v1/embeddings",
+        "body": {"model": "qwen", "input": "a"}}) + b"\n", [("invalid_url", 3)]),
+    "unknown_model": (lines(1) + lines(2, model="no-such-model", prefix="m"),
+                      [("model_not_found", 2), ("model_not_found", 3)]),
+    "refused_body": (lines(1) + orjson.dumps({
+        "custom_id": "neg", "method": "POST", "url": "/v1/chat/completions",
+        "body": {"model": "qwen", "messages": [{"role": "user", "content": "x"}],
+                 "max_tokens": -1}}) + b"\n", [("invalid_request", 2)]),
+    "streaming": (lines(1, stream=True), [("invalid_request", 1)]),
+    "two_models": (lines(1) + lines(1, model="text2sql", prefix="s"),
+                   [("mismatched_model", 2)]),
+    "missing_field": (b'{"custom_id": "a", "url": "/v1/chat/completions", "body": {}}\n',
+                      [("invalid_request", 1)]),
+    "empty": (b"\n\n", [("empty_file", None)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_a_bad_input_file_fails_validation_naming_its_lines(bstack, case):
+    content, expected = BAD_INPUTS[case]
+    client = _client(bstack, _org(bstack)["api_key"])
+    errors, done = _failed_with(client, content)
+    assert errors == expected
+    assert done.request_counts.total == 0
+    # nothing half-written: no job folder, no output file
+    folder = bstack.cfg.state_dir / "data" / "batches"
+    assert not any(p.name == done.id for p in folder.rglob("batch_*"))
+    assert [f.purpose for f in client.files.list().data] == ["batch"]
+
+
+def test_more_than_50000_lines_fail_validation(bstack):
+    client = _client(bstack, _org(bstack)["api_key"])
+    one = b'{"custom_id":"%d","method":"POST","url":"/v1/embeddings","body":{"model":"snowflake-arctic-embed","input":"a"}}\n'
+    content = b"".join(one % i for i in range(50_001))
+    errors, _ = _failed_with(client, content, endpoint="/v1/embeddings")
+    assert errors == [("too_many_requests", 50_001)]
+
+
+def test_create_refuses_what_is_not_this_orgs_batch_file(bstack):
+    mine = _client(bstack, _org(bstack)["api_key"])
+    other = _client(bstack, _org(bstack)["api_key"])
+    theirs = other.files.create(file=("a.jsonl", io.BytesIO(lines(1))), purpose="batch")
+    with pytest.raises(openai.NotFoundError) as exc:
+        mine.batches.create(input_file_id=theirs.id, endpoint="/v1/chat/completions",
+                            completion_window="24h")
+    assert exc.value.body["param"] == "input_file_id"
+    up = mine.files.create(file=("in.jsonl", io.BytesIO(lines(2))), purpose="batch")
+    batch = mine.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                completion_window="24h")
+    done = wait_for(mine, batch.id, {"completed"})
+    # a batch's output is not batch input
+    with pytest.raises(openai.BadRequestError) as exc:
+        mine.batches.create(input_file_id=done.output_file_id,
+                            endpoint="/v1/chat/completions", completion_window="24h")
+    assert "purpose" in exc.value.message
+    # another organisation sees none of it
+    for call in (lambda: other.batches.retrieve(batch.id), lambda: other.batches.cancel(batch.id)):
+        with pytest.raises(openai.NotFoundError):
+            call()
+    assert batch.id not in [b.id for b in other.batches.list().data]
+    with pytest.raises(openai.NotFoundError):
+        other.files.content(done.output_file_id)
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"endpoint": "/v1/chat/completions", "completion_window": "24h"}, "input_file_id"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/images", "completion_window": "24h"}, "endpoint"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "1h"},
+     "completion_window"),
+    ({"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+      "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+])
+def test_a_bad_create_request_is_a_400_naming_its_param(bstack, body, param):
+    key = _org(bstack)["api_key"]
+    resp = httpx.post(bstack.base_url + "/v1/batches", json=body,
+                      headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
+
+
+def test_batch_routes_need_the_batch_scope(bstack):
+    key = _org(bstack, scopes=["chat"])["api_key"]
+    resp = httpx.get(bstack.base_url + "/v1/batches", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 403 and "batch" in resp.json()["error"]["message"]
+
+
+def test_cancel_stops_new_work_and_keeps_what_ran(bstack):
+    client = _client(bstack, _org(bstack)["api_key"])
+    up = client.files.create(file=("in.jsonl", io.BytesIO(lines(600, max_tokens=48))),
+                             purpose="batch")
+    batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    deadline = time.monotonic() + 30
+    while client.batches.retrieve(batch.id).request_counts.completed < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status in ("cancelling", "cancelled") and cancelling.cancelling_at
+    done = wait_for(client, batch.id, {"cancelled"})
+    ran = output_lines(client, done.output_file_id)
+    rest = output_lines(client, done.error_file_id)
+    assert 20 <= len(ran) < 600 and done.request_counts.completed == len(ran)
+    ids = [x["custom_id"] for x in ran + rest]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(600))  # each line exactly once
+    assert {x["error"]["code"] for x in rest} == {"batch_cancelled"}
+    assert client.batches.cancel(batch.id).status == "cancelled"  # again: nothing changes
