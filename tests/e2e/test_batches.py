@@ -5,6 +5,7 @@ cancel, and seed 001/004's batch completions polled through their status_url."""
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 
 import httpx
@@ -12,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from stacks import TestStack
+from stacks import E2E_ROUTING, TestStack
 
 BATCH = ["batch"]
 
@@ -25,9 +26,16 @@ def lines(n: int, *, model: str = "qwen", url: str = "/v1/chat/completions", pre
                  "max_tokens": 4, **extra}}) + b"\n" for i in range(n))
 
 
+SEED_MODEL = "mistralai/Mistral-7B-Instruct-v0.1"  # the name seeds 001 and 004 use
+
+
 @pytest.fixture(scope="module")
 def bstack(tmp_path_factory):
-    stack = TestStack("sim", tmp_path_factory.mktemp("batches"), workers=2, runners=1,
+    state = tmp_path_factory.mktemp("batches")
+    routing = state / "routing.yaml"  # the seeds' model name as an alias of the chat model
+    routing.write_text(E2E_ROUTING.read_text().replace(
+        "aliases: [qwen]", f"aliases: [qwen, {SEED_MODEL}]"))
+    stack = TestStack("sim", state, workers=2, runners=1, routing=routing,
                       sim_args=("--ttft-ms", "5", "--itl-ms", "1")).start()
     yield stack
     stack.stop()
@@ -204,3 +212,46 @@ def test_cancel_stops_new_work_and_keeps_what_ran(bstack):
     assert sorted(ids) == sorted(f"r{i}" for i in range(600))  # each line exactly once
     assert {x["error"]["code"] for x in rest} == {"batch_cancelled"}
     assert client.batches.cancel(batch.id).status == "cancelled"  # again: nothing changes
+
+
+def _curl(*args: str) -> dict:
+    out = subprocess.run(["curl", "-sS", "--fail-with-body", *args], capture_output=True,
+                         timeout=30, check=True).stdout
+    return orjson.loads(out)
+
+
+def test_the_seeds_batch_completion_curl_and_its_status_url(bstack):
+    token = _org(bstack)["api_key"]  # a key with the batch scope alone, as the seeds' token
+    accepted = _curl("-X", "POST", "-H", f"Authorization: Bearer {token}",
+                     "-H", "Content-Type: application/json",
+                     f"{bstack.base_url}/v1/batch/completions",
+                     "-d", '{"model":"%s","prompt":"Write a haiku about snow.",'
+                           '"max_tokens":32,"priority":1}' % SEED_MODEL)
+    assert accepted["status"] in ("queued", "running") and accepted["priority"] == 1
+    assert accepted["status_url"] == f"{bstack.base_url}/v1/batch/completions/{accepted['id']}"
+    deadline = time.monotonic() + 30
+    while (status := _curl("-H", f"Authorization: Bearer {token}", accepted["status_url"]))[
+            "status"] != "completed":
+        assert status["status"] in ("queued", "running"), status
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    result = status["result"]
+    assert result["object"] == "text_completion"  # named as realtime answers are: the model's name
+    assert result["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert result["choices"][0]["text"] and result["usage"]["completion_tokens"] > 0
+    assert status["completed_at"] >= status["created_at"]
+    other = _org(bstack)["api_key"]
+    resp = httpx.get(accepted["status_url"], headers={"Authorization": f"Bearer {other}"})
+    assert resp.status_code == 404  # another organisation's
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "qwen", "prompt": "x", "priority": "high"}, "priority"),
+    ({"model": "qwen", "prompt": "x", "stream": True}, "stream"),
+    ({"model": "nope", "prompt": "x"}, "model"),
+    ({"model": "qwen"}, "prompt"),
+])
+def test_a_bad_batch_completion_is_refused_up_front(bstack, body, param):
+    resp = httpx.post(bstack.base_url + "/v1/batch/completions", json=body,
+                      headers={"Authorization": f"Bearer {_org(bstack)['api_key']}"})
+    assert resp.status_code in (400, 404) and resp.json()["error"]["param"] == param, resp.text
