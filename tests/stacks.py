@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
+import signal
 import socket
 from pathlib import Path
 
@@ -24,6 +26,14 @@ OPEN_LIMITS = {"rps": 10_000, "burst": 10_000, "rpm_limit": 1_000_000, "tpm_limi
                "max_concurrent": 10_000, "daily_token_limit": 10**11,
                "daily_request_limit": 10**9, "monthly_token_limit": 10**11,
                "max_output_tokens": 64}
+
+
+def kill_group(proc: Proc) -> None:
+    try:
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.popen.wait()
 
 
 def free_port() -> int:
@@ -121,6 +131,18 @@ class TestStack:
         stop([p.popen.pid for p in [self.gateway, *self.replicas]], grace=10)
         self.gateway = None
         self.start_gateway()
+
+    def kill_gateway(self) -> None:
+        """SIGKILL every gateway instance's process group (master and workers): a crash."""
+        for proc in [self.gateway, *self.replicas]:
+            kill_group(proc)
+        self.gateway = None
+
+    def kill_runners(self) -> None:
+        """SIGKILL every batch runner, mid-line: they are forgotten (start_runner starts anew)."""
+        for proc in self.runners:
+            kill_group(proc)
+        self.runners = []
 
     def restart_redis(self, *, kill: bool = False) -> None:
         """Stop redis-server (SIGTERM, or SIGKILL: a crash) and start it on the same data."""

@@ -29,6 +29,12 @@ if line >= 0 and used > 0 then  -- an attempt that billed nothing leaves the lin
   if redis.call('PTTL', bitmap) < 0 then redis.call('PEXPIRE', bitmap, tonumber(A[9])) end
   if billed_before then used = 0 end
 end
+if billed_before then  -- nor does its admission count as a request of the daily quota
+  for s = 0, nscopes - 1 do
+    local qd = KEYS[s * 4 + 4] .. 'd:' .. day
+    if redis.call('EXISTS', qd) == 1 then redis.call('HINCRBY', qd, 'req', -1) end
+  end
+end
 local delta = used - reserved
 
 for s = 0, nscopes - 1 do
