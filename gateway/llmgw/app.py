@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, batches, docs, files, inference, metrics, models, responses, system
+from .api import admin, admin_batches, batches, docs, files, inference, metrics, models, responses, system
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
 from .drain import CloseWhenDraining
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(batches.router)
     app.include_router(system.router)
     app.include_router(admin.router)
+    app.include_router(admin_batches.router)
     app.include_router(metrics.router)
     docs.install(app)
     error_handlers.install(app)

@@ -175,6 +175,11 @@ class RoutingTable:
             for n in (m.name, *m.aliases):
                 self._by_name[n] = m
 
+    @property
+    def total_seqs(self) -> int:
+        """Every backend's max_num_seqs together: the platform's sequence slots."""
+        return sum(b.max_num_seqs for pool in self.pools.values() for b in pool.backends)
+
     def named(self, name: str) -> Model | None:
         """The model with this public name or alias."""
         return self._by_name.get(name)

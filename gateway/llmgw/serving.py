@@ -168,10 +168,12 @@ def _meter(services: Services, ticket: Ticket, prompt: int, completion: int) -> 
     trace, metrics = ticket.trace, services.metrics
     trace.prompt_tokens, trace.completion_tokens = prompt, completion
     org = metrics.org(ticket.org_id)
-    if prompt:  # each is a multiprocess file write: none for nothing (a hit bills no tokens)
-        metrics.tokens.labels(*org, trace.model, "input").inc(prompt)
-    if completion:
-        metrics.tokens.labels(*org, trace.model, "output").inc(completion)
+    counters = (metrics.tokens, metrics.batch_tokens) if ticket.batch else (metrics.tokens,)
+    for counter in counters:
+        if prompt:  # each is a multiprocess file write: none for nothing (a hit bills no tokens)
+            counter.labels(*org, trace.model, "input").inc(prompt)
+        if completion:
+            counter.labels(*org, trace.model, "output").inc(completion)
 
 
 def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:

@@ -255,3 +255,67 @@ def test_a_bad_batch_completion_is_refused_up_front(bstack, body, param):
     resp = httpx.post(bstack.base_url + "/v1/batch/completions", json=body,
                       headers={"Authorization": f"Bearer {_org(bstack)['api_key']}"})
     assert resp.status_code in (400, 404) and resp.json()["error"]["param"] == param, resp.text
+
+
+@pytest.mark.vllm
+def test_sdk_batch_against_real_vllm(vllm_stack):
+    """The same round trip with real vLLM on CPU behind the gateway: a small chat batch and a
+    small embeddings batch."""
+    if not vllm_stack.runners:
+        vllm_stack.start_runner()
+    client = _client(vllm_stack, _org(vllm_stack)["api_key"])
+    embed = b"".join(orjson.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                                   "body": {"model": "snowflake-arctic-embed", "input": f"text {i}"}})
+                     + b"\n" for i in range(3))
+    made = []
+    for content, endpoint in ((lines(3), "/v1/chat/completions"), (embed, "/v1/embeddings")):
+        up = client.files.create(file=("in.jsonl", io.BytesIO(content)), purpose="batch")
+        made.append(client.batches.create(input_file_id=up.id, endpoint=endpoint,
+                                          completion_window="24h"))
+    for batch, kind in zip(made, ("chat.completion", "list")):
+        done = wait_for(client, batch.id, {"completed", "failed"}, timeout=300)
+        assert done.status == "completed" and done.request_counts.completed == 3, done
+        out = output_lines(client, done.output_file_id)
+        assert len(out) == 3 and all(x["response"]["body"]["object"] == kind for x in out)
+        assert done.usage.input_tokens > 0
+
+
+def test_operators_see_and_cancel_batches(bstack):
+    """gatewayctl batch list|show|cancel, /health/detailed's runners, and the batch metrics."""
+    from test_gatewayctl import ctl
+    org = _org(bstack)
+    client = _client(bstack, org["api_key"])
+    org_id = org["org"]["id"]
+    up = client.files.create(file=("in.jsonl", io.BytesIO(lines(5))), purpose="batch")
+    done = wait_for(client, client.batches.create(
+        input_file_id=up.id, endpoint="/v1/chat/completions", completion_window="24h").id,
+        {"completed"})
+    listed = ctl(bstack, "batch", "list", org_id, "--json")
+    assert listed.returncode == 0 and orjson.loads(listed.stdout)["data"][0]["id"] == done.id
+    shown = orjson.loads(ctl(bstack, "batch", "show", org_id, done.id, "--json").stdout)
+    assert shown["status"] == "completed" and shown["request_counts"]["completed"] == 5
+    big = client.files.create(file=("big.jsonl", io.BytesIO(lines(2000, max_tokens=48))),
+                              purpose="batch")
+    running = client.batches.create(input_file_id=big.id, endpoint="/v1/chat/completions",
+                                    completion_window="24h")
+    wait_for(client, running.id, {"in_progress"})
+    everything = orjson.loads(ctl(bstack, "batch", "list", "--json").stdout)
+    assert any(b["id"] == running.id and b["org_id"] == org_id for b in everything["data"])
+    assert len(everything["runners"]) == 1 and everything["runners"][0]["slots"] > 0
+    table = ctl(bstack, "batch", "list")
+    assert running.id in table.stdout and "runners" in table.stderr
+    with bstack.admin() as admin:
+        detailed = admin.get("/health/detailed").json()
+        assert len(detailed["batch_runners"]) == 1
+        metrics = admin.get("/metrics").text
+    assert f'llmgw_batch_requests{{org="{org_id}",state="queued"}}' in metrics
+    assert "llmgw_batch_runners 1" in metrics
+    assert f'llmgw_batch_tokens_total{{model="Qwen/Qwen2.5-7B-Instruct",org="{org_id}",type="output"}}' in metrics
+    cancelled = ctl(bstack, "batch", "cancel", org_id, running.id, "--json")
+    assert cancelled.returncode == 0
+    assert orjson.loads(cancelled.stdout)["status"] in ("cancelling", "cancelled")
+    wait_for(client, running.id, {"cancelled"})
+    with bstack.admin() as admin:
+        trail = admin.get("/admin/audit", params={"limit": 5}).json()["data"]
+    assert any(e["action"] == "batch.cancel" and e["target"] == f"{org_id}/{running.id}"
+               for e in trail)

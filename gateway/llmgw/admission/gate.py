@@ -65,6 +65,7 @@ class Ticket:
     done: bool = False
     trace: Trace | None = None   # set by the request path, for metrics and the access line
     meter_key: str = ""          # usage field prefix: key|model|endpoint|
+    batch: bool = False          # a batch runner's line (batches/lane.py)
 
 
 def _tz_offset(name: str) -> int:
@@ -140,7 +141,8 @@ class AdmissionGate:
             res.global_key = BATCH_CONCURRENCY
             res.bill_once = (billed(batch.org_id, batch.batch_id), batch.line)
         self._running[admission_id] = res
-        return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res)
+        return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res,
+                      batch=batch is not None)
 
     def may_start_early(self, principal: Principal) -> bool:
         """Whether this request's backend call may start while its admission is on the way

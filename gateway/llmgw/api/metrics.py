@@ -6,6 +6,9 @@ from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from redis.exceptions import RedisError
+
+from ..batches.report import exposition as batch_exposition
 from ..deps import MONITOR_ERRORS, ServicesDep, require_monitor
 
 router = APIRouter(tags=["monitoring"])
@@ -17,4 +20,11 @@ router = APIRouter(tags=["monitoring"])
                              "content": {"text/plain": {"schema": {"type": "string"}}}},
                        **MONITOR_ERRORS})
 async def metrics(services: ServicesDep) -> Response:
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body = services.metrics.exposition()
+    try:
+        body += await batch_exposition(services.batches, services.redis,
+                                       capacity=services.routing.total_seqs,
+                                       tenant_labels=services.metrics.tenant_labels)
+    except (RedisError, OSError):
+        pass  # the gateway's own figures still answer while Redis is away
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

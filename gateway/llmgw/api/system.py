@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+from redis.exceptions import RedisError
 from fastapi import APIRouter, Depends
 from starlette.responses import JSONResponse
 
@@ -63,7 +64,16 @@ async def health_detailed(services: ServicesDep) -> JSONResponse:
              for name, pool in services.routing.pools.items()}
     return JSONResponse({"status": "ok" if _serving(services) else "unavailable",
                          "draining": services.draining, "pools": pools,
-                         "redis": await _redis(services)})
+                         "redis": await _redis(services),
+                         "batch_runners": await _runners(services)})
+
+
+async def _runners(services: Services) -> list[dict] | None:
+    """The batch runners' heartbeats (None when Redis cannot say)."""
+    try:
+        return await services.batches.runners(services.batches.now())
+    except (RedisError, OSError):
+        return None
 
 
 async def _redis(services: Services) -> str:

@@ -101,6 +101,27 @@ class JobStore:
                                {"status": "cancelling", "cancelling_at": "$now"},
                                leave=(keys.RUNNABLE, keys.VALIDATE))
 
+    async def open_jobs(self, limit: int = 500) -> list[tuple[str, BatchObject]]:
+        """Every job not yet terminal, whole platform, soonest to expire first (batch
+        completions too, as batches of one line): (organisation, batch object)."""
+        members = await self._redis.zrange(keys.OPEN, 0, limit - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hgetall(keys.job(*keys.split_ref(member)))
+            found = await pipe.execute()
+        return [(f.get("org", ""), to_object(f)) for f in found if f]
+
+    async def runners(self, now: float, stale_secs: float = 10.0) -> list[dict]:
+        """The batch runners' last heartbeats; those silent for `stale_secs` are dropped."""
+        beats = await self._redis.hgetall(keys.RUNNERS)
+        alive, gone = [], []
+        for runner_id, raw in beats.items():
+            beat = {"id": runner_id, **orjson.loads(raw)}
+            (alive if now - beat.get("seen_at", 0) <= stale_secs else gone).append(beat)
+        if gone:
+            await self._redis.hdel(keys.RUNNERS, *(b["id"] for b in gone))
+        return sorted(alive, key=lambda b: b["id"])
+
     async def delete_org(self, org_id: str) -> None:
         """A deleted organisation's jobs: cancelled first (the runners drop their leases), then
         forgotten; their files go with the organisation's files."""
@@ -136,4 +157,4 @@ def to_object(f: Mapping[str, str]) -> BatchObject:
                          input_tokens_details=InputDetails(cached_tokens=n["cached_tok"]),
                          output_tokens_details=OutputDetails(reasoning_tokens=n["reasoning_tok"])),
         metadata=orjson.loads(f["metadata"]) if f.get("metadata") else None,
-        priority=int(f.get("priority") or 0))
+        priority=int(f.get("priority") or 0), running=max(0, int(f.get("inflight") or 0)))

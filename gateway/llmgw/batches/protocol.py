@@ -111,6 +111,7 @@ class BatchObject(BaseModel):
     usage: BatchUsage = BatchUsage()
     metadata: dict[str, str] | None = None
     priority: int = 0
+    running: int = 0  # lines being run now (ours, as `priority`)
 
 
 class BatchList(BaseModel):

@@ -182,6 +182,38 @@ def backends(c: AdminClient, args) -> None:
           "ignored once not fresh", file=sys.stderr)
 
 
+BATCH_COLUMNS = ["id", "status", "endpoint", "model", "priority", "total", "completed", "failed",
+                 "created_at", "expires_at"]
+
+
+def _batch_row(batch: dict) -> dict:
+    return {**batch, **batch["request_counts"]}
+
+
+def batch_list(c: AdminClient, args) -> None:
+    if args.org_id:
+        page = c.call("GET", f"/admin/orgs/{args.org_id}/batches", params={"limit": args.limit})
+        if args.json:
+            return render.as_json(page)
+        return render.table([_batch_row(b) for b in page["data"]], BATCH_COLUMNS)
+    found = c.call("GET", "/admin/batches")
+    if args.json:
+        return render.as_json(found)
+    render.table([_batch_row(b) for b in found["data"]], ["org_id", *BATCH_COLUMNS])
+    print(f"\n{len(found['data'])} open; runners:", file=sys.stderr)
+    render.table(found["runners"], ["id", "host", "slots", "running", "lines_done", "seen_at"])
+
+
+def batch_show(c: AdminClient, args) -> None:
+    batch = c.call("GET", f"/admin/orgs/{args.org_id}/batches/{args.batch_id}")
+    render.as_json(batch) if args.json else render.record(_batch_row(batch))
+
+
+def batch_cancel(c: AdminClient, args) -> None:
+    batch = c.call("POST", f"/admin/orgs/{args.org_id}/batches/{args.batch_id}/cancel")
+    render.as_json(batch) if args.json else render.record(_batch_row(batch))
+
+
 def _parser() -> argparse.ArgumentParser:
     return parser.build({"org_create": org_create, "org_list": org_list, "org_show": org_show,
                   "org_set_limits": org_set_limits,
@@ -190,7 +222,8 @@ def _parser() -> argparse.ArgumentParser:
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
-                  "backends": backends, "smoke": None})
+                  "backends": backends, "batch_list": batch_list, "batch_show": batch_show,
+                  "batch_cancel": batch_cancel, "smoke": None})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,18 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                           help="every backend's health, load and state view (/health/detailed)")
     p.set_defaults(func=commands["backends"])
 
+    batch = groups.add_parser("batch", help="batch jobs").add_subparsers(dest="action", required=True)
+    p = batch.add_parser("list", parents=[common],
+                         help="open jobs and the runners, or one organisation's batches")
+    p.add_argument("org_id", nargs="?", help="one organisation's batches, finished ones too")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=commands["batch_list"])
+    for action, help_ in [("show", "one batch"), ("cancel", "cancel it: nothing new starts")]:
+        p = batch.add_parser(action, parents=[common], help=help_)
+        p.add_argument("org_id")
+        p.add_argument("batch_id")
+        p.set_defaults(func=commands[f"batch_{action}"])
+
     p = groups.add_parser("smoke", parents=[common], help="check a running platform end to end")
     p.add_argument("--cacert", help="CA bundle to trust (e.g. the local stack's self-signed cert)")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")

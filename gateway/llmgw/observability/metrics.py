@@ -51,6 +51,8 @@ class Metrics:
                                  ("route", "model"), buckets=LATENCY_BUCKETS, registry=reg)
         self.tokens = Counter("tokens_processed_total", "Tokens billed, input and output",
                               (*org, "model", "type"), registry=reg)
+        self.batch_tokens = Counter("llmgw_batch_tokens_total", "Tokens billed to batch lines",
+                                    (*org, "model", "type"), registry=reg)
         self.ttft = Histogram("llmgw_time_to_first_token_seconds", "Time to the first streamed event",
                               ("route", "model"), buckets=LATENCY_BUCKETS, registry=reg)
         self.upstream = Histogram("llmgw_upstream_latency_seconds", "Backend time to answer (or to headers, streaming)",
