@@ -13,7 +13,7 @@ from llmgw.routing import load_routing
 
 VLLM = {"vllm-chat0": ("0", "0.90"), "vllm-chat1": ("1", "0.90"), "vllm-text2sql": ("2", "0.90"),
         "vllm-embed": ("3", "0.40"), "vllm-rerank": ("3", "0.40")}
-SERVICES = {"nginx", "gateway", "redis", *VLLM}
+SERVICES = {"nginx", "gateway", "batch-runner", "redis", *VLLM}
 
 
 def flag(command: list[str], name: str) -> list[str]:
@@ -198,3 +198,14 @@ def test_vllm_servers_see_the_adapter_folder_read_only(compose):
         [volume] = [v for v in service["volumes"]
                     if (v.split(":")[1] if isinstance(v, str) else v["target"]) == "/adapters"]
         assert volume.endswith(":ro") if isinstance(volume, str) else volume["read_only"]
+
+
+def test_the_batch_runner_shares_the_gateways_image_volume_and_token(compose):
+    runner, gateway = compose["services"]["batch-runner"], compose["services"]["gateway"]
+    assert runner["image"] == gateway["image"] and runner["command"] == ["llmgw-batch-runner"]
+    assert runner["environment"]["BATCH_GATEWAY_URL"] == "http://gateway:8000"
+    assert runner["environment"]["BATCH_RUNNER_TOKEN"] == gateway["environment"]["BATCH_RUNNER_TOKEN"]
+    assert runner["environment"]["DATA_DIR"] == gateway["environment"]["DATA_DIR"]
+    assert "gateway-data:/var/lib/llmgw:rw" in runner["volumes"]
+    assert "gateway-data:/var/lib/llmgw:rw" in gateway["volumes"]
+    assert runner["networks"] == {"internal": None} and "ports" not in runner

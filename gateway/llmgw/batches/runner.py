@@ -13,7 +13,9 @@ import logging
 import os
 import random
 import socket
+import tempfile
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 import anyio
@@ -35,6 +37,8 @@ log = logging.getLogger("llmgw.batches.runner")
 IDLE_SECS = (0.05, 1.0)     # the polling slot's wait while nothing is claimable: doubling to 1 s
 BUSY_SECS = (0.05, 2.0)     # a model without room is skipped this long, doubling each time
 HEARTBEAT_SECS = 2.0
+# Touched with every heartbeat: the container's health check reads its age (it serves no HTTP).
+ALIVE_FILE = Path(tempfile.gettempdir()) / "llmgw-batch-runner.alive"
 
 
 class Runner:
@@ -168,6 +172,7 @@ class Runner:
                     "seen_at": int(time.time())}
             try:
                 await self._redis.hset(keys.RUNNERS, self.id, orjson.dumps(beat).decode())
+                ALIVE_FILE.touch()  # only while Redis hears it: a runner cut off is not healthy
             except (RedisError, OSError):
                 pass
             await anyio.sleep(HEARTBEAT_SECS)
