@@ -25,7 +25,8 @@ GatewayError
 ├── BadInput                400 bad_input: a request no waiting could admit
 ├── BackendUnavailable      503 no backend could be reached
 │   ├── NoCapacity          503 no_capacity: every backend busy for QUEUE_TIMEOUT_SECS
-│   └── NoSpareCapacity     503 no_spare_capacity: a batch line, while realtime needs the room
+│   ├── NoSpareCapacity     503 no_spare_capacity: a batch line, while realtime needs the room
+│   └── Preempted           503 preempted: a running batch line stopped to make room for realtime
 ├── BadGateway              502 a backend broke the protocol or the connection
 └── UpstreamTimeout         504 a backend did not answer in time
 
@@ -246,6 +247,15 @@ class NoSpareCapacity(BackendUnavailable):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"no spare capacity for batch work on '{model}' now",
+                         headers={"Retry-After": "1"})
+
+
+class Preempted(BackendUnavailable):
+    """A batch line aborted mid-way: its backend filled up with realtime requests."""
+    code = "preempted"
+
+    def __init__(self, backend: str) -> None:
+        super().__init__(f"batch line preempted on {backend}: realtime requests needed the room",
                          headers={"Retry-After": "1"})
 
 

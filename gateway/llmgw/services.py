@@ -139,7 +139,10 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services.batch_lane = BatchLane(auth, state, token=settings.batch_runner_token,
                                         share=settings.batch_capacity_share,
                                         eligible=selector.balancer.eligible,
-                                        most=settings.max_concurrent_batch)
+                                        most=settings.max_concurrent_batch,
+                                        processes=settings.gateway_workers * settings.gateway_replicas,
+                                        watch_secs=settings.batch_watch_secs)
+        scraper.watch(services.batch_lane)
         await health.probe_all()
         stack.enter_context(_drain_on_sigterm(services))
         async with anyio.create_task_group() as tg:

@@ -92,7 +92,7 @@ class _Admission:
     def __init__(self, services: Services, principal: Principal, reserve: int, request_id: str,
                  meter_key: str, trace: Trace, cached: Bypass) -> None:
         self._gate, self._principal, self._reserve = services.admission, principal, reserve
-        self.org_id = principal.org_id
+        self.org_id, self.batch = principal.org_id, principal.batch is not None
         self.request_id, self.meter_key, self.trace, self._cached = request_id, meter_key, trace, cached
 
     async def final(self, billed: int, usage: dict[str, int]) -> Ticket:
@@ -201,6 +201,8 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
         return await services.upstream.forward(model, endpoint.backend_path, body,
                                                admission.request_id,
                                                admission.trace, placement=placement)
+    if admission.batch:  # a batch line gives its backend back when realtime needs it
+        forward = services.batch_lane.preemptible(forward, admission.trace)
 
     ticket, answering = await admission.beside(forward)
     try:

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     # A backend takes batch work only while nothing waits there and it runs fewer than this
     # share of its max_num_seqs (the state view's figures, or this worker's own count).
     batch_capacity_share: Annotated[float, Field(gt=0, le=1)] = 0.75
+    # While a worker runs batch lines on a backend it reads that backend's /metrics this often,
+    # and aborts its youngest batch lines there once realtime fills it past the halfway point
+    # between BATCH_CAPACITY_SHARE and full (they run again later).
+    batch_watch_secs: Annotated[float, Field(ge=0.05, le=10)] = 0.1
     # Where a runner sends its lines (the gateway's own port or its service name).
     batch_gateway_url: str = "http://127.0.0.1:8000"
     # Lines one runner process sends at once.

@@ -182,6 +182,8 @@ class Upstream:
                             trace: Trace | None, left: float, cap: float,
                             prefill: int = 0) -> dict:
         started = time.perf_counter()
+        if trace is not None:
+            trace.backend = backend.name  # known while the call runs (batches/lane.py preempts by it)
         try:
             self._spent(left)
             resp = await self._post(backend, path, body, request_id, left, cap, stream=False)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import random
+from typing import Protocol
 
 import anyio
 
@@ -20,6 +21,14 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a real vLLM body is ~60 KB; more is not worth reading
 MAX_TIMEOUT_SECS = 2.0  # a scrape may take its interval, but no longer than this
 JITTER = 0.2  # each wait is the interval +-20%, so workers do not scrape in step
+
+
+class Watcher(Protocol):
+    watch_secs: float
+
+    def watching(self, backend: str) -> bool: ...
+
+    def preempt(self, backend: Backend) -> int: ...
 
 
 class ScrapeFailed(Exception):
@@ -39,6 +48,7 @@ class MetricsScraper:
         self._timeout = min(interval, MAX_TIMEOUT_SECS)
         self._rng = rng or random.Random()
         self._pool_of = {b.name: p.name for p in routing.pools.values() for b in p.backends}
+        self._watcher: Watcher | None = None
         self._backends = [b for p in routing.pools.values() for b in p.backends]
 
     async def run(self) -> None:
@@ -49,11 +59,31 @@ class MetricsScraper:
             for backend in self._backends:
                 tg.start_soon(self._loop, backend)
 
+    def watch(self, watcher: "Watcher") -> None:
+        """Read a backend every `watcher.watch_secs` while the watcher says it watches it, and
+        let it act on each fresh read (batches/lane.py: batch lines yield to realtime)."""
+        self._watcher = watcher
+
     async def _loop(self, backend: Backend) -> None:
         await anyio.sleep(self._rng.uniform(0, self._interval))  # spread workers and backends
         while True:
             await self.scrape(backend)
-            await anyio.sleep(self._interval * self._rng.uniform(1 - JITTER, 1 + JITTER))
+            if self._watcher is not None and self._watcher.watching(backend.name):
+                self._watcher.preempt(backend)
+            await self._wait(backend)
+
+    async def _wait(self, backend: Backend) -> None:
+        """The interval (with jitter), cut short as soon as the watcher watches the backend."""
+        interval = self._interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
+        if self._watcher is None:
+            await anyio.sleep(interval)
+            return
+        waited, step = 0.0, min(self._watcher.watch_secs, interval)
+        while waited < interval:
+            await anyio.sleep(step)
+            waited += step
+            if self._watcher.watching(backend.name):
+                return
 
     async def scrape(self, backend: Backend) -> None:
         """One scrape of one backend into the view and the gauges; never raises (but on cancel)."""

@@ -14,8 +14,8 @@ from .item import BATCH_ITEM_HEADER, BATCH_KEY_HEADER, BatchItem
 
 # 503 codes that mean "not now": the gateway itself, Redis or every backend is busy or away.
 _LATER_503 = {"no_spare_capacity", "no_capacity", "backend_unavailable", "limiter_busy",
-              "limiter_unavailable", "state_unavailable", "draining"}
-_BUSY = {"no_spare_capacity", "no_capacity"}  # the model's backends have no room for batch
+              "limiter_unavailable", "state_unavailable", "draining", "preempted"}
+_BUSY = {"no_spare_capacity", "no_capacity", "preempted"}  # the model's backends have no room for batch
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,61 @@
-"""The batch lane, in the gateway: who a runner's line runs as, and whether it may run now.
+"""The batch lane, in the gateway: who a runner's line runs as, whether it may start, and when
+it must stop.
 
 A runner presents BATCH_RUNNER_TOKEN, the line it runs and the digest of the key that created
 its job; the line then runs as that key (its organisation's quotas, its model access) but on
-the batch lane: its own concurrency (MAX_CONCURRENT_BATCH), billed once per line, and only
-where a backend has room realtime does not need (`check_room`), refused at once otherwise.
+the batch lane: its own concurrency (MAX_CONCURRENT_BATCH), billed once per line.
+
+- It starts only where a backend has room realtime does not need (`check_room`): nothing
+  waiting there, fewer than BATCH_CAPACITY_SHARE of its max_num_seqs running; refused at once
+  otherwise (503 no_spare_capacity), so the runner backs off.
+- It stops when realtime needs the room back (`preempt`): while this worker holds batch calls
+  on a backend, the scraper reads that backend every BATCH_WATCH_SECS; once its requests
+  (running and waiting) pass the preemption line, halfway from the start line to full, the
+  youngest batch calls there are aborted (vLLM frees their slots when the connection closes)
+  and answer 503 preempted; the runner runs those lines again later, unbilled.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
+import anyio
 from pydantic import SecretStr
 
 from ..admin_token import matches
 from ..backend_state import StateView
-from ..errors import InvalidApiKey, NoSpareCapacity, PermissionDenied
+from ..errors import InvalidApiKey, NoSpareCapacity, PermissionDenied, Preempted
+from ..observability.trace import Trace
 from ..routing import Backend, Model
 from ..tenancy.auth import Authenticator, Principal
 from ..tenancy.records import Scope
 from .item import BATCH_KEY_HEADER, BatchItem
 
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class BatchCall:
+    """A batch line's backend call in this worker; `trace.backend` is where it runs."""
+    trace: Trace
+    started: float
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
 
 class BatchLane:
     def __init__(self, auth: Authenticator, state: StateView, *, token: SecretStr | None,
-                 share: float, eligible: Callable[[Backend], bool], most: int) -> None:
+                 share: float, eligible: Callable[[Backend], bool], most: int,
+                 processes: int = 1, watch_secs: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._auth, self._state, self._token = auth, state, token
         self._share, self._eligible, self._most = share, eligible, most
+        self._processes, self.watch_secs, self._clock = processes, watch_secs, clock
+        self._calls: set[BatchCall] = set()
 
     async def principal(self, token: str | None, item_header: str, headers) -> Principal:
         """The job's key as a principal on the batch lane; 401 without the runner's token."""
@@ -60,6 +89,41 @@ class BatchLane:
         if state is None:
             return not self._state.enabled and backend.in_flight < room
         return not state.waiting and max(state.running or 0, backend.in_flight) < room
+
+    def preemptible(self, call: Callable[[], Awaitable[T]], trace: Trace) -> Callable[[], Awaitable[T]]:
+        """`call`, registered while it runs so `preempt` can abort it (then: Preempted)."""
+        async def run() -> T:
+            entry = BatchCall(trace, self._clock())
+            self._calls.add(entry)
+            try:
+                with entry.scope:
+                    return await call()
+                raise Preempted(trace.backend or "its backend")  # the scope caught our cancel
+            finally:
+                self._calls.discard(entry)
+        return run
+
+    def watching(self, backend: str) -> bool:
+        """Does this worker hold batch calls on `backend` (so the scraper reads it often)?"""
+        return any(c.trace.backend == backend for c in self._calls)
+
+    def preempt(self, backend: Backend) -> int:
+        """After a fresh scrape of `backend`: abort this worker's share of the batch calls
+        over the preemption line there, youngest first. Returns how many."""
+        state = self._state.fresh(backend.name)
+        if state is None:
+            return 0
+        line = backend.max_num_seqs * (1 + self._share) / 2
+        over = (state.running or 0) + (state.waiting or 0) - line
+        if over <= 0:
+            return 0
+        mine = sorted((c for c in self._calls if c.trace.backend == backend.name
+                       and not c.scope.cancel_called), key=lambda c: c.started, reverse=True)
+        # Every gateway process sees the same figures: each stops its share of the excess.
+        stop = mine[:math.ceil(over / self._processes)]
+        for call in stop:
+            call.scope.cancel()
+        return len(stop)
 
 
 def require_batch_scope(principal: Principal, scope: Scope) -> None:
