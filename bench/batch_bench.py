@@ -79,14 +79,15 @@ class Realtime:
 
 
 async def sample_slots(stack: TestStack, realtime: Realtime, stop: asyncio.Event,
-                       out: list[tuple[float, int, int]]) -> None:
-    """(time, slots running on the simulators, realtime requests in flight) every 100 ms."""
+                       out: list[tuple[float, int, int, int, int]]) -> None:
+    """(time, slots running on the simulators, realtime requests in flight, requests waiting
+    on the simulators, requests they aborted so far) every 100 ms."""
     urls = [stack.backend_url(n) + "/sim/stats" for n in ("chat0", "chat1")]
     async with httpx.AsyncClient(timeout=5) as client:
         while not stop.is_set():
-            stats = await asyncio.gather(*(client.get(u) for u in urls))
-            out.append((time.perf_counter(), sum(s.json()["running"] for s in stats),
-                        realtime.in_flight))
+            stats = [s.json() for s in await asyncio.gather(*(client.get(u) for u in urls))]
+            out.append((time.perf_counter(), sum(s["running"] for s in stats), realtime.in_flight,
+                        sum(s["waiting"] for s in stats), sum(s["aborted"] for s in stats)))
             await asyncio.sleep(0.1)
 
 
@@ -129,7 +130,9 @@ async def phase(stack: TestStack, key: str, batch_key: str | None, args, seed: i
 def _figures(samples, slots, after: float, batch_done, seconds: float) -> dict:
     ttfts = sorted(t for sent, t, status in samples if sent >= after and status == 200 and t)
     errors = sum(1 for sent, _, status in samples if sent >= after and status != 200)
-    kept = [(running, rt) for when, running, rt in slots if when >= after]
+    kept = [(running, rt) for when, running, rt, _, _ in slots if when >= after]
+    waiting = [w for when, _, _, w, _ in slots if when >= after]
+    aborted = [a for when, _, _, _, a in slots if when >= after]
     batch = statistics.fmean(max(0, running - rt) for running, rt in kept)
     free = statistics.fmean(max(0, SLOTS - rt) for _, rt in kept)
     return {"requests": len(ttfts), "errors": errors,
@@ -137,7 +140,12 @@ def _figures(samples, slots, after: float, batch_done, seconds: float) -> dict:
             "ttft_p99_ms": 1000 * ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))],
             "realtime_slots": statistics.fmean(rt for _, rt in kept),
             "batch_slots": batch, "free_slots": free, "batch_share_of_free": batch / free,
-            "batch_lines_per_s": None if batch_done is None else batch_done / seconds}
+            "batch_lines_per_s": None if batch_done is None else batch_done / seconds,
+            # the work batch finished, in slots: lines/s x the time a line holds a slot
+            "batch_useful_share_of_free": None if batch_done is None
+            else batch_done / seconds * HOLD_S / free,
+            "samples_with_waiting": sum(1 for w in waiting if w) / len(waiting),
+            "aborted": aborted[-1] - aborted[0]}
 
 
 def _median(rows: list[dict], field: str) -> dict:

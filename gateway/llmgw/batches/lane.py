@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -56,6 +57,9 @@ class BatchLane:
         self._share, self._eligible, self._most = share, eligible, most
         self._processes, self.watch_secs, self._clock = processes, watch_secs, clock
         self._calls: set[BatchCall] = set()
+        # When this worker let batch lines start on each backend (recent ones only): starts
+        # since the figures were read are not in them yet.
+        self._starts: dict[str, deque[float]] = defaultdict(deque)
 
     async def principal(self, token: str | None, item_header: str, headers) -> Principal:
         """The job's key as a principal on the batch lane; 401 without the runner's token."""
@@ -80,15 +84,27 @@ class BatchLane:
             raise NoSpareCapacity(model.name)  # MAX_CONCURRENT_BATCH=0: batch work is off
         for backend in model.pool.backends:
             if self._eligible(backend) and self._has_room(backend):
+                self._starts[backend.name].append(self._clock())
                 return
         raise NoSpareCapacity(model.name)
 
     def _has_room(self, backend: Backend) -> bool:
+        """Room by the backend's figures, counting the lines started since they were read as
+        if every gateway process had started as many: a burst of lines on one reading never
+        overfills a backend."""
         room = self._share * backend.max_num_seqs
         state = self._state.fresh(backend.name)
         if state is None:
             return not self._state.enabled and backend.in_flight < room
-        return not state.waiting and max(state.running or 0, backend.in_flight) < room
+        since = self._started_since(backend.name, state.scraped_at)
+        running = max(state.running or 0, backend.in_flight) + since * self._processes
+        return not state.waiting and running + 1 <= room
+
+    def _started_since(self, backend: str, when: float) -> int:
+        starts = self._starts[backend]
+        while starts and starts[0] < when:
+            starts.popleft()
+        return len(starts)
 
     def preemptible(self, call: Callable[[], Awaitable[T]], trace: Trace) -> Callable[[], Awaitable[T]]:
         """`call`, registered while it runs so `preempt` can abort it (then: Preempted)."""

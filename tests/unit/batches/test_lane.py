@@ -135,3 +135,21 @@ def test_only_the_excess_stops_youngest_first():
         await asyncio.gather(*tasks)
     asyncio.run(scenario())
     assert sorted(order) == [2, 3]
+
+
+def test_a_burst_of_lines_on_one_reading_never_overfills_a_backend():
+    lane, view, model, _, clock = _lane(processes=2)
+    model.pool.backends = model.pool.backends[:1]
+    _seen(view, "b0", 10)  # room for 24 - 10 = 14 more, shared by 2 processes: 7 each
+    started = 0
+    for _ in range(20):
+        try:
+            lane.check_room(model)
+            started += 1
+        except NoSpareCapacity:
+            pass
+    assert started == 7
+    clock.now += 0.5
+    _seen(view, "b0", 24)  # the next reading counts them: no room
+    with pytest.raises(NoSpareCapacity):
+        lane.check_room(model)
