@@ -159,7 +159,7 @@ async def run(args) -> dict:
     stack = TestStack("sim", Path(tempfile.mkdtemp(prefix="batch-bench-")), workers=2,
                       runners=1, routing=ROUTING, env=env,
                       sim_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
-                                "--max-num-seqs", "32", "--output-len-min", str(TOKENS),
+                                "--max-num-seqs", str(args.sim_seqs), "--output-len-min", str(TOKENS),
                                 "--output-len-max", str(TOKENS))).start()
     try:
         key = stack.create_org(**{**OPEN_LIMITS, "max_output_tokens": 64})["api_key"]
@@ -221,6 +221,9 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=8.0)
     p.add_argument("--load", type=float, default=0.5)
     p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--sim-seqs", type=int, default=32,
+                   help="the simulators' real slots (a control: more than the gateway is told "
+                        "means realtime never waits for one, so what remains is CPU)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch"))
     args = p.parse_args()
     result = asyncio.run(run(args))

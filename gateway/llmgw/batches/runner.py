@@ -35,7 +35,7 @@ from .validate import read_span
 
 log = logging.getLogger("llmgw.batches.runner")
 IDLE_SECS = (0.05, 1.0)     # the polling slot's wait while nothing is claimable: doubling to 1 s
-BUSY_SECS = (0.05, 2.0)     # a model without room is skipped this long, doubling each time
+BUSY_SECS = (0.02, 0.25)    # a model without room is skipped this long, doubling each time
 HEARTBEAT_SECS = 2.0
 # Touched with every heartbeat: the container's health check reads its age (it serves no HTTP).
 ALIVE_FILE = Path(tempfile.gettempdir()) / "llmgw-batch-runner.alive"
