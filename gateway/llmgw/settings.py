@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     max_concurrent_batch: Annotated[int, Field(ge=0, le=100_000)] = 32
     # A backend takes batch work only while nothing waits there and it runs fewer than this
     # share of its max_num_seqs (the state view's figures, or this worker's own count).
-    batch_capacity_share: Annotated[float, Field(gt=0, le=1)] = 0.75
+    batch_capacity_share: Annotated[float, Field(gt=0, le=1)] = 0.9
     # While a worker runs batch lines on a backend it reads that backend's /metrics this often,
     # and aborts its youngest batch lines there once realtime fills it past the halfway point
     # between BATCH_CAPACITY_SHARE and full (they run again later).

@@ -5,6 +5,7 @@ lines it holds finish (or, past BATCH_LEASE_SECS, run again on another runner)."
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,9 @@ from .runner import Runner
 from .upkeep import Upkeep
 
 log = logging.getLogger("llmgw.batches")
+# Batch work is background work: on a host it shares with the gateway and the backends' own
+# processes, the runner yields the CPU to them (nice 10, as a batch job would be run).
+NICENESS = 10
 
 
 async def serve(settings: Settings) -> None:
@@ -60,6 +64,7 @@ async def _stop_on_signal(runner: Runner) -> None:
 
 
 def main() -> None:
+    os.nice(NICENESS)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the gateway's job
