@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # and aborts its youngest batch lines there once realtime fills it past the halfway point
     # between BATCH_CAPACITY_SHARE and full (they run again later).
     batch_watch_secs: Annotated[float, Field(ge=0.05, le=10)] = 0.1
+    # An organisation whose quota is spent has its batches paused until the reset, but looked
+    # at again this often (an operator may have raised the quota).
+    batch_quota_recheck_secs: Annotated[float, Field(ge=1, le=86400)] = 60.0
     # Where a runner sends its lines (the gateway's own port or its service name).
     batch_gateway_url: str = "http://127.0.0.1:8000"
     # Lines one runner process sends at once.

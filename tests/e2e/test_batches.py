@@ -319,3 +319,33 @@ def test_operators_see_and_cancel_batches(bstack):
         trail = admin.get("/admin/audit", params={"limit": 5}).json()["data"]
     assert any(e["action"] == "batch.cancel" and e["target"] == f"{org_id}/{running.id}"
                for e in trail)
+
+
+def test_a_spent_quota_pauses_the_batch_and_a_raised_one_resumes_it(tmp_path_factory):
+    stack = TestStack("sim", tmp_path_factory.mktemp("batch-quota"), workers=1, runners=1,
+                      sim_args=("--ttft-ms", "5", "--itl-ms", "1"),
+                      env={"BATCH_QUOTA_RECHECK_SECS": "1"}).start()
+    try:
+        org = _org(stack, daily_token_limit=120)  # about 8 of the 30 lines
+        client = _client(stack, org["api_key"])
+        up = client.files.create(file=("in.jsonl", io.BytesIO(lines(30))), purpose="batch")
+        batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 30
+        while (seen := client.batches.retrieve(batch.id)).request_counts.completed < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(3)  # the quota is spent: the batch waits, nothing fails
+        stalled = client.batches.retrieve(batch.id)
+        assert stalled.status == "in_progress" and stalled.request_counts.failed == 0
+        assert stalled.request_counts.completed < 30
+        time.sleep(2)
+        assert client.batches.retrieve(batch.id).request_counts.completed == \
+            stalled.request_counts.completed
+        with stack.admin() as admin:
+            admin.patch(f"/admin/orgs/{org['org']['id']}",
+                        json={"daily_token_limit": 10**9}).raise_for_status()
+        done = wait_for(client, batch.id, {"completed"})
+        assert done.request_counts.completed == 30 and done.request_counts.failed == 0
+    finally:
+        stack.stop()

@@ -46,7 +46,8 @@ async def serve(settings: Settings) -> None:
         upkeep = Upkeep(redis, jobs, queue, files, routing, settings.data_dir)
         runner = Runner(redis=redis, jobs=jobs, queue=queue, upkeep=upkeep, client=client,
                         token=settings.batch_runner_token.get_secret_value(),
-                        root=settings.data_dir, slots=settings.batch_runner_slots)
+                        root=settings.data_dir, slots=settings.batch_runner_slots,
+                        recheck_secs=settings.batch_quota_recheck_secs)
         log.info("batch runner %s: %d slots, gateway %s", runner.id,
                  settings.batch_runner_slots, settings.batch_gateway_url)
         async with anyio.create_task_group() as tg:

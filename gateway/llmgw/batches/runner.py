@@ -43,11 +43,13 @@ ALIVE_FILE = Path(tempfile.gettempdir()) / "llmgw-batch-runner.alive"
 
 class Runner:
     def __init__(self, *, redis: Redis, jobs: JobStore, queue: WorkQueue, upkeep: Upkeep, client: httpx.AsyncClient, token: str, root,
-                 slots: int, clock: Callable[[], float] = time.monotonic,
+                 slots: int, recheck_secs: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
         self._redis, self._jobs, self._queue = redis, jobs, queue
         self._upkeep, self._client, self._token, self._root = upkeep, client, token, root
         self._slots, self._clock, self._rng = slots, clock, rng or random.Random()
+        self._recheck_ms = int(recheck_secs * 1000)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(24):06x}"
         self._held: dict[str, Claim] = {}
         self._busy: dict[str, tuple[float, float]] = {}  # model -> (until, last wait)
@@ -126,8 +128,10 @@ class Runner:
             if recorded == 2:
                 await self._upkeep.finalise(claim.org_id, claim.batch_id)
         elif isinstance(outcome, Paused):
-            await self._queue.pause(claim.org_id, outcome.for_ms)
-            await self._queue.release(claim, outcome.for_ms)
+            # Until the quota resets, or the next look: an operator may raise it meanwhile.
+            wait_ms = min(outcome.for_ms, self._recheck_ms)
+            await self._queue.pause(claim.org_id, wait_ms)
+            await self._queue.release(claim, wait_ms)
         elif isinstance(outcome, Later):
             if outcome.busy:
                 self._back_off(job["model"])
