@@ -26,6 +26,7 @@ log = logging.getLogger("llmgw.batches")
 # Batch work is background work: on a host it shares with the gateway and the backends' own
 # processes, the runner yields the CPU to them (nice 10, as a batch job would be run).
 NICENESS = 10
+STOP_GRACE_SECS = 30.0  # compose gives the runner 60 s to stop
 
 
 async def serve(settings: Settings) -> None:
@@ -51,16 +52,22 @@ async def serve(settings: Settings) -> None:
         log.info("batch runner %s: %d slots, gateway %s", runner.id,
                  settings.batch_runner_slots, settings.batch_gateway_url)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, runner)
+            tg.start_soon(_stop_on_signal, runner, tg.cancel_scope)
             await runner.run()
             tg.cancel_scope.cancel()
 
 
-async def _stop_on_signal(runner: Runner) -> None:
+async def _stop_on_signal(runner: Runner, scope: anyio.CancelScope) -> None:
+    """SIGTERM: take no more lines, let those held finish for up to STOP_GRACE_SECS, then
+    stop whatever is left (a line cut short runs again once its lease lapses)."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             log.info("batch runner %s stopping: finishing the lines it holds", runner.id)
             runner.stop()
+            with anyio.move_on_after(STOP_GRACE_SECS):
+                while runner.holding:
+                    await anyio.sleep(0.1)
+            scope.cancel()
             return
 
 

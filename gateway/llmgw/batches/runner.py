@@ -59,6 +59,11 @@ class Runner:
         self.stopping = False
         self._polling = anyio.Lock()  # one slot polls the queue; the others wait their turn
 
+    @property
+    def holding(self) -> int:
+        """Lines this runner is running now."""
+        return len(self._held)
+
     def stop(self) -> None:
         """Take no more lines; run() returns once the lines held now are done."""
         self.stopping = True
