@@ -232,3 +232,16 @@ def test_a_repeated_request_id_through_nginx_does_not_bend_rpm(gateway_edge, sim
         statuses = [client.post("/v1/chat/completions", json=body, headers=headers).status_code
                     for _ in range(40)]
     assert statuses.count(200) == 20 and statuses.count(429) == 20, statuses
+
+
+def test_batch_lane_headers_from_outside_never_reach_the_gateway(gateway_edge, sim_stack):
+    """A client that sends the batch runner's line headers through nginx is an ordinary client:
+    nginx drops them. Sent straight to the gateway, they need the runner's token (401)."""
+    fake = {"X-LLMGW-Batch-Item": "org_00/batch_" + "0" * 28 + "/0", "X-LLMGW-Batch-Key": "0" * 64}
+    body = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with gateway_edge.client() as client:
+        resp = client.post("/v1/chat/completions", json=body, headers={**sim_stack.auth, **fake})
+    assert resp.status_code == 200, resp.text
+    direct = httpx.post(sim_stack.base_url + "/v1/chat/completions", json=body,
+                        headers={**sim_stack.auth, **fake})
+    assert direct.status_code == 401
