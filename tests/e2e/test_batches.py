@@ -280,6 +280,26 @@ def test_sdk_batch_against_real_vllm(vllm_stack):
         assert done.usage.input_tokens > 0
 
 
+def test_two_runners_share_a_batch_and_each_line_appears_once(bstack):
+    second = bstack.start_runner()
+    try:
+        client = _client(bstack, _org(bstack)["api_key"])
+        up = client.files.create(file=("in.jsonl", io.BytesIO(lines(400, max_tokens=8))),
+                                 purpose="batch")
+        batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        done = wait_for(client, batch.id, {"completed"})
+        out = output_lines(client, done.output_file_id)
+        assert sorted(x["custom_id"] for x in out) == sorted(f"r{i}" for i in range(400))
+        with bstack.admin() as admin:
+            runners = admin.get("/admin/batches").json()["runners"]
+        assert len(runners) == 2 and all(r["lines_done"] > 0 for r in runners), runners
+    finally:
+        from stack.processes import stop
+        stop([second.popen.pid], grace=10)
+        bstack.runners.remove(second)
+
+
 def test_operators_see_and_cancel_batches(bstack):
     """gatewayctl batch list|show|cancel, /health/detailed's runners, and the batch metrics."""
     from test_gatewayctl import ctl
@@ -323,18 +343,20 @@ def test_operators_see_and_cancel_batches(bstack):
 
 def test_a_spent_quota_pauses_the_batch_and_a_raised_one_resumes_it(tmp_path_factory):
     stack = TestStack("sim", tmp_path_factory.mktemp("batch-quota"), workers=1, runners=1,
-                      sim_args=("--ttft-ms", "5", "--itl-ms", "1"),
-                      env={"BATCH_QUOTA_RECHECK_SECS": "1"}).start()
+                      sim_args=("--ttft-ms", "5", "--itl-ms", "20"),
+                      env={"BATCH_QUOTA_RECHECK_SECS": "1", "MAX_CONCURRENT_BATCH": "3"}).start()
     try:
         org = _org(stack, daily_token_limit=120)  # about 8 of the 30 lines
         client = _client(stack, org["api_key"])
         up = client.files.create(file=("in.jsonl", io.BytesIO(lines(30))), purpose="batch")
         batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
                                       completion_window="24h")
-        deadline = time.monotonic() + 30
-        while (seen := client.batches.retrieve(batch.id)).request_counts.completed < 3:
+        deadline, most = time.monotonic() + 30, 0
+        while client.batches.retrieve(batch.id).request_counts.completed < 3:
             assert time.monotonic() < deadline
-            time.sleep(0.1)
+            most = max(most, sum(httpx.get(stack.backend_url(n) + "/sim/stats").json()["running"]
+                                 for n in ("chat0", "chat1")))
+        assert 1 <= most <= 3  # MAX_CONCURRENT_BATCH, whatever the runner's 32 slots
         time.sleep(3)  # the quota is spent: the batch waits, nothing fails
         stalled = client.batches.retrieve(batch.id)
         assert stalled.status == "in_progress" and stalled.request_counts.failed == 0

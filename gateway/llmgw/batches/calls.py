@@ -64,6 +64,9 @@ def judge(status: int, headers, content: bytes, custom_id: str) -> Outcome:
     retry_ms = _retry_after_ms(headers)
     if status == 429 and isinstance(code, str) and code.startswith("quota_"):
         return Paused(retry_ms or 60_000)
+    if status == 429 and code in ("limit_global_concurrent", "limit_concurrent"):
+        # Its Retry-After is when the oldest lease would lapse; a line ends far sooner.
+        return Later(250, busy=True)
     if status == 429:
         return Later(retry_ms or 500)
     if status == 503 and code in _LATER_503:

@@ -38,7 +38,9 @@ async def serve(settings: Settings) -> None:
                            socket_connect_timeout=5, health_check_interval=30)
     # Each line may take as long as the gateway lets a request take.
     timeout = httpx.Timeout(settings.max_request_secs, connect=5.0)
-    limits = httpx.Limits(max_connections=settings.batch_runner_slots + 4)
+    # More slots than MAX_CONCURRENT_BATCH would only collect refusals.
+    slots = max(1, min(settings.batch_runner_slots, settings.max_concurrent_batch))
+    limits = httpx.Limits(max_connections=slots + 4)
     async with redis, httpx.AsyncClient(base_url=settings.batch_gateway_url, timeout=timeout,
                                         limits=limits) as client:
         jobs = JobStore(redis, time.time)
@@ -47,10 +49,10 @@ async def serve(settings: Settings) -> None:
         upkeep = Upkeep(redis, jobs, queue, files, routing, settings.data_dir)
         runner = Runner(redis=redis, jobs=jobs, queue=queue, upkeep=upkeep, client=client,
                         token=settings.batch_runner_token.get_secret_value(),
-                        root=settings.data_dir, slots=settings.batch_runner_slots,
+                        root=settings.data_dir, slots=slots,
                         recheck_secs=settings.batch_quota_recheck_secs)
-        log.info("batch runner %s: %d slots, gateway %s", runner.id,
-                 settings.batch_runner_slots, settings.batch_gateway_url)
+        log.info("batch runner %s: %d slots, gateway %s", runner.id, slots,
+                 settings.batch_gateway_url)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, runner, tg.cancel_scope)
             await runner.run()
