@@ -20,7 +20,7 @@ from .batches.lane import require_batch_scope
 from .cache.lookup import BYPASS, Bypass, Lookup
 from .cache.store import CachedAnswer
 from .endpoints import EndpointSpec
-from .errors import BadInput, GatewayError
+from .errors import BadInput, GatewayError, StateUnavailable
 from .messages.stream import MessagesMeter
 from .observability.trace import Trace
 from .placement.policy import Placement
@@ -176,11 +176,18 @@ def _meter(services: Services, ticket: Ticket, prompt: int, completion: int) -> 
             counter.labels(*org, trace.model, "output").inc(completion)
 
 
-def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None) -> None:
+def _settle(services: Services, ticket: Ticket, outcome: str, usage: dict | None,
+            *, wait: bool = False) -> Awaitable[bool] | None:
+    """Settle in the background; with `wait`, hand back the awaitable saying whether Redis
+    took the settlement."""
     prompt, completion = _used(usage)
     _meter(services, ticket, prompt, completion)
     ticket.usage = _usage(ticket.meter_key, outcome, prompt, completion)
-    services.tasks.spawn(services.admission.settle(ticket, prompt + completion))
+    settling = services.admission.settle(ticket, prompt + completion)
+    if wait:
+        return settling
+    services.tasks.spawn(settling)
+    return None
 
 
 async def _from_cache(services: Services, admission: _Admission, cached: Lookup,
@@ -215,7 +222,11 @@ async def _answer(services: Services, model: Model, endpoint: EndpointSpec, body
     except BaseException as exc:
         _refund(services, ticket, exc)
         raise
-    _settle(services, ticket, "success", endpoint.usage(answer))
+    billing = _settle(services, ticket, "success", endpoint.usage(answer), wait=ticket.batch)
+    if billing is not None and not await billing:
+        # A batch line's answer never outruns its bill: unbilled, the runner runs it again
+        # (billed once then; a settlement that did land makes the rerun free).
+        raise StateUnavailable()
     return Response(payload, media_type="application/json", headers=ticket.headers)
 
 

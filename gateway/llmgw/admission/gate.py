@@ -224,14 +224,15 @@ class AdmissionGate:
             raise RateLimited(code, max(1, int(wait + 0.999)), {})
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, {}, None)
 
-    def settle(self, ticket: Ticket, used: int) -> Awaitable[None]:
+    def settle(self, ticket: Ticket, used: int) -> Awaitable[bool]:
         """Replace the reservation by what was used, free the leases, count usage. Idempotent;
         never raises (an answer already sent must not turn into an error).
 
         The settlement's command leaves for Redis now, before the caller sends the answer it
         settles; the returned awaitable waits for Redis's reply. So a client that sends its
         next request as soon as it has an answer finds its lease already free: at exactly its
-        concurrency limit it is never refused."""
+        concurrency limit it is never refused. The awaitable says whether Redis took it
+        (a batch line is answered only once it is billed)."""
         if ticket.done:
             return _nothing()
         ticket.done = True
@@ -241,14 +242,16 @@ class AdmissionGate:
         self._running.pop(ticket.reservation.admission_id, None)
         return self._settled(ticket, self._limiter.settle(ticket.reservation, used, ticket.usage))
 
-    async def _settled(self, ticket: Ticket, sent: Awaitable[None]) -> None:
+    async def _settled(self, ticket: Ticket, sent: Awaitable[None]) -> bool:
         try:
             with anyio.CancelScope(shield=True):
                 await sent
+            return True
         except REDIS_DOWN:
             # The leases expire by themselves; the reservation stays charged (never under-bills).
             self._went_down("settle")
             log.warning("settlement of %s failed; leases will expire", ticket.request_id)
+            return False
 
     async def renew_forever(self) -> None:
         """Keep the leases of running requests alive; a worker that dies stops renewing them."""
@@ -273,5 +276,5 @@ class AdmissionGate:
         return list(self._running.values())
 
 
-async def _nothing() -> None:
-    return None
+async def _nothing() -> bool:
+    return True
