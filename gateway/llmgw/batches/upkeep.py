@@ -33,7 +33,9 @@ from .validate import Checked, check_file, write_spans
 log = logging.getLogger("llmgw.batches.upkeep")
 UPKEEP_SECS = 1.0
 VALIDATE_LEASE_MS = 600_000   # a 200 MB file takes a while; a runner that dies frees it then
-FINALISE_LEASE_MS = 600_000
+# A finaliser that outlives its lease only costs work: of two, the commit lets one win and the
+# other deletes its files. Short, so a finaliser stopped by a Redis error is replaced soon.
+FINALISE_LEASE_MS = 120_000
 
 
 class Upkeep:
@@ -110,6 +112,17 @@ class Upkeep:
     async def finalise(self, org_id: str, batch_id: str) -> None:
         if not await self._queue.lease_finalising(org_id, batch_id, FINALISE_LEASE_MS):
             return  # another runner is at it
+        try:
+            await self._finalise(org_id, batch_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                try:  # let another runner (or the next upkeep) take it at once
+                    await self._redis.zrem(keys.FINALISING, keys.ref(org_id, batch_id))
+                except (RedisError, OSError):
+                    pass  # the lease lapses by itself
+            raise
+
+    async def _finalise(self, org_id: str, batch_id: str) -> None:
         fields = await self._jobs.fields(org_id, batch_id)
         status = None if fields is None else fields.get("status")
         if status not in ("cancelling", "finalizing") or int(fields.get("inflight") or 0) > 0:
