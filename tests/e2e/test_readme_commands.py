@@ -67,6 +67,11 @@ def _live(command: str, values: dict[str, str]) -> str | None:
     return command
 
 
+def _batch_key(stack) -> str:
+    """A key with the batch scope alone, for the README's batch examples."""
+    return stack.create_org(key={"name": "readme-batch", "scopes": ["batch"]})["api_key"]
+
+
 def test_readme_commands_run_against_a_live_gateway(sim_stack, tmp_path):
     spare = sim_stack.create_org()  # the org the gatewayctl examples change, suspend and rotate
     values = {"https://your-host": sim_stack.base_url, "http://127.0.0.1:8000": sim_stack.base_url,
@@ -78,7 +83,8 @@ def test_readme_commands_run_against_a_live_gateway(sim_stack, tmp_path):
               "monitoring/secrets/gateway_metrics_token": str(tmp_path / "token")}
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "API_KEY": sim_stack.api_key, "ADMIN_TOKEN": sim_stack.admin_token,
-           "GATEWAY_URL": sim_stack.base_url, "MONITOR_KEY": "unused"}
+           "GATEWAY_URL": sim_stack.base_url, "MONITOR_KEY": "unused",
+           "BATCH_KEY": _batch_key(sim_stack)}
     ran = 0
     for command in _commands():
         live = _live(command, values)
@@ -97,5 +103,6 @@ def test_readme_python_example_runs(sim_stack):
     for block in _blocks("python"):
         code = block.replace("http://127.0.0.1:8000", sim_stack.base_url)
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "API_KEY": sim_stack.api_key})
+                              env={**os.environ, "API_KEY": sim_stack.api_key,
+                                   "BATCH_KEY": _batch_key(sim_stack)})
         assert proc.returncode == 0, proc.stderr[-1000:]

@@ -154,6 +154,7 @@ def _status_url(request: Request, batch_id: str) -> str:
 
 
 @router.get("/v1/batch/completions/{batch_id}", response_model=BatchCompletionStatus,
+            response_model_exclude_none=True,  # `result` or `error` once there is one
             responses=ERRORS, name="batch_completion_status",
             summary="A batch completion's status, and its answer once completed")
 async def batch_completion_status(batch_id: str, request: Request, services: ServicesDep,
