@@ -172,7 +172,9 @@ async def run(args) -> dict:
             print(f"round {r + 1}: alone {alone[-1]}\n         batch {mixed[-1]}", flush=True)
     finally:
         stack.stop()
-    return {"config": {**vars(args), "slots": SLOTS, "hold_s": HOLD_S, "batch_lines": BATCH_LINES,
+    config = {**vars(args), "out": str(Path(args.out).resolve().relative_to(ROOT))
+              if Path(args.out).resolve().is_relative_to(ROOT) else Path(args.out).name}
+    return {"config": {**config, "slots": SLOTS, "hold_s": HOLD_S, "batch_lines": BATCH_LINES,
                        "env": env}, "alone": alone, "with_batch": mixed,
             "summary": _summary(alone, mixed)}
 
