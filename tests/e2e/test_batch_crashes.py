@@ -71,29 +71,26 @@ def _check(stack: TestStack, client: openai.OpenAI, batch_id: str, org_id: str) 
     assert mine["by_endpoint"]["batch/chat"]["success"] == LINES, mine
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
-def test_kill_the_runner_mid_batch(cstack, round_):
-    client, batch_id, org_id = _batch(cstack)
-    _progress(client, batch_id, 40 + 30 * round_)
-    cstack.kill_runners()
+def _kill_runner(stack: TestStack) -> None:
+    stack.kill_runners()
     time.sleep(0.5)
-    cstack.start_runner()
-    _check(cstack, client, batch_id, org_id)
+    stack.start_runner()
 
 
-@pytest.mark.parametrize("round_", range(ROUNDS))
-def test_kill_the_gateway_mid_batch(cstack, round_):
-    client, batch_id, org_id = _batch(cstack)
-    _progress(client, batch_id, 40 + 30 * round_)
-    cstack.kill_gateway()
+def _kill_gateway(stack: TestStack) -> None:
+    stack.kill_gateway()
     time.sleep(0.5)
-    cstack.start_gateway()
-    _check(cstack, client, batch_id, org_id)
+    stack.start_gateway()
+
+
+CRASHES = {"runner": _kill_runner, "gateway": _kill_gateway,
+           "redis": lambda stack: stack.restart_redis(kill=True)}
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
-def test_kill_redis_mid_batch(cstack, round_):
+@pytest.mark.parametrize("crash", sorted(CRASHES))
+def test_kill_mid_batch(cstack, crash, round_):
     client, batch_id, org_id = _batch(cstack)
     _progress(client, batch_id, 40 + 30 * round_)
-    cstack.restart_redis(kill=True)
+    CRASHES[crash](cstack)
     _check(cstack, client, batch_id, org_id)
