@@ -2,7 +2,9 @@
 realtime users, and how much of the room they leave does it use?
 
 Two simulated chat replicas with 32 sequence slots each (64 in all) behind the real gateway
-(gunicorn, 2 workers), Redis and one batch runner. Realtime: streamed chat requests arriving
+(gunicorn, 2 workers), Redis and one batch runner sending its lines through the gateway
+instance of its own (1 worker), as compose deploys them; --shared-gateway sends them through
+the realtime instance instead (the control: what that instance's own isolation is worth). Realtime: streamed chat requests arriving
 by a Poisson process at --load (default 0.5) of the slots: rate = load x 64 / the time one
 request holds a slot. Phases alternate, --rounds times: realtime alone, then realtime with a
 new 5,000-line batch queued (cancelled at the phase's end). Per phase, after --warmup s:
@@ -14,6 +16,7 @@ checks are the issue's: TTFT p50 and p99 with batch at most 1.10x alone, batch u
 
     PYTHONPATH=gateway:simulator .venv/bin/python bench/batch_bench.py [--rounds 3]
         [--phase 45] [--warmup 8] [--load 0.5] [--gateway-env BATCH_CAPACITY_SHARE=0.9]
+        [--shared-gateway] [--sim-seqs 128]
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from stacks import OPEN_LIMITS, TestStack  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+import proc_cpu  # noqa: E402
 
 ROUTING = Path(__file__).resolve().parent / "batch_bench.yaml"
 SLOTS, TTFT_MS, ITL_MS, TOKENS = 64, 50, 100, 16
@@ -113,9 +118,11 @@ async def phase(stack: TestStack, key: str, batch_key: str | None, args, seed: i
         stop, slots = asyncio.Event(), []
         sampler = asyncio.create_task(sample_slots(stack, realtime, stop, slots))
         started = time.perf_counter()
+        cpu0 = proc_cpu.reading()
         await realtime.run(args.load * SLOTS / HOLD_S, args.phase, random.Random(seed))
         stop.set()
         await sampler
+        cpu = proc_cpu.rate(cpu0, proc_cpu.reading(), time.perf_counter() - started)
         done = None
         if batch_id:
             batch = (await api.get(f"/v1/batches/{batch_id}")).json()
@@ -124,7 +131,8 @@ async def phase(stack: TestStack, key: str, batch_key: str | None, args, seed: i
             while (await api.get(f"/v1/batches/{batch_id}")).json()["status"] != "cancelled":
                 await asyncio.sleep(0.5)
     await realtime.client.aclose()
-    return _figures(realtime.samples, slots, started + args.warmup, done, args.phase)
+    return {**_figures(realtime.samples, slots, started + args.warmup, done, args.phase),
+            "cores": cpu}
 
 
 def _figures(samples, slots, after: float, batch_done, seconds: float) -> dict:
@@ -157,7 +165,7 @@ async def run(args) -> dict:
     env = {"MAX_CONCURRENT_BATCH": "64", "BATCH_RUNNER_SLOTS": "64",
            **dict(kv.split("=", 1) for kv in args.gateway_env)}
     stack = TestStack("sim", Path(tempfile.mkdtemp(prefix="batch-bench-")), workers=2,
-                      runners=1, routing=ROUTING, env=env,
+                      runners=1, batch_gateway=not args.shared_gateway, routing=ROUTING, env=env,
                       sim_args=("--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS),
                                 "--max-num-seqs", str(args.sim_seqs), "--output-len-min", str(TOKENS),
                                 "--output-len-max", str(TOKENS))).start()
@@ -188,6 +196,10 @@ def _summary(alone: list[dict], mixed: list[dict]) -> dict:
         summary[f"batch_{field}"] = _median(mixed, field)
     summary["batch_share_of_free"] = _median(mixed, "batch_share_of_free")
     summary["batch_lines_per_s"] = _median(mixed, "batch_lines_per_s")
+    summary["batch_useful_share_of_free"] = _median(mixed, "batch_useful_share_of_free")
+    summary["cores"] = {phase: {group: statistics.median(r["cores"].get(group, 0.0) for r in rows)
+                                for group in sorted({g for r in rows for g in r["cores"]})}
+                        for phase, rows in (("alone", alone), ("with_batch", mixed))}
     summary["checks"] = {
         "ttft_p50_within_10pct": summary["ttft_p50_ms_ratio"]["median"] <= 1.10,
         "ttft_p99_within_10pct": summary["ttft_p99_ms_ratio"]["median"] <= 1.10,
@@ -197,12 +209,15 @@ def _summary(alone: list[dict], mixed: list[dict]) -> dict:
 
 def markdown(result: dict) -> str:
     s, c = result["summary"], result["config"]
+    through = "the realtime gateway instance" if c["shared_gateway"] else "their own gateway instance"
+    seqs = "" if c["sim_seqs"] == 32 else f"; the simulators really have {c['sim_seqs']} slots each"
     rng = lambda d, f="{:.1f}": f"{f.format(d['median'])} ({f.format(d['min'])}-{f.format(d['max'])})"  # noqa: E731
     return "\n".join([
         "# Batch on spare capacity (bench/batch_bench.py)", "",
         f"Two simulated replicas x 32 slots; realtime streamed chat at {c['load']:.0%} of the "
         f"slots (Poisson), {c['rounds']} rounds of {c['phase']:.0f} s phases, alone then with a "
-        f"{c['batch_lines']}-line batch queued; medians (range). Settings: {c['env']}.", "",
+        f"{c['batch_lines']}-line batch queued; medians (range). Settings: {c['env']}. "
+        f"Batch lines through {through}{seqs}.", "",
         "| | realtime alone | realtime + batch | ratio |", "|---|---|---|---|",
         f"| TTFT p50 (ms) | {rng(s['alone_ttft_p50_ms'])} | {rng(s['batch_ttft_p50_ms'])} | "
         f"{rng(s['ttft_p50_ms_ratio'], '{:.3f}')} |",
@@ -211,7 +226,12 @@ def markdown(result: dict) -> str:
         f"| realtime slots held | {rng(s['alone_realtime_slots'])} | "
         f"{rng(s['batch_realtime_slots'])} | |", "",
         f"Batch used {rng(s['batch_share_of_free'], '{:.2f}')} of the slots realtime left free, "
-        f"{rng(s['batch_lines_per_s'])} lines/s.", "",
+        f"{rng(s['batch_lines_per_s'])} lines/s; the lines it finished (not preempted) filled "
+        f"{rng(s['batch_useful_share_of_free'], '{:.2f}')} of them.", "",
+        "CPU, in cores (medians): " + "; ".join(
+            f"{group} {s['cores']['alone'].get(group, 0):.2f} alone, "
+            f"{s['cores']['with_batch'].get(group, 0):.2f} with batch"
+            for group in s["cores"]["with_batch"]) + ".", "",
         "Checks: " + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in s["checks"].items()),
         ""])
 
@@ -226,6 +246,8 @@ def main() -> None:
     p.add_argument("--sim-seqs", type=int, default=32,
                    help="the simulators' real slots (a control: more than the gateway is told "
                         "means realtime never waits for one, so what remains is CPU)")
+    p.add_argument("--shared-gateway", action="store_true",
+                   help="batch lines through the gateway instance realtime requests use")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch"))
     args = p.parse_args()
     result = asyncio.run(run(args))

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from . import dotenv
-from .processes import (ROOT, StackConfig, read_pids, start_backends, start_batch_runner,
+from .processes import (ROOT, StackConfig, read_pids, start_backends, start_batch_gateway,
+                        start_batch_runner,
                         start_edge, start_gateway, start_redis, stop, wait_healthy, write_pids)
 from .topology import DEFAULT_BACKEND_PORTS, backend_specs
 
@@ -45,6 +46,11 @@ def _gateway_ports(cfg: StackConfig) -> list[int]:
     return [cfg.gateway_port + i for i in range(replicas)]
 
 
+def _batch_gateway_port(cfg: StackConfig) -> int:
+    """The batch runner's gateway instance: just above the realtime ones."""
+    return cfg.gateway_port + len(_gateway_ports(cfg))
+
+
 def _https_port(env: dict[str, str]) -> int:
     return int(env.get("STACK_HTTPS_PORT") or 8443)
 
@@ -71,7 +77,11 @@ def up() -> StackConfig:
         procs += gateways
         write_pids(STATE_DIR, procs)
         wait_healthy(gateways, 60.0, STATE_DIR / "logs")
-        procs.append(start_batch_runner(specs, cfg, ports[0]))
+        batch_gateway = start_batch_gateway(specs, cfg, _batch_gateway_port(cfg))
+        procs.append(batch_gateway)
+        write_pids(STATE_DIR, procs)
+        wait_healthy([batch_gateway], 60.0, STATE_DIR / "logs")
+        procs.append(start_batch_runner(specs, cfg, _batch_gateway_port(cfg)))
         write_pids(STATE_DIR, procs)
         edge = start_edge(cfg, ports, https_port=_https_port(env), http_port=_http_port(env))
         procs.append(edge)
@@ -100,7 +110,7 @@ def _print_usage(cfg: StackConfig, specs, env: dict[str, str]) -> None:
   gateway   {base}/v1        (docs: {base}/docs)
   https     {https}/v1  (nginx, self-signed: --cacert {cfg.state_dir / 'certs' / 'cert-fullchain.crt'})
   backends  {', '.join(f'{s.name} :{s.port}' for s in specs)}
-  batch     one runner (logs/batch-runner.log)
+  batch     one runner (logs/batch-runner.log), through its own gateway instance on :{_batch_gateway_port(cfg)}
   redis     127.0.0.1:{cfg.redis_port}
   logs      {STATE_DIR / 'logs'}
 

@@ -53,15 +53,16 @@ def backend_argv(spec: BackendSpec, cfg: StackConfig) -> tuple[list[str], dict[s
         # The tiny adapters built for the tiny chat model stand in for the declared ones.
         loras = [a.lora_module(str(vllm_cpu.lora_dir(cfg.models_dir, a.served_name)))
                  for a in spec.adapters]
-        return vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
-                                       cfg.models_dir, api_key, loras)
+        argv, env = vllm_cpu.server_command(spec.kind, spec.port, list(spec.served_names),
+                                            cfg.models_dir, api_key, loras)
+        return argv + spec.scheduling_flags, env
     # Chat simulators call tools as the real chat servers are started to (vllm_cpu.KIND_FLAGS),
     # and serve the pool's LoRA adapters with the same flags (they load no weights).
     tools = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"] if spec.kind == "chat" else []
     loras = vllm_cpu.lora_flags([a.lora_module() for a in spec.adapters])
     argv = [sys.executable, "-m", "vllm_sim", "--host", "127.0.0.1", "--port", str(spec.port),
             "--kind", spec.kind, "--served-model-name", *spec.served_names, *tools, *loras,
-            *cfg.sim_args]
+            *spec.scheduling_flags, *cfg.sim_args]
     if api_key:
         argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     return argv, {}
@@ -93,10 +94,12 @@ def start_redis(cfg: StackConfig) -> Proc:
 
 
 def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | None = None,
-                  name: str = "gateway") -> Proc:
-    """One gateway instance (gunicorn and its workers); replicas differ only in port and name."""
+                  name: str = "gateway", settings: dict[str, str] | None = None) -> Proc:
+    """One gateway instance (gunicorn and its workers); replicas differ only in port and name,
+    the batch instance in its `settings` too."""
     port = port or cfg.gateway_port
-    env = {**os.environ, **cfg.env, **gateway_env(specs), "GATEWAY_HOST": "127.0.0.1",
+    env = {**os.environ, **cfg.env, **(settings or {}), **gateway_env(specs),
+           "GATEWAY_HOST": "127.0.0.1",
            "GATEWAY_PORT": str(port), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
            # Files API contents: one directory for every instance, as compose's volume.
            "DATA_DIR": cfg.env.get("DATA_DIR") or str(cfg.state_dir / "data")}
@@ -104,6 +107,18 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
     argv = [gunicorn, "-c", str(ROOT / "gateway" / "gunicorn.conf.py"), "llmgw.app:create_app()"]
     return Proc(name, _spawn(name, argv, env, cfg.state_dir / "logs"),
                 f"http://127.0.0.1:{port}/healthz")
+
+
+# The gateway instance batch runners send their lines to, apart from the ones serving realtime
+# users: a batch line never shares a worker's event loop with a realtime request (through a
+# shared worker, realtime TTFT p99 rose 18 % in bench/batch_bench.py; through its own, 1 %).
+# One worker is plenty for MAX_CONCURRENT_BATCH lines.
+BATCH_GATEWAY_SETTINGS = {"GATEWAY_WORKERS": "1", "GATEWAY_REPLICAS": "1"}
+
+
+def start_batch_gateway(specs: list[BackendSpec], cfg: StackConfig, port: int,
+                        name: str = "gateway-batch") -> Proc:
+    return start_gateway(specs, cfg, port=port, name=name, settings=BATCH_GATEWAY_SETTINGS)
 
 
 def start_batch_runner(specs: list[BackendSpec], cfg: StackConfig, gateway_port: int,

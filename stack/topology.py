@@ -30,6 +30,12 @@ class BackendSpec:
     port: int
     served_names: tuple[str, ...]
     adapters: tuple[Adapter, ...] = ()  # LoRA adapters its pool declares: it loads every one
+    priority_scheduling: bool = False   # its pool says `scheduling: priority`
+
+    @property
+    def scheduling_flags(self) -> list[str]:
+        """How vLLM (and the simulator) are told to order their waiting requests."""
+        return ["--scheduling-policy", "priority"] if self.priority_scheduling else []
 
     @property
     def url(self) -> str:
@@ -58,7 +64,8 @@ def backend_specs(routing_file: Path, ports: dict[str, int]) -> list[BackendSpec
         for backend in pool.backends:
             if backend.name not in ports:
                 raise ValueError(f"no local port assigned to backend {backend.name}")
-            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served, pool.adapters))
+            specs.append(BackendSpec(backend.name, kind, ports[backend.name], served, pool.adapters,
+                                     pool.priority_scheduling))
     return specs
 
 

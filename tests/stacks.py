@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from stack.processes import (Proc, StackConfig, start_backends, start_batch_runner,
-                             start_gateway, start_redis, stop, wait_healthy)
+from stack.processes import (Proc, StackConfig, start_backends, start_batch_gateway,
+                             start_batch_runner, start_gateway, start_redis, stop, wait_healthy)
 from stack.topology import DEFAULT_BACKEND_PORTS, backend_specs
 
 E2E_ROUTING = Path(__file__).resolve().parent / "e2e" / "routing.yaml"
@@ -56,7 +56,8 @@ class TestStack:
 
     def __init__(self, kind: str, state_dir: Path, *, workers: int = 2, replicas: int = 1,
                  routing: Path = E2E_ROUTING, sim_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None, runners: int = 0) -> None:
+                 env: dict[str, str] | None = None, runners: int = 0,
+                 batch_gateway: bool = True) -> None:
         self.kind = kind
         self.runner_count = runners  # batch runners, started with the gateway
         self.backend_key = secrets.token_urlsafe(24)
@@ -81,6 +82,11 @@ class TestStack:
         self.replicas: list[Proc] = []  # gateway instances beyond the first, sharing Redis
         self.runners: list[Proc] = []
         self.replica_ports = [free_port() for _ in range(replicas - 1)]
+        # With runners: the gateway instance they send their lines to, as in compose (or,
+        # batch_gateway=False, the first instance, which serves realtime requests too).
+        self.batch_gateway: Proc | None = None
+        self.own_batch_gateway = batch_gateway
+        self.batch_gateway_port = free_port() if batch_gateway else self.cfg.gateway_port
         self._api_key: str | None = None
 
     @property
@@ -111,14 +117,21 @@ class TestStack:
         self.gateway = start_gateway(self.specs, self.cfg)
         self.replicas = [start_gateway(self.specs, self.cfg, port=port, name=f"gateway{i + 2}")
                          for i, port in enumerate(self.replica_ports)]
-        wait_healthy([self.gateway, *self.replicas], 60, self.logs)
+        if self.runner_count and self.own_batch_gateway:
+            self.batch_gateway = start_batch_gateway(self.specs, self.cfg, self.batch_gateway_port)
+        wait_healthy(self.gateways, 60, self.logs)
         if not self.runners:
             for _ in range(self.runner_count):
                 self.start_runner()
 
+    @property
+    def gateways(self) -> list[Proc]:
+        """Every gateway instance running: the first, the replicas, the batch instance."""
+        return [p for p in (self.gateway, *self.replicas, self.batch_gateway) if p]
+
     def start_runner(self) -> Proc:
         """One more batch runner (its log is batch-runner<N>.log)."""
-        runner = start_batch_runner(self.specs, self.cfg, self.cfg.gateway_port,
+        runner = start_batch_runner(self.specs, self.cfg, self.batch_gateway_port,
                                     name=f"batch-runner{len(self.runners) + 1}")
         self.runners.append(runner)
         return runner
@@ -128,15 +141,15 @@ class TestStack:
         return [self.base_url] + [f"http://127.0.0.1:{p}" for p in self.replica_ports]
 
     def restart_gateway(self) -> None:
-        stop([p.popen.pid for p in [self.gateway, *self.replicas]], grace=10)
-        self.gateway = None
+        stop([p.popen.pid for p in self.gateways], grace=10)
+        self.gateway = self.batch_gateway = None
         self.start_gateway()
 
     def kill_gateway(self) -> None:
         """SIGKILL every gateway instance's process group (master and workers): a crash."""
-        for proc in [self.gateway, *self.replicas]:
+        for proc in self.gateways:
             kill_group(proc)
-        self.gateway = None
+        self.gateway = self.batch_gateway = None
 
     def kill_runners(self) -> None:
         """SIGKILL every batch runner, mid-line: they are forgotten (start_runner starts anew)."""
@@ -201,6 +214,6 @@ class TestStack:
         # last calls; then the rest. A gateway worker drains for as long as a client keeps
         # an idle keep-alive connection open (worker.DrainingServer), and test clients often
         # do: at the end of a test nothing is left to drain, so 3 s is enough.
-        front = self.runners + self.replicas + [p for p in (self.gateway,) if p]
+        front = self.runners + self.gateways
         stop([p.popen.pid for p in front], grace=3)
         stop([p.popen.pid for p in self.backends + [p for p in (self.redis,) if p]], grace=10)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
@@ -77,6 +78,9 @@ class _PoolSpec(BaseModel):
     backends: list[_BackendSpec] = Field(min_length=1)
     policy: _PolicySpec = _PolicySpec()
     adapters: list[AdapterSpec] = []  # LoRA adapters every backend loads (adapters.py)
+    # What its vLLM servers were started with (--scheduling-policy): with `priority`, the
+    # gateway sets each request's `priority` so batch lines wait behind realtime requests.
+    scheduling: Literal["fcfs", "priority"] = "fcfs"
 
 
 class _ModelSpec(BaseModel):
@@ -147,6 +151,7 @@ class Pool:
     backends: tuple[Backend, ...]
     policy: PlacementPolicy = PlacementPolicy()
     adapters: tuple[Adapter, ...] = ()  # what each backend loads besides its base model
+    priority_scheduling: bool = False   # its servers run --scheduling-policy priority
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,8 @@ def load_routing(path: Path, env: dict[str, str] | None = None) -> RoutingTable:
                         PlacementPolicy(**p.policy.model_dump()),
                         tuple(Adapter(a.lora_name, a.source,
                                       by_name[a.base].served_name or by_name[a.base].name)
-                              for a in p.adapters))
+                              for a in p.adapters),
+                        p.scheduling == "priority")
              for name, p in spec.pools.items()}
     models = [Model(m.name, m.served_name or m.name, tuple(m.aliases), pools[m.pool],
                     frozenset(m.endpoints), m.owned_by) for m in spec.models]

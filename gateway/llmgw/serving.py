@@ -16,7 +16,7 @@ from .admission.cost import Cost, check_bounds, output_budget
 from .admission.gate import Ticket
 from .admission.overlap import admit_beside, free_if_finished
 from .body import read_json_object
-from .batches.lane import require_batch_scope
+from .batches.lane import check_priority, require_batch_scope
 from .cache.lookup import BYPASS, Bypass, Lookup
 from .cache.store import CachedAnswer
 from .endpoints import EndpointSpec
@@ -51,6 +51,8 @@ async def serve(request: Request, services: Services, principal: Principal,
                                      principal.may_use if principal.restricted else None)
     if principal.batch is not None:
         services.batch_lane.check_room(model)  # refused at once while realtime needs the room
+    if model.pool.priority_scheduling:
+        check_priority(principal, body)  # batch lines wait behind realtime requests there
     body["model"] = model.served_name
     request_id = request.state.request_id
     trace: Trace = request.state.trace

@@ -44,7 +44,7 @@ class App:
     def __init__(self, cfg):
         self.cfg = cfg
         self.faults = Faults(cfg.faults, cfg.seed)
-        self.capacity = Capacity(cfg.max_num_seqs)
+        self.capacity = Capacity(cfg.max_num_seqs, by_priority=cfg.scheduling_policy == "priority")
         self.metrics = Metrics(cfg.model_name, cfg.max_model_len)
         self.stats = Stats()
         # Only generating engines keep a KV cache worth modelling (pooling runs one forward pass).

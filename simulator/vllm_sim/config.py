@@ -36,6 +36,7 @@ class Config:
     tool_parser: str | None
     faults: dict  # start-up fault/latency settings, same names as POST /sim/faults
     lora_modules: tuple[LoraModule, ...] = ()  # --enable-lora --lora-modules (lora.py)
+    scheduling_policy: str = "fcfs"
 
     @property
     def model_name(self) -> str:
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=KINDS, default="chat")
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--scheduling-policy", choices=("fcfs", "priority"), default="fcfs",
+                   help="the waiting queue's order: arrival, or each request's priority (lower first)")
     p.add_argument("--embed-dim", type=int, default=1024)
     p.add_argument("--default-max-tokens", type=int, default=16,
                    help="chat max_tokens when the request gives none (completions default to 16 like vLLM)")
@@ -160,4 +163,5 @@ def parse_config(argv: list[str] | None = None) -> Config:
         faults=faults,
         lora_modules=check_modules(parse_modules(args.lora_modules), args.enable_lora,
                                    tuple(args.served_model_name)),
+        scheduling_policy=args.scheduling_policy,
     )

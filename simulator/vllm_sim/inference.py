@@ -35,7 +35,8 @@ class Engine:
         """Answer synchronously when nothing needs waiting, else return a coroutine to schedule."""
         slots = len(plan.gens)
         claim = self.kv.claim(plan.kv_prompts) if self.kv is not None else None
-        taken = self.faults.plain and self.capacity.try_acquire(slots, claim)
+        self.stats.priorities[plan.priority] += 1
+        taken = self.faults.plain and self.capacity.try_acquire(slots, claim, plan.priority)
         if taken:
             try:
                 if plan.stream:
@@ -59,7 +60,7 @@ class Engine:
             conn.start_stream()
             conn.flush_head()
         try:
-            taken = await self.capacity.acquire(slots, claim)
+            taken = await self.capacity.acquire(slots, claim, plan.priority)
             t_run = time.perf_counter()
             delay = self.faults.ttft_s + self._prefill_delay(plan, claim, t_run)
             if delay:

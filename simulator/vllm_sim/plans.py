@@ -20,7 +20,7 @@ class GenPlan:
 
     __slots__ = ("chat", "rid", "created", "model", "gens", "prompt_counts", "prompt_ids", "n", "stream",
                  "include_usage", "continuous", "token_ids", "max_tokens", "logprobs", "kv_prompts", "tools",
-                 "adapter")
+                 "adapter", "priority")
 
     @property
     def prompt_tokens(self) -> int:
@@ -36,6 +36,7 @@ def _common(plan: GenPlan, body: dict, headers: dict, cfg, prefix: str, requeste
     plan.stream, plan.include_usage, plan.continuous = stream_flags(body)
     n = get_int(body, "n", 1)
     plan.token_ids = get_bool(body, "return_token_ids", False)
+    plan.priority = get_int(body, "priority", 0)  # ordering the wait under --scheduling-policy priority
     requested = get_int(body, requested_key, _COMPLETIONS_DEFAULT_MAX_TOKENS if not plan.chat else None)
     if plan.chat and requested is None:
         requested = get_int(body, "max_tokens", None)  # max_completion_tokens wins over max_tokens

@@ -36,7 +36,7 @@ class ResponsesPlan:
     max_tokens and kv_prompts; the rest shapes the answer)."""
 
     __slots__ = ("stream", "gens", "prompt_tokens", "max_tokens", "kv_prompts", "template", "logprobs",
-                 "full_blocks", "claim", "opened")
+                 "full_blocks", "claim", "opened", "priority")
 
 
 # ---- field parsing (pydantic's lax mode) ---------------------------------------
@@ -229,6 +229,7 @@ def responses_plan(body: dict, cfg) -> ResponsesPlan:
     sampled = _sampling(f, f["max_output_tokens"], len(pieces), cfg)
     plan = ResponsesPlan()
     plan.stream = get_bool(body, "stream", False)
+    plan.priority = get_int(body, "priority", 0)
     plan.prompt_tokens, plan.max_tokens = len(pieces), sampled[2]
     adapter = adapter_named(body.get("model"), cfg.lora_modules)  # its own text and KV blocks
     key = adapter.generation_key(rendered) if adapter else rendered

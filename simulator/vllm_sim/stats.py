@@ -22,6 +22,7 @@ class Stats:
         self.dropped = 0  # connection closed on purpose (drop_after_tokens)
         self.hung = 0  # requests that hit the hang fault
         self.rejected_loading = 0
+        self.priorities: Counter = Counter()  # generation requests by the `priority` they carried
 
     def snapshot(self, running: int, waiting: int, max_num_seqs: int) -> dict:
         return {
@@ -37,4 +38,5 @@ class Stats:
             "dropped": self.dropped,
             "hung": self.hung,
             "rejected_loading": self.rejected_loading,
+            "priorities": {str(k): v for k, v in sorted(self.priorities.items())},
         }

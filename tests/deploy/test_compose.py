@@ -13,7 +13,7 @@ from llmgw.routing import load_routing
 
 VLLM = {"vllm-chat0": ("0", "0.90"), "vllm-chat1": ("1", "0.90"), "vllm-text2sql": ("2", "0.90"),
         "vllm-embed": ("3", "0.40"), "vllm-rerank": ("3", "0.40")}
-SERVICES = {"nginx", "gateway", "batch-runner", "redis", *VLLM}
+SERVICES = {"nginx", "gateway", "gateway-batch", "batch-runner", "redis", *VLLM}
 
 
 def flag(command: list[str], name: str) -> list[str]:
@@ -114,6 +114,16 @@ def test_served_names_match_routing_yaml(compose):
     assert seen == set(VLLM)
 
 
+def test_servers_schedule_by_priority_where_routing_yaml_says_so(compose):
+    routing = load_routing(ROOT / "gateway" / "routing.yaml", env={})
+    for pool in routing.pools.values():
+        for backend in pool.backends:
+            command = compose["services"][f"vllm-{backend.name}"]["command"]
+            expected = ["priority"] if pool.priority_scheduling else []
+            assert flag(command, "--scheduling-policy") == expected, backend.name
+    assert routing.pools["chat"].priority_scheduling  # where batch work mostly runs
+
+
 def test_health_checks_and_start_order(compose):
     services = compose["services"]
     condition = {name: {dep: spec["condition"] for dep, spec in s.get("depends_on", {}).items()}
@@ -200,10 +210,23 @@ def test_vllm_servers_see_the_adapter_folder_read_only(compose):
         assert volume.endswith(":ro") if isinstance(volume, str) else volume["read_only"]
 
 
+def test_the_batch_gateway_is_the_gateway_with_one_worker_and_only_runners_use_it(compose):
+    services = compose["services"]
+    gateway, batch = services["gateway"], services["gateway-batch"]
+    assert batch["image"] == gateway["image"] and "build" not in batch
+    assert batch["environment"] == {**gateway["environment"], "GATEWAY_WORKERS": "1",
+                                    "GATEWAY_REPLICAS": "1"}
+    same = ("volumes", "networks", "healthcheck", "depends_on", "stop_grace_period", "ulimits")
+    assert all(batch[k] == gateway[k] for k in same) and "ports" not in batch
+    assert services["batch-runner"]["depends_on"]["gateway-batch"]["condition"] == "service_healthy"
+    # nginx sends clients to the realtime instances only
+    assert services["nginx"]["environment"]["GATEWAY_UPSTREAMS"] == "gateway:8000"
+
+
 def test_the_batch_runner_shares_the_gateways_image_volume_and_token(compose):
     runner, gateway = compose["services"]["batch-runner"], compose["services"]["gateway"]
     assert runner["image"] == gateway["image"] and runner["command"] == ["llmgw-batch-runner"]
-    assert runner["environment"]["BATCH_GATEWAY_URL"] == "http://gateway:8000"
+    assert runner["environment"]["BATCH_GATEWAY_URL"] == "http://gateway-batch:8000"
     assert runner["environment"]["BATCH_RUNNER_TOKEN"] == gateway["environment"]["BATCH_RUNNER_TOKEN"]
     assert runner["environment"]["DATA_DIR"] == gateway["environment"]["DATA_DIR"]
     assert "gateway-data:/var/lib/llmgw:rw" in runner["volumes"]

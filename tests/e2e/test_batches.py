@@ -291,13 +291,47 @@ def test_two_runners_share_a_batch_and_each_line_appears_once(bstack):
         done = wait_for(client, batch.id, {"completed"})
         out = output_lines(client, done.output_file_id)
         assert sorted(x["custom_id"] for x in out) == sorted(f"r{i}" for i in range(400))
+        # A runner's figures are its last heartbeat's (every 2 s).
+        deadline = time.monotonic() + 6
         with bstack.admin() as admin:
-            runners = admin.get("/admin/batches").json()["runners"]
+            while True:
+                runners = admin.get("/admin/batches").json()["runners"]
+                if all(r["lines_done"] > 0 for r in runners) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
         assert len(runners) == 2 and all(r["lines_done"] > 0 for r in runners), runners
     finally:
         from stack.processes import stop
         stop([second.popen.pid], grace=10)
         bstack.runners.remove(second)
+
+
+def test_batch_lines_wait_behind_realtime_on_servers_scheduling_by_priority(bstack):
+    """On the chat pool (`scheduling: priority`, its simulators started so) every batch line
+    carries vLLM's `priority` BATCH_BACKEND_PRIORITY and realtime requests 0 or what they ask
+    up to just below; asking for less than 0 (ahead of everyone) is refused."""
+    from llmgw.batches.lane import BATCH_BACKEND_PRIORITY
+    sims = [httpx.Client(base_url=bstack.backend_url(n)) for n in ("chat0", "chat1")]
+    for sim in sims:
+        sim.post("/sim/stats", json={"reset": True})  # counts from here
+    org = _org(bstack, scopes=["batch", "chat", "embeddings"])
+    client = _client(bstack, org["api_key"])
+    up = client.files.create(file=("in.jsonl", io.BytesIO(lines(5))), purpose="batch")
+    batch = client.batches.create(input_file_id=up.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    assert wait_for(client, batch.id, {"completed"}).request_counts.completed == 5
+    chat = {"model": "qwen", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    client.chat.completions.create(**chat)
+    client.chat.completions.create(**chat, extra_body={"priority": 7})
+    seen: dict[str, int] = {}
+    for sim in sims:
+        for value, n in sim.get("/sim/stats").json()["priorities"].items():
+            seen[value] = seen.get(value, 0) + n
+    assert seen == {"0": 1, "7": 1, str(BATCH_BACKEND_PRIORITY): 5}, seen
+    for bad in (-1, BATCH_BACKEND_PRIORITY, "1", True):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(**chat, extra_body={"priority": bad})
+        assert refused.value.body["param"] == "priority"
 
 
 def test_operators_see_and_cancel_batches(bstack):
@@ -328,9 +362,12 @@ def test_operators_see_and_cancel_batches(bstack):
         detailed = admin.get("/health/detailed").json()
         assert len(detailed["batch_runners"]) == 1
         metrics = admin.get("/metrics").text
+        # Lines run on the batch gateway instance: their tokens are counted there.
+        ran = admin.get(f"http://127.0.0.1:{bstack.batch_gateway_port}/metrics").text
     assert f'llmgw_batch_requests{{org="{org_id}",state="queued"}}' in metrics
     assert "llmgw_batch_runners 1" in metrics
-    assert f'llmgw_batch_tokens_total{{model="Qwen/Qwen2.5-7B-Instruct",org="{org_id}",type="output"}}' in metrics
+    assert f'llmgw_batch_tokens_total{{model="Qwen/Qwen2.5-7B-Instruct",org="{org_id}",type="output"}}' in ran
+    assert "llmgw_batch_tokens_total{" not in metrics  # the realtime instance ran none
     cancelled = ctl(bstack, "batch", "cancel", org_id, running.id, "--json")
     assert cancelled.returncode == 0
     assert orjson.loads(cancelled.stdout)["status"] in ("cancelling", "cancelled")

@@ -14,12 +14,15 @@ pytestmark = pytest.mark.timeout(20)
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
-def fire(sim, count: int, body: dict = CHAT) -> tuple[list[threading.Thread], dict]:
-    """Send `count` requests on separate connections, in a fixed arrival order; collect finish times."""
-    payload = json.dumps(body).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
-    socks = [socket.create_connection(("127.0.0.1", sim.port), timeout=10) for _ in range(count)]
+def fire(sim, count: int, body: dict = CHAT, bodies: list[dict] | None = None
+         ) -> tuple[list[threading.Thread], dict]:
+    """Send `count` requests (or `bodies`) on separate connections, in a fixed arrival order;
+    collect finish times."""
+    bodies = bodies or [body] * count
+    requests = [b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(p), p)
+                for p in (json.dumps(b).encode() for b in bodies)]
+    socks = [socket.create_connection(("127.0.0.1", sim.port), timeout=10) for _ in requests]
     done: dict[int, float] = {}
 
     def wait(i: int, s: socket.socket):
@@ -31,7 +34,7 @@ def fire(sim, count: int, body: dict = CHAT) -> tuple[list[threading.Thread], di
         done[i] = time.perf_counter()
 
     threads = []
-    for i, s in enumerate(socks):
+    for i, (s, request) in enumerate(zip(socks, requests)):
         s.sendall(request)
         time.sleep(0.03)  # the server sees the requests in this order
         threads.append(threading.Thread(target=wait, args=(i, s)))
@@ -69,6 +72,19 @@ def test_waiting_visible_in_metrics_and_stats_and_fifo(start_sim):
     assert sim.metric("vllm:time_to_first_token_seconds_bucket", le="1.0") == 0  # all waited >= 1.5 s
     stats = sim.stats()
     assert stats["completed"] == 5 and stats["by_endpoint"]["/v1/chat/completions"] == 5
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "priority"])
+def test_the_wait_is_ordered_by_priority_only_under_the_priority_policy(start_sim, policy):
+    sim = start_sim("--max-num-seqs", "1", "--ttft-ms", "400", "--scheduling-policy", policy)
+    priorities = [0, 7, 3, 7, 0]
+    threads, done = fire(sim, 0, bodies=[{**CHAT, "priority": p} for p in priorities])
+    for t in threads:
+        t.join()
+    order = sorted(done, key=done.get)
+    # 0 runs at once; the rest wait: by (priority, arrival), or by arrival alone under fcfs
+    assert order == ([0, 4, 2, 1, 3] if policy == "priority" else [0, 1, 2, 3, 4])
+    assert sim.stats()["priorities"] == {"0": 2, "3": 1, "7": 2}
 
 
 def test_n_takes_n_slots(start_sim):

@@ -78,9 +78,21 @@ def test_env_expansion_with_defaults_and_required():
      "endpoints"),
     ("pools: {p: {backends: [{name: a, url: 'http://h:1', colour: red}]}}\nmodels: [{name: m, pool: p, endpoints: [chat]}]",
      "colour"),
+    ("pools: {p: {scheduling: lifo, backends: [{name: a, url: 'http://h:1'}]}}\nmodels: [{name: m, pool: p, endpoints: [chat]}]",
+     "scheduling"),
 ])
 def test_invalid_tables_are_refused_with_a_reason(tmp_path, yaml_text, message):
     path = tmp_path / "routing.yaml"
     path.write_text(yaml_text)
     with pytest.raises(ValueError, match=message):
         load_routing(path, env={})
+
+
+def test_a_pool_schedules_first_come_first_served_unless_it_says_priority(tmp_path, table):
+    assert {n for n, pool in table.pools.items() if pool.priority_scheduling} == {"chat", "text2sql"}
+    path = tmp_path / "routing.yaml"
+    path.write_text("pools: {p: {backends: [{name: a, url: 'http://h:1'}]},\n"
+                    "        q: {scheduling: priority, backends: [{name: b, url: 'http://h:2'}]}}\n"
+                    "models: [{name: m, pool: p, endpoints: [chat]}, {name: n, pool: q, endpoints: [chat]}]")
+    pools = load_routing(path, env={}).pools
+    assert not pools["p"].priority_scheduling and pools["q"].priority_scheduling

@@ -23,10 +23,14 @@ HIGH_WATER = 256 * 1024  # body bytes buffered and unread before the socket is n
 class Response:
     """A backend's answer: the status once the head has arrived, the body as it arrives."""
 
-    __slots__ = ("status", "complete", "_conn", "_chunks", "_buffered", "_waiter", "_error")
+    __slots__ = ("status", "headers", "complete", "_conn", "_chunks", "_buffered", "_waiter",
+                 "_error")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, keep_headers: bool = False) -> None:
         self.status = 0
+        # (lower-cased name, value) once the head is in, when asked for: the gateway's own
+        # backend calls need none, so they pay nothing for them.
+        self.headers: dict[str, str] | None = {} if keep_headers else None
         self.complete = False
         self._conn = conn
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -122,11 +126,11 @@ class Connection(asyncio.Protocol):
         self._transport = transport
 
     def send(self, data: bytes, read_timeout: float, head_timeout: float = math.inf,
-             answer_timeout: float = math.inf) -> Response:
+             answer_timeout: float = math.inf, keep_headers: bool = False) -> Response:
         """Write a whole request; the response arrives on the returned object. A silence of
         `read_timeout`, no response head within `head_timeout`, or no complete response
         within `answer_timeout` fails it with ReadTimeout."""
-        self._response = response = Response(self)
+        self._response = response = Response(self, keep_headers)
         self._read_timeout = read_timeout
         self._last_data = self._loop.time()
         self._head_by = self._last_data + head_timeout
@@ -152,6 +156,10 @@ class Connection(asyncio.Protocol):
             self._fail(ProtocolError(f"the backend's answer is not valid HTTP/1.1: {exc}"))
 
     # httptools callbacks, in the order a response arrives
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._response is not None and self._response.headers is not None:
+            self._response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
     def on_headers_complete(self) -> None:
         if self._response is None:
             raise httptools.HttpParserError("a response nobody asked for")

@@ -55,7 +55,7 @@ class BackendHTTP:
     async def request(self, origin: Origin, method: bytes, path: bytes, headers: bytes,
                       body: bytes, *, read_timeout: float, head_timeout: float = math.inf,
                       answer_timeout: float = math.inf,
-                      connect_within: float = math.inf) -> Response:
+                      connect_within: float = math.inf, keep_headers: bool = False) -> Response:
         """Send a request; return once the response's head has arrived. `headers` are whole
         header lines (CRLF-terminated); Host and Content-Length are added here.
 
@@ -63,11 +63,12 @@ class BackendHTTP:
         connect timeout and `connect_within`: PoolTimeout while waiting for a slot,
         ConnectTimeout while connecting. Then a silence of `read_timeout`, no head within
         `head_timeout`, or no complete response within `answer_timeout` (all counted from the
-        request's sending) raise ReadTimeout."""
+        request's sending) raise ReadTimeout. `keep_headers`: the response's headers are kept
+        in `Response.headers`."""
         conn = await self._acquire(origin, min(self._connect_timeout, connect_within))
         head = b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             method, origin.base_path, path, origin.host_header, len(body), headers)
-        response = conn.send(head + body, read_timeout, head_timeout, answer_timeout)
+        response = conn.send(head + body, read_timeout, head_timeout, answer_timeout, keep_headers)
         try:
             await response.head()
         except BaseException:

@@ -46,6 +46,11 @@ class StateView:
     def enabled(self) -> bool:
         return self._stale_after > 0
 
+    @property
+    def stale_after(self) -> float:
+        """Seconds after which a scrape's figures are no longer acted on."""
+        return self._stale_after
+
     def state(self, name: str) -> BackendState:
         """The record as it stands, stale or not (for display)."""
         return self._states[name]

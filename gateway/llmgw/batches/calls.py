@@ -7,9 +7,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-import httpx
 import orjson
 
+from ..backend_http import BackendHTTP, BackendHTTPError, Origin
 from .item import BATCH_ITEM_HEADER, BATCH_KEY_HEADER, BatchItem
 
 # 503 codes that mean "not now": the gateway itself, Redis or every backend is busy or away.
@@ -43,15 +43,31 @@ def new_request_id() -> str:
     return f"batch_req_{secrets.token_hex(16)}"
 
 
-async def call(client: httpx.AsyncClient, token: str, item: BatchItem, key_digest: str,
-               url: str, custom_id: str, body: bytes) -> Outcome:
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json",
-               BATCH_ITEM_HEADER: item.header(), BATCH_KEY_HEADER: key_digest}
+@dataclass(frozen=True)
+class Gateway:
+    """Where the runner sends its lines, and how long one may take."""
+    http: BackendHTTP
+    origin: Origin
+    token: str
+    timeout_secs: float
+
+
+async def call(gateway: Gateway, item: BatchItem, key_digest: str, url: str, custom_id: str,
+               body: bytes) -> Outcome:
+    headers = (f"Authorization: Bearer {gateway.token}\r\nContent-Type: application/json\r\n"
+               f"{BATCH_ITEM_HEADER}: {item.header()}\r\n{BATCH_KEY_HEADER}: {key_digest}\r\n")
     try:
-        resp = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError:
+        resp = await gateway.http.request(
+            gateway.origin, b"POST", url.encode(), headers.encode(), body,
+            read_timeout=gateway.timeout_secs, answer_timeout=gateway.timeout_secs,
+            keep_headers=True)
+        try:
+            content = await resp.read()
+        finally:
+            resp.close()
+    except BackendHTTPError:
         return Later(1000)  # the gateway is restarting, or unreachable: the line waits
-    return judge(resp.status_code, resp.headers, resp.content, custom_id)
+    return judge(resp.status, resp.headers or {}, content, custom_id)
 
 
 def judge(status: int, headers, content: bytes, custom_id: str) -> Outcome:

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from ..admin_token import matches
 from ..backend_state import StateView
-from ..errors import InvalidApiKey, NoSpareCapacity, PermissionDenied, Preempted
+from ..errors import InvalidApiKey, InvalidRequest, NoSpareCapacity, PermissionDenied, Preempted
 from ..observability.trace import Trace
 from ..routing import Backend, Model
 from ..tenancy.auth import Authenticator, Principal
@@ -38,6 +38,9 @@ from ..tenancy.records import Scope
 from .item import BATCH_KEY_HEADER, BatchItem
 
 T = TypeVar("T")
+# vLLM's `priority` (lower runs first; 0 by default) of batch lines on pools whose servers
+# schedule by priority: behind every realtime request, which may ask for 0 up to just below.
+BATCH_BACKEND_PRIORITY = 1 << 20
 
 
 @dataclass(eq=False)
@@ -57,9 +60,10 @@ class BatchLane:
         self._share, self._eligible, self._most = share, eligible, most
         self._processes, self.watch_secs, self._clock = processes, watch_secs, clock
         self._calls: set[BatchCall] = set()
-        # When this worker let batch lines start on each backend (recent ones only): starts
-        # since the figures were read are not in them yet.
+        # When this worker let batch lines start, and saw them end, on each backend (recent
+        # ones only): what happened since the figures were read is not in them yet.
         self._starts: dict[str, deque[float]] = defaultdict(deque)
+        self._ends: dict[str, deque[float]] = defaultdict(deque)
 
     async def principal(self, token: str | None, item_header: str, headers) -> Principal:
         """The job's key as a principal on the batch lane; 401 without the runner's token."""
@@ -90,21 +94,17 @@ class BatchLane:
 
     def _has_room(self, backend: Backend) -> bool:
         """Room by the backend's figures, counting the lines started since they were read as
-        if every gateway process had started as many: a burst of lines on one reading never
-        overfills a backend."""
+        if every gateway process had started as many (a burst of lines on one reading never
+        overfills a backend), and the lines this worker saw end since then as gone (so the
+        runner's next line takes the slot its last one left, without waiting for a scrape)."""
         room = self._share * backend.max_num_seqs
         state = self._state.fresh(backend.name)
         if state is None:
             return not self._state.enabled and backend.in_flight < room
-        since = self._started_since(backend.name, state.scraped_at)
-        running = max(state.running or 0, backend.in_flight) + since * self._processes
+        started = _since(self._starts[backend.name], state.scraped_at)
+        ended = _since(self._ends[backend.name], state.scraped_at)
+        running = max((state.running or 0) - ended, backend.in_flight) + started * self._processes
         return not state.waiting and running + 1 <= room
-
-    def _started_since(self, backend: str, when: float) -> int:
-        starts = self._starts[backend]
-        while starts and starts[0] < when:
-            starts.popleft()
-        return len(starts)
 
     def preemptible(self, call: Callable[[], Awaitable[T]], trace: Trace) -> Callable[[], Awaitable[T]]:
         """`call`, registered while it runs so `preempt` can abort it (then: Preempted)."""
@@ -117,6 +117,10 @@ class BatchLane:
                 raise Preempted(trace.backend or "its backend")  # the scope caught our cancel
             finally:
                 self._calls.discard(entry)
+                if trace.backend:
+                    ends, now = self._ends[trace.backend], self._clock()
+                    ends.append(now)
+                    _since(ends, now - self._state.stale_after)  # older ones never count
         return run
 
     def watching(self, backend: str) -> bool:
@@ -140,6 +144,27 @@ class BatchLane:
         for call in stop:
             call.scope.cancel()
         return len(stop)
+
+
+def _since(times: deque[float], when: float) -> int:
+    """How many of `times` (in order) are at or after `when`; older ones are dropped."""
+    while times and times[0] < when:
+        times.popleft()
+    return len(times)
+
+
+def check_priority(principal: Principal, body: dict) -> None:
+    """Set or check the `priority` a request carries to a pool scheduling by priority: a
+    batch line gets BATCH_BACKEND_PRIORITY; a realtime client may lower its own request's
+    (0, vLLM's default, up to just below batch's) but not raise it above anyone's (400)."""
+    if principal.batch is not None:
+        body["priority"] = BATCH_BACKEND_PRIORITY
+        return
+    given = body.get("priority", 0)
+    if isinstance(given, bool) or not isinstance(given, int) \
+            or not 0 <= given < BATCH_BACKEND_PRIORITY:
+        raise InvalidRequest(f"priority must be an integer from 0 (the default: first) to "
+                             f"{BATCH_BACKEND_PRIORITY - 1}", param="priority")
 
 
 def require_batch_scope(principal: Principal, scope: Scope) -> None:

@@ -11,12 +11,14 @@ import sys
 import time
 
 import anyio
-import httpx
 from redis.asyncio import Redis
 
+from ..backend_client import KEEPALIVE_SECS
+from ..backend_http import BackendHTTP, Origin
 from ..files.store import FileStore
 from ..routing import load_routing
 from ..settings import Settings, load_settings
+from .calls import Gateway
 from .jobs import JobStore
 from .queue import WorkQueue
 from .runner import Runner
@@ -36,39 +38,43 @@ async def serve(settings: Settings) -> None:
     FileStore.prepare(settings.data_dir)
     redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10,
                            socket_connect_timeout=5, health_check_interval=30)
-    # Each line may take as long as the gateway lets a request take.
-    timeout = httpx.Timeout(settings.max_request_secs, connect=5.0)
     # More slots than MAX_CONCURRENT_BATCH would only collect refusals.
     slots = max(1, min(settings.batch_runner_slots, settings.max_concurrent_batch))
-    limits = httpx.Limits(max_connections=slots + 4)
-    async with redis, httpx.AsyncClient(base_url=settings.batch_gateway_url, timeout=timeout,
-                                        limits=limits) as client:
+    # The gateway's own backend client: a keep-alive connection per slot, at a fraction of
+    # httpx's CPU per call (its pool looks at every connection on every request).
+    http = BackendHTTP(max_connections=slots + 4, max_idle=slots + 4,
+                       keepalive_secs=KEEPALIVE_SECS, connect_timeout=5.0)
+    # Each line may take as long as the gateway lets a request take.
+    gateway = Gateway(http, Origin.from_url(settings.batch_gateway_url),
+                      settings.batch_runner_token.get_secret_value(), settings.max_request_secs)
+    async with redis:
         jobs = JobStore(redis, time.time)
         queue = WorkQueue(redis, lease_ms=int(settings.batch_lease_secs * 1000))
         files = FileStore(redis, settings.data_dir, org_max_bytes=settings.files_org_max_bytes)
         upkeep = Upkeep(redis, jobs, queue, files, routing, settings.data_dir)
-        runner = Runner(redis=redis, jobs=jobs, queue=queue, upkeep=upkeep, client=client,
-                        token=settings.batch_runner_token.get_secret_value(),
+        runner = Runner(redis=redis, jobs=jobs, queue=queue, upkeep=upkeep, gateway=gateway,
                         root=settings.data_dir, slots=slots,
                         recheck_secs=settings.batch_quota_recheck_secs)
         log.info("batch runner %s: %d slots, gateway %s", runner.id, slots,
                  settings.batch_gateway_url)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, runner, tg.cancel_scope)
-            await runner.run()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, runner, tg.cancel_scope)
+                await runner.run()
+                tg.cancel_scope.cancel()
+        finally:
+            await http.aclose()
 
 
 async def _stop_on_signal(runner: Runner, scope: anyio.CancelScope) -> None:
-    """SIGTERM: take no more lines, let those held finish for up to STOP_GRACE_SECS, then
-    stop whatever is left (a line cut short runs again once its lease lapses)."""
+    """SIGTERM: take no more lines. run() returns once the lines held are done (and the
+    runner has left the list of runners); past STOP_GRACE_SECS whatever is left is stopped
+    (a line cut short runs again once its lease lapses)."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             log.info("batch runner %s stopping: finishing the lines it holds", runner.id)
             runner.stop()
-            with anyio.move_on_after(STOP_GRACE_SECS):
-                while runner.holding:
-                    await anyio.sleep(0.1)
+            await anyio.sleep(STOP_GRACE_SECS)
             scope.cancel()
             return
 
@@ -77,7 +83,6 @@ def main() -> None:
     os.nice(NICENESS)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is the gateway's job
     anyio.run(serve, load_settings())
 
 

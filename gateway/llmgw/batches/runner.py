@@ -3,8 +3,9 @@ lane, spool its result and record it once; beside them, the leases kept alive, a
 and the upkeep of jobs (upkeep.py). Any number of runners may run, on any hosts sharing Redis
 and DATA_DIR.
 
-A line the gateway refuses for lack of room is given back at once and its model skipped for
-a short, growing while: batch work stops taking capacity the moment realtime needs it.
+A line the gateway refuses for lack of room is given back at once, and the runner sends no
+more lines of its model than the gateway lets start (pacing.py): batch work stops taking
+capacity the moment realtime needs it, without asking for room again and again.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from pathlib import Path
 from collections.abc import Callable
 
 import anyio
-import httpx
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import keys
-from .calls import Later, Paused, Result, call
+from .calls import Gateway, Later, Outcome, Paused, Result, call
 from .item import BatchItem
 from .jobs import JobStore
+from .pacing import Pacer
 from .queue import Claim, WorkQueue
 from .spool import Spool, batch_dir
 from .upkeep import Upkeep
@@ -35,34 +36,29 @@ from .validate import read_span
 
 log = logging.getLogger("llmgw.batches.runner")
 IDLE_SECS = (0.05, 1.0)     # the polling slot's wait while nothing is claimable: doubling to 1 s
-BUSY_SECS = (0.02, 0.25)    # a model without room is skipped this long, doubling each time
+PACED_SECS = 0.02           # its wait while every model with work is paced (the next probe)
 HEARTBEAT_SECS = 2.0
 # Touched with every heartbeat: the container's health check reads its age (it serves no HTTP).
 ALIVE_FILE = Path(tempfile.gettempdir()) / "llmgw-batch-runner.alive"
 
 
 class Runner:
-    def __init__(self, *, redis: Redis, jobs: JobStore, queue: WorkQueue, upkeep: Upkeep, client: httpx.AsyncClient, token: str, root,
-                 slots: int, recheck_secs: float = 60.0,
+    def __init__(self, *, redis: Redis, jobs: JobStore, queue: WorkQueue, upkeep: Upkeep,
+                 gateway: Gateway, root, slots: int, recheck_secs: float = 60.0,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
         self._redis, self._jobs, self._queue = redis, jobs, queue
-        self._upkeep, self._client, self._token, self._root = upkeep, client, token, root
+        self._upkeep, self._gateway, self._root = upkeep, gateway, root
         self._slots, self._clock, self._rng = slots, clock, rng or random.Random()
         self._recheck_ms = int(recheck_secs * 1000)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(24):06x}"
         self._held: dict[str, Claim] = {}
-        self._busy: dict[str, tuple[float, float]] = {}  # model -> (until, last wait)
+        self._pacer = Pacer(clock, self._rng)
         self._static: dict[str, dict[str, str]] = {}    # job -> fields that never change
         self._spool = Spool(root, self.id)
         self.lines_done = 0
         self.stopping = False
         self._polling = anyio.Lock()  # one slot polls the queue; the others wait their turn
-
-    @property
-    def holding(self) -> int:
-        """Lines this runner is running now."""
-        return len(self._held)
 
     def stop(self) -> None:
         """Take no more lines; run() returns once the lines held now are done."""
@@ -85,46 +81,47 @@ class Runner:
     async def _slot(self) -> None:
         """Claim and run lines. Only one slot at a time waits for work, so an idle runner asks
         Redis about once a second; a slot that gets a line hands the turn on at once, so all
-        slots fill within a few milliseconds when work arrives."""
+        slots fill within a few milliseconds when work arrives (as far as pacing lets them)."""
         while not self.stopping:
             try:
                 async with self._polling:
-                    claim = await self._next_claim()
-                if claim is None:
+                    found = await self._next_claim()
+                if found is None:
                     return
+                claim, job = found
+                if job is None:
+                    continue  # deleted with its organisation: the lease is dropped by claim.lua
+                probe = self._pacer.start(job["model"])
                 self._held[claim.member] = claim
+                outcome = None
                 try:
-                    await self._run_line(claim)
+                    outcome = await self._run_line(claim, job)
                 finally:
                     self._held.pop(claim.member, None)
+                    self._pacer.end(job["model"], probe=probe,
+                                    refused=isinstance(outcome, Later) and outcome.busy,
+                                    succeeded=isinstance(outcome, Result))
             except (RedisError, OSError) as exc:
                 log.warning("batch slot: %s; retrying", exc)
                 await anyio.sleep(1.0)
 
-    async def _next_claim(self) -> Claim | None:
+    async def _next_claim(self) -> tuple[Claim, dict[str, str] | None] | None:
         wait = IDLE_SECS[0]
         while not self.stopping:
-            claim = await self._queue.claim(self._skipped())
+            blocked = self._pacer.blocked()
+            claim = await self._queue.claim(blocked)
             if claim is not None:
-                return claim
-            await anyio.sleep(wait * self._rng.uniform(0.5, 1.0))
-            wait = min(IDLE_SECS[1], wait * 2)
+                return claim, await self._job(claim.org_id, claim.batch_id)
+            # Paced models get their next probe soon; an empty queue is asked less and less.
+            await anyio.sleep((PACED_SECS if blocked else wait) * self._rng.uniform(0.5, 1.0))
+            wait = IDLE_SECS[0] if blocked else min(IDLE_SECS[1], wait * 2)
         return None
 
-    def _skipped(self) -> list[str]:
-        now = self._clock()
-        return [model for model, (until, _) in self._busy.items() if until > now]
-
-    async def _run_line(self, claim: Claim) -> None:
-        job = await self._job(claim.org_id, claim.batch_id)
-        if job is None:
-            return  # deleted with its organisation: the lease is dropped by claim.lua
+    async def _run_line(self, claim: Claim, job: dict[str, str]) -> Outcome:
         custom_id, body = await anyio.to_thread.run_sync(self._read, claim)
         item = BatchItem(claim.org_id, claim.batch_id, claim.line)
-        outcome = await call(self._client, self._token, item, job["key"], job["endpoint"],
-                             custom_id, body)
+        outcome = await call(self._gateway, item, job["key"], job["endpoint"], custom_id, body)
         if isinstance(outcome, Result):
-            self._busy.pop(job["model"], None)
             await self._spool.append(claim.org_id, claim.batch_id, claim.line, claim.attempt,
                                      outcome.error, outcome.output)
             recorded = await self._queue.done(claim, "failed" if outcome.error else "completed",
@@ -137,15 +134,9 @@ class Runner:
             wait_ms = min(outcome.for_ms, self._recheck_ms)
             await self._queue.pause(claim.org_id, wait_ms)
             await self._queue.release(claim, wait_ms)
-        elif isinstance(outcome, Later):
-            if outcome.busy:
-                self._back_off(job["model"])
+        else:
             await self._queue.release(claim, outcome.delay_ms)
-
-    def _back_off(self, model: str) -> None:
-        _, last = self._busy.get(model, (0.0, 0.0))
-        wait = min(BUSY_SECS[1], max(BUSY_SECS[0], last * 2))
-        self._busy[model] = (self._clock() + wait * self._rng.uniform(0.5, 1.0), wait)
+        return outcome
 
     async def _job(self, org_id: str, batch_id: str) -> dict[str, str] | None:
         ref = keys.ref(org_id, batch_id)

@@ -153,3 +153,28 @@ def test_a_burst_of_lines_on_one_reading_never_overfills_a_backend():
     _seen(view, "b0", 24)  # the next reading counts them: no room
     with pytest.raises(NoSpareCapacity):
         lane.check_room(model)
+
+
+def test_a_line_that_ended_since_the_reading_leaves_its_slot_to_the_next():
+    lane, view, model, _, clock = _lane()
+    model.pool.backends = model.pool.backends[:1]
+    _seen(view, "b0", 24)  # full: 0.75 x 32
+    with pytest.raises(NoSpareCapacity):
+        lane.check_room(model)
+
+    async def one_line():
+        trace = Trace("r")
+        trace.backend = "b0"
+
+        async def call():
+            return 1
+        return await lane.preemptible(call, trace)()
+    clock.now += 0.01
+    assert asyncio.run(one_line()) == 1  # it was one of the 24; it ended after the reading
+    lane.check_room(model)               # so the next line takes its slot
+    with pytest.raises(NoSpareCapacity):
+        lane.check_room(model)           # and only that one
+    clock.now += 0.05
+    _seen(view, "b0", 24)                # a reading after the end already leaves it out
+    with pytest.raises(NoSpareCapacity):
+        lane.check_room(model)
