@@ -130,7 +130,11 @@ class TestStack:
         return [p for p in (self.gateway, *self.replicas, self.batch_gateway) if p]
 
     def start_runner(self) -> Proc:
-        """One more batch runner (its log is batch-runner<N>.log)."""
+        """One more batch runner (its log is batch-runner<N>.log); the batch gateway instance
+        first, if this stack started without runners."""
+        if self.own_batch_gateway and self.batch_gateway is None:
+            self.batch_gateway = start_batch_gateway(self.specs, self.cfg, self.batch_gateway_port)
+            wait_healthy([self.batch_gateway], 60, self.logs)
         runner = start_batch_runner(self.specs, self.cfg, self.batch_gateway_port,
                                     name=f"batch-runner{len(self.runners) + 1}")
         self.runners.append(runner)

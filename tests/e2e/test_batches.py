@@ -260,10 +260,15 @@ def test_a_bad_batch_completion_is_refused_up_front(bstack, body, param):
 @pytest.mark.vllm
 def test_sdk_batch_against_real_vllm(vllm_stack):
     """The same round trip with real vLLM on CPU behind the gateway: a small chat batch and a
-    small embeddings batch."""
+    small embeddings batch. The chat servers run --scheduling-policy priority (the pool says
+    `scheduling: priority`): they take the batch lines' priority and a realtime one's."""
     if not vllm_stack.runners:
         vllm_stack.start_runner()
-    client = _client(vllm_stack, _org(vllm_stack)["api_key"])
+    client = _client(vllm_stack, _org(vllm_stack, scopes=["batch", "chat"])["api_key"])
+    answer = client.chat.completions.create(
+        model="qwen", messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+        extra_body={"priority": 7})
+    assert answer.choices[0].message.content is not None
     embed = b"".join(orjson.dumps({"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
                                    "body": {"model": "snowflake-arctic-embed", "input": f"text {i}"}})
                      + b"\n" for i in range(3))
