@@ -110,9 +110,8 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
 
 
 # The gateway instance batch runners send their lines to, apart from the ones serving realtime
-# users: a batch line never shares a worker's event loop with a realtime request (through a
-# shared worker, realtime TTFT p99 rose 18 % in bench/batch_bench.py; through its own, 1 %).
-# One worker is plenty for MAX_CONCURRENT_BATCH lines.
+# users, as in compose: a batch line never shares a worker's event loop with a realtime
+# request. One worker is plenty for MAX_CONCURRENT_BATCH lines.
 BATCH_GATEWAY_SETTINGS = {"GATEWAY_WORKERS": "1", "GATEWAY_REPLICAS": "1"}
 
 

@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import __version__, error_handlers, openapi
-from .api import admin, admin_batches, batches, docs, files, inference, metrics, models, responses, system
+from .api import (admin, admin_batches, batches, docs, files, inference, metrics, models, monitor,
+                  responses, system)
 from .api.json_response import OrjsonResponse
 from .api.lane import GatewayApp
+from .console.api_router import router as console_router
 from .drain import CloseWhenDraining
 from .endpoints import ENDPOINTS
 from .batches.protocol import BatchCreate
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     app.include_router(admin.router)
     app.include_router(admin_batches.router)
     app.include_router(metrics.router)
+    app.include_router(monitor.router)
+    app.include_router(console_router)
     docs.install(app)
     error_handlers.install(app)
     openapi.install(app, [*{e.request: None for e in ENDPOINTS}, OrgCreate, OrgPatch, KeyCreate,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import orjson
 from redis.asyncio import Redis
 
 AUDIT_STREAM = "llmgw:audit"
 AUDIT_MAX_ENTRIES = 1_000_000
+# Who makes the changes of the request being served: "admin" (the admin token) or "console"
+# (a console session's admin); set by the admin API's guard, read when an entry is recorded.
+AUDIT_ACTOR: ContextVar[str] = ContextVar("llmgw_audit_actor", default="admin")
 
 
 class AuditLog:
@@ -20,7 +24,7 @@ class AuditLog:
 
     async def record(self, action: str, target: str, *, before: dict | None,
                      after: dict | None, request_id: str | None) -> None:
-        entry = {"ts": repr(self._clock()), "actor": "admin", "action": action, "target": target,
+        entry = {"ts": repr(self._clock()), "actor": AUDIT_ACTOR.get(), "action": action, "target": target,
                  "before": orjson.dumps(before), "after": orjson.dumps(after),
                  "request_id": request_id or ""}
         await self._r.xadd(AUDIT_STREAM, entry, maxlen=AUDIT_MAX_ENTRIES, approximate=True)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from . import admin_token
 from .batches.item import BATCH_ITEM_HEADER
+from .console.credentials import is_admin, session_of
 from .endpoints import ANTHROPIC_PATHS
 from .openapi import error_responses
 from .services import Services
@@ -51,12 +52,30 @@ def presented_key(request: Request) -> str | None:
     return key
 
 
+async def monitor_viewer(request: Request, services: ServicesDep) -> str | None:
+    """The admin token (None: sees every organisation), or an API key with the `monitor`
+    scope (its organisation's id: sees that one only); without either in the headers, the
+    console session of the cookie, checked against the credential it was opened with."""
+    presented = admin_token.presented(request)
+    if admin_token.matches(presented, services.settings.admin_token):
+        return None
+    session = await session_of(request, services.console) if presented is None else None
+    if is_admin(session, services.settings.admin_token):
+        return None
+    if session is not None and session.role == "monitor":
+        principal = await services.auth.authenticate_digest(session.credential)
+    else:
+        principal = await services.auth.authenticate(request.headers.get("authorization"))
+    principal.require(Scope.MONITOR)
+    return principal.org_id
+
+
 async def require_monitor(request: Request, services: ServicesDep) -> None:
     """The admin token, or an API key with the `monitor` scope (for /metrics, /health/detailed)."""
-    if admin_token.matches(admin_token.presented(request), services.settings.admin_token):
-        return
-    principal = await services.auth.authenticate(request.headers.get("authorization"))
-    principal.require(Scope.MONITOR)
+    await monitor_viewer(request, services)
+
+
+MonitorViewerDep = Annotated[str | None, Depends(monitor_viewer)]
 
 
 # 401 without the admin token or a valid key, 403 for a key without the monitor scope, 503 when

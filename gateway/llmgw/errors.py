@@ -14,6 +14,7 @@ GatewayError
 ├── InvalidApiKey           401 invalid_api_key (missing, malformed, unknown, expired, revoked)
 ├── PermissionDenied        403 insufficient_scope, org_suspended
 ├── AdminUnauthorized       401 unauthorized (admin token missing or wrong)
+├── CsrfFailed              403 csrf_failed: a console session's change without its CSRF token
 ├── AdminUnavailable        503 admin_unavailable (ADMIN_TOKEN not set)
 ├── NotFound                404 an admin route's unknown id
 ├── Conflict                409 a duplicate name
@@ -160,6 +161,12 @@ class AdminUnauthorized(GatewayError):
     status = 401
     type = "unauthorized"
     code = "unauthorized"
+
+
+class CsrfFailed(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "csrf_failed"
 
 
 class AdminUnavailable(GatewayError):

@@ -37,6 +37,7 @@ from .resilience.wiring import build_selector
 from .observability.metrics import Metrics
 from .batches.jobs import JobStore
 from .batches.lane import BatchLane
+from .console.sessions import ConsoleSessions
 from .files.store import FileStore, sweep_forever
 from .responses.store import ResponseStore
 from .routing import RoutingTable
@@ -78,6 +79,7 @@ class Services:
     files: FileStore | None = None  # the Files API's uploads and batch output
     batches: JobStore | None = None  # batch jobs (the runner process runs them)
     batch_lane: BatchLane | None = None  # who a runner's line runs as, and whether it may now
+    console: ConsoleSessions | None = None  # /dashboard sign-ins
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -136,6 +138,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         services.files = FileStore(slow, settings.data_dir,
                                    org_max_bytes=settings.files_org_max_bytes, clock=clock)
         services.batches = JobStore(slow, clock)
+        services.console = ConsoleSessions(slow, ttl_secs=settings.console_session_secs,
+                                           clock=clock)
         services.batch_lane = BatchLane(auth, state, token=settings.batch_runner_token,
                                         share=settings.batch_capacity_share,
                                         eligible=selector.balancer.eligible,

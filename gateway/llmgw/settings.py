@@ -170,6 +170,8 @@ class Settings(BaseSettings):
     batch_gateway_url: str = "http://127.0.0.1:8000"
     # Lines one runner process sends at once.
     batch_runner_slots: Annotated[int, Field(ge=1, le=4096)] = 32
+    # How long a console sign-in (/dashboard) lasts; signing out ends it sooner.
+    console_session_secs: Annotated[float, Field(ge=60, le=86400)] = 3600.0
     # A line whose runner stops renewing its lease for this long runs again elsewhere.
     batch_lease_secs: Annotated[float, Field(ge=5, le=3600)] = 60.0
 

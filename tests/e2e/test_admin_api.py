@@ -43,7 +43,9 @@ def test_admin_unset_answers_503_everywhere(tmp_path):
 @pytest.mark.parametrize("body,param", [
     ({}, "name"),
     ({"name": ""}, "name"),
-    ({"name": "bad/name"}, "name"),
+    ({"name": "bad\nname"}, "name"),
+    ({"name": " padded"}, "name"),
+    ({"name": "bell\x07"}, "name"),
     ({"name": "x" * 65}, "name"),
     ({"name": "ok", "colour": "red"}, "colour"),
     ({"name": "ok", "rpm_limit": 0}, "rpm_limit"),

@@ -61,6 +61,27 @@ class UsageReport:
                            **_fold(rows[i * count:(i + 1) * count])})
         return {"window": window, "from": (current - count + 1) * step, "to": now, "orgs": report}
 
+    async def today(self) -> int:
+        """The current UTC day (days since the epoch), by Redis' clock like the buckets."""
+        return int((await self._r.time())[0]) // 86400
+
+    async def key_usage(self, orgs: list[Org], day: int, limit: int) -> list[dict]:
+        """Each key's counters on one UTC day (days since the epoch), the busiest `limit`
+        first: requests, successes, errors and tokens, summed over models and endpoints."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for org in orgs:
+                pipe.hgetall(f"{usage_prefix(org.id)}d:{day}")
+            rows = await pipe.execute()
+        keys = []
+        for org, row in zip(orgs, rows):
+            for key_id, counters in _fold([row])["by_key"].items():
+                keys.append({"key_id": key_id, "org_id": org.id,
+                             **{m: counters.get(m, 0) for m in (
+                                 "requests", "success", "errors", "prompt_tokens",
+                                 "completion_tokens")}})
+        keys.sort(key=lambda k: (-k["requests"], k["key_id"]))
+        return keys[:limit]
+
     async def quota(self, org: Org) -> dict:
         """Per limit: configured, used, remaining and when it resets (epoch seconds)."""
         limits = org.limits.over(self._defaults)

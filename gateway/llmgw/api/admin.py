@@ -12,7 +12,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
 from .. import admin_token
+from ..audit import AUDIT_ACTOR
 from ..body import read_json_object
+from ..console.credentials import is_admin, session_of
 from ..deps import ServicesDep
 from ..errors import AdminUnauthorized, AdminUnavailable
 from ..openapi import error_responses, json_body
@@ -22,11 +24,18 @@ from ..tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
 
 
 async def require_admin(request: Request, services: ServicesDep) -> None:
+    """The admin token in the headers, or else the console's admin session (its cookie; and
+    for a change, its CSRF token)."""
     expected = services.settings.admin_token
     if expected is None:
         raise AdminUnavailable("the admin API is disabled: ADMIN_TOKEN is not set")
-    if not admin_token.matches(admin_token.presented(request), expected):
-        raise AdminUnauthorized("missing or wrong admin token (Authorization: Bearer or X-Admin-Token)")
+    presented = admin_token.presented(request)
+    if admin_token.matches(presented, expected):
+        return
+    if presented is None and is_admin(await session_of(request, services.console), expected):
+        AUDIT_ACTOR.set("console")  # the changes of this request are the console's
+        return
+    raise AdminUnauthorized("missing or wrong admin token (Authorization: Bearer or X-Admin-Token)")
 
 
 ADMIN_ERRORS = error_responses(400, 401, 404, 409, 503)

@@ -147,6 +147,16 @@ def usage(c: AdminClient, args) -> None:
                         "completion_tokens"])
 
 
+def key_usage(c: AdminClient, args) -> None:
+    params = {"limit": args.limit, **({"bucket": args.bucket} if args.bucket else {}),
+              **({"org_id": args.org_id} if args.org_id else {})}
+    report = c.call("GET", "/monitor/key_usage", params=params)
+    if args.json:
+        return render.as_json(report)
+    render.table(report["data"], ["key_id", "org_id", "requests", "success", "errors",
+                                  "prompt_tokens", "completion_tokens"])
+
+
 def _quota_rows(q: dict) -> list[dict]:
     return [{"org_id": q["org_id"], "limit_name": name, **row} for name, row in q["limits"].items()]
 
@@ -222,6 +232,7 @@ def _parser() -> argparse.ArgumentParser:
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
+                  "key_usage": key_usage,
                   "backends": backends, "batch_list": batch_list, "batch_show": batch_show,
                   "batch_cancel": batch_cancel, "smoke": None})
 

@@ -81,6 +81,12 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--window", choices=["1h", "24h", "7d", "30d"], default="24h")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=commands["usage"])
+    p = groups.add_parser("key-usage", parents=[common],
+                          help="each key's requests, errors and tokens on one UTC day, busiest first")
+    p.add_argument("--bucket", help="the day, YYYYMMDD (default: today, UTC)")
+    p.add_argument("--org-id", help="one organisation (default: all)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=commands["key_usage"])
     p = groups.add_parser("quota", parents=[common], help="limits: configured, used, remaining, reset")
     p.add_argument("org_id", nargs="?", help="one organisation (default: all)")
     p.add_argument("--limit", type=int, default=50)

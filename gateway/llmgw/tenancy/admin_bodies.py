@@ -12,8 +12,10 @@ from .limits import PROFILES, WHOLE, Limits
 from .model_access import ModelPatterns
 from .records import INFERENCE_SCOPES, Scope
 
-OrgName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
-                                     description="1-64 characters: letters, digits, space . _ -")]
+# A display name: any printable text (pages and tools show it as text, never as markup), but
+# no control characters, and no space at either end.
+OrgName = Annotated[StrictStr, Field(pattern=r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,62}[^\x00-\x20\x7f-\x9f])?$",
+                                     description="1-64 characters of printable text, no space at either end")]
 ProfileName = Literal[tuple(PROFILES)]  # type: ignore[valid-type]
 MAX_GRACE_SECS = 30 * 86400
 # The zones this host's tz database has: the document lists them, so what it allows is what

@@ -1,0 +1,235 @@
+// The operator console. Everything it shows and changes goes through the gateway's admin and
+// monitoring APIs with the session cookie (changes with the session's CSRF token): it holds
+// no logic of its own. Every value from the API is put in the page as text (textContent),
+// never as markup.
+
+const $ = (id) => document.getElementById(id);
+let session = null;
+
+// ---- talking to the gateway ------------------------------------------------------------
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && session) headers["X-CSRF-Token"] = session.csrf_token;
+  const resp = await fetch(path, {method, headers, credentials: "same-origin",
+                                  body: body === undefined ? undefined : JSON.stringify(body)});
+  const data = await resp.json().catch(() => ({}));
+  if (resp.status === 401 && path !== "/dashboard/session") { showSignIn(); throw new Error("signed out"); }
+  if (!resp.ok) throw new Error((data.error && data.error.message) || `HTTP ${resp.status}`);
+  return data;
+}
+
+// ---- building the page from text ---------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "on") for (const [event, fn] of Object.entries(value)) node.addEventListener(event, fn);
+    else if (value !== undefined && value !== null) node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+function table(columns, rows) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ...columns.map(([title]) => el("th", {}, title)))),
+    el("tbody", {}, ...rows.map((row) => el("tr", {},
+      ...columns.map(([, cell]) => { const v = cell(row); return el("td", {}, v instanceof Node ? v : String(v ?? "")); })))));
+}
+
+const when = (secs) => (secs ? new Date(secs * 1000).toISOString().replace("T", " ").slice(0, 19) : "");
+const num = (n) => (n === null || n === undefined ? "" : Number(n).toLocaleString("en"));
+
+// Each visit to a page has a number; a slower earlier one never draws over a later one.
+let visit = 0;
+
+function render(seq, title, ...content) {
+  if (seq !== visit) return;
+  $("page").replaceChildren(el("h2", {}, title), ...content);
+}
+
+function fail(err) { $("error").textContent = err.message; }
+
+// ---- pages --------------------------------------------------------------------------------
+const pages = {
+  async overview(seq) {
+    const health = await api("GET", "/health/detailed");
+    const backends = Object.values(health.pools).flatMap((p) => p.backends);
+    render(seq, "Overview",
+      el("p", {}, `Status: ${health.status}${health.draining ? " (draining)" : ""}. `,
+        `${backends.filter((b) => b.healthy).length} of ${backends.length} backends healthy, `,
+        `${num(backends.reduce((n, b) => n + b.in_flight, 0))} requests in flight here.`),
+      await usageTable());
+  },
+
+  async backends(seq) {
+    const health = await api("GET", "/health/detailed");
+    const rows = Object.entries(health.pools).flatMap(([pool, p]) =>
+      p.backends.map((b) => ({pool, queued: p.queued, ...b})));
+    render(seq, "Backends", table([
+      ["Pool", (r) => r.pool], ["Backend", (r) => r.name],
+      ["Health", (r) => (r.healthy ? "healthy" : "unhealthy")], ["Breaker", (r) => r.breaker],
+      ["In flight", (r) => r.in_flight], ["Queued (pool)", (r) => r.queued],
+      ["Running", (r) => r.state && r.state.running], ["Waiting", (r) => r.state && r.state.waiting],
+      ["KV usage", (r) => (r.state && r.state.kv_usage !== null && r.state.kv_usage !== undefined
+        ? `${(100 * r.state.kv_usage).toFixed(0)} %` : "")],
+    ], rows));
+  },
+
+  async orgs(seq) {
+    const {data} = await api("GET", "/admin/orgs?limit=500");
+    const name = el("input", {name: "org-name", required: "", maxlength: "64", placeholder: "name"});
+    const form = el("form", {id: "org-create", on: {submit: async (e) => {
+      e.preventDefault();
+      const made = await api("POST", "/admin/orgs", {name: name.value, key: {name: "first"}}).catch(fail);
+      if (made) { await route(); showSecret(made.api_key, `First key of ${made.org.name}`); }
+    }}}, name, el("button", {type: "submit"}, "Create organisation"));
+    render(seq, "Organisations", form, table([
+      ["Name", (o) => o.name], ["Id", (o) => o.id], ["Status", (o) => o.status],
+      ["Created", (o) => when(o.created_at)],
+      ["", (o) => el("span", {},
+        el("button", {type: "button", on: {click: () => act("PATCH", `/admin/orgs/${o.id}`,
+          {status: o.status === "active" ? "suspended" : "active"}, route)}},
+          o.status === "active" ? "Suspend" : "Activate"),
+        el("button", {type: "button", on: {click: () => {
+          if (confirm(`Delete ${o.name}, all its keys and files?`)) act("DELETE", `/admin/orgs/${o.id}`, undefined, route);
+        }}}, "Delete"))],
+    ], data));
+  },
+
+  async keys(seq) {
+    const {data: orgs} = await api("GET", "/admin/orgs?limit=500");
+    const pick = el("select", {name: "org"}, ...orgs.map((o) => el("option", {value: o.id}, o.name)));
+    const list = el("div", {});
+    const scopes = ["chat", "text2sql", "embeddings", "rerank", "batch", "monitor"];
+    const boxes = scopes.map((s) => el("input", {type: "checkbox", value: s, ...(s === "chat" ? {checked: ""} : {})}));
+    const keyName = el("input", {name: "key-name", maxlength: "128", placeholder: "key name"});
+    const show = async () => {
+      if (!pick.value) return;
+      const {data} = await api("GET", `/admin/orgs/${pick.value}/keys`);
+      list.replaceChildren(table([
+        ["Name", (k) => k.name], ["Key id", (k) => k.key_id], ["Scopes", (k) => k.scopes.join(", ")],
+        ["Status", (k) => k.status], ["Expires", (k) => when(k.expires_at)],
+        ["", (k) => (k.status !== "active" ? "" : el("span", {},
+          el("button", {type: "button", on: {click: async () => {
+            const r = await api("POST", `/admin/keys/${k.key_id}/rotate`, {grace_secs: 3600}).catch(fail);
+            if (r) { await show(); showSecret(r.api_key, "Rotated: the old key works for one more hour"); }
+          }}}, "Rotate"),
+          el("button", {type: "button", on: {click: () => act("DELETE", `/admin/keys/${k.key_id}`, undefined, show)}}, "Revoke")))],
+      ], data));
+    };
+    const form = el("form", {id: "key-create", on: {submit: async (e) => {
+      e.preventDefault();
+      const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+      const made = await api("POST", `/admin/orgs/${pick.value}/keys`,
+        {name: keyName.value || null, scopes: chosen}).catch(fail);
+      if (made) { await show(); showSecret(made.api_key, `New key ${made.key.key_id}`); }
+    }}}, keyName, ...scopes.map((s, i) => el("label", {}, boxes[i], s)),
+      el("button", {type: "submit"}, "Create key"));
+    pick.addEventListener("change", show);
+    render(seq, "Keys", el("label", {}, "Organisation ", pick), form, list);
+    await show();
+  },
+
+  async usage(seq) { render(seq, "Usage today, per key", await usageTable()); },
+
+  async quotas(seq) {
+    const {data} = await api("GET", "/admin/quotas?limit=500");
+    const rows = data.flatMap((q) => Object.entries(q.limits).map(([which, v]) => ({org: q.name, which, ...v})));
+    render(seq, "Quotas", table([
+      ["Organisation", (r) => r.org], ["Limit", (r) => r.which], ["Configured", (r) => num(r.limit)],
+      ["Used", (r) => num(r.used)], ["Remaining", (r) => num(r.remaining)], ["Resets", (r) => when(r.resets_at)],
+    ], rows));
+  },
+
+  async audit(seq) {
+    const {data} = await api("GET", "/admin/audit?limit=100");
+    render(seq, "Audit trail", table([
+      ["When", (e) => when(e.ts)], ["Actor", (e) => e.actor], ["Action", (e) => e.action], ["Target", (e) => e.target],
+      ["Request", (e) => e.request_id],
+    ], data));
+  },
+
+  async batches(seq) {
+    const {data} = await api("GET", "/admin/batches?limit=100");
+    render(seq, "Batches", table([
+      ["Organisation", (b) => b.org_id], ["Batch", (b) => b.id], ["Status", (b) => b.status],
+      ["Done", (b) => `${num(b.request_counts.completed + b.request_counts.failed)} / ${num(b.request_counts.total)}`],
+      ["", (b) => (["validating", "in_progress"].includes(b.status)
+        ? el("button", {type: "button", on: {click: () => act("POST", `/admin/orgs/${b.org_id}/batches/${b.id}/cancel`, undefined, route)}}, "Cancel")
+        : "")],
+    ], data));
+  },
+};
+
+async function usageTable() {
+  const {bucket, data} = await api("GET", "/monitor/key_usage?limit=100");
+  return el("section", {}, el("h3", {}, `Per key, ${bucket} (UTC)`), table([
+    ["Key", (k) => k.key_id], ["Organisation", (k) => k.org_id], ["Requests", (k) => num(k.requests)],
+    ["Errors", (k) => num(k.errors)], ["Prompt tokens", (k) => num(k.prompt_tokens)],
+    ["Completion tokens", (k) => num(k.completion_tokens)],
+  ], data));
+}
+
+async function act(method, path, body, then) {
+  $("error").textContent = "";
+  try { await api(method, path, body); await then(); } catch (err) { fail(err); }
+}
+
+function showSecret(secret, title) {
+  const value = el("code", {id: "secret"}, secret);
+  const copy = el("button", {type: "button", id: "copy-secret", on: {click: async () => {
+    await navigator.clipboard.writeText(secret).catch(() => {});
+    copy.textContent = "Copied";
+  }}}, "Copy");
+  $("page").prepend(el("div", {class: "secret", role: "status"}, el("strong", {}, title), " (shown once): ", value, " ", copy));
+}
+
+// ---- signing in and out -------------------------------------------------------------------
+function showSignIn() {
+  session = null;
+  $("nav").hidden = true; $("page").hidden = true; $("sign-in").hidden = false;
+}
+
+async function signedIn(who) {
+  session = who;
+  $("sign-in").hidden = true; $("nav").hidden = false; $("page").hidden = false;
+  $("who").textContent = who.role === "admin" ? "admin" : `monitor of ${who.org_id}`;
+  for (const link of document.querySelectorAll("[data-role=admin]")) link.hidden = who.role !== "admin";
+  await route();
+}
+
+async function route() {
+  $("error").textContent = "";
+  const name = location.hash.slice(1) || "overview";
+  const allowed = session.role === "admin" || ["overview", "backends", "usage"].includes(name);
+  const shown = allowed && pages[name] ? name : "overview";
+  const seq = ++visit;
+  try {
+    await pages[shown](seq);
+    if (seq === visit) $("page").dataset.page = shown;
+  } catch (err) { fail(err); }
+}
+
+$("sign-in-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const token = e.target.elements.token.value;
+  const resp = await fetch("/dashboard/session", {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify({token})});
+  const data = await resp.json().catch(() => ({}));
+  e.target.reset();
+  if (!resp.ok) { $("sign-in-error").textContent = (data.error && data.error.message) || "sign-in failed"; return; }
+  $("sign-in-error").textContent = "";
+  await signedIn(data);
+});
+
+$("sign-out").addEventListener("click", async () => {
+  await api("DELETE", "/dashboard/session").catch(() => {});
+  showSignIn();
+});
+
+window.addEventListener("hashchange", () => { if (session) route(); });
+
+fetch("/dashboard/session", {credentials: "same-origin"})
+  .then((r) => (r.ok ? r.json().then(signedIn) : showSignIn()))
+  .catch(showSignIn);
