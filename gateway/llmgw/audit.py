@@ -29,14 +29,51 @@ class AuditLog:
                  "request_id": request_id or ""}
         await self._r.xadd(AUDIT_STREAM, entry, maxlen=AUDIT_MAX_ENTRIES, approximate=True)
 
-    async def read(self, limit: int, before: str | None) -> tuple[list[dict], str | None]:
-        """Up to `limit` entries older than the cursor `before`, and the next cursor."""
+    async def read(self, limit: int, before: str | None, *, org_id: str | None = None,
+                   action: str | None = None) -> tuple[list[dict], str | None]:
+        """Up to `limit` entries older than the cursor `before`, and the next cursor. With
+        `org_id` and `action` (a name, or a prefix ending in "."), only matching entries: up
+        to SCAN_MOST are looked at per call, and the cursor says where the next call goes on."""
         if before is not None and not any(map(int, before.split("-"))):
             return [], None  # nothing is older than 0-0 (and Redis refuses the exclusive "(0-0")
-        upper = f"({before}" if before else "+"
-        rows = await self._r.xrevrange(AUDIT_STREAM, max=upper, min="-", count=limit)
-        data = [{"id": entry_id, "ts": float(f["ts"]), "actor": f["actor"], "action": f["action"],
-                 "target": f["target"], "before": orjson.loads(f["before"]),
-                 "after": orjson.loads(f["after"]), "request_id": f["request_id"] or None}
-                for entry_id, f in rows]
-        return data, (data[-1]["id"] if len(data) == limit else None)
+        wanted = _matcher(org_id, action)
+        data, scanned, cursor = [], 0, before
+        while len(data) < limit and scanned < SCAN_MOST:
+            upper = f"({cursor}" if cursor else "+"
+            page = limit if wanted is None else SCAN_PAGE
+            rows = await self._r.xrevrange(AUDIT_STREAM, max=upper, min="-", count=page)
+            for entry_id, f in rows:
+                scanned += 1
+                cursor = entry_id
+                entry = _entry(entry_id, f)
+                if wanted is None or wanted(entry):
+                    data.append(entry)
+                    if len(data) == limit:
+                        return data, cursor
+            if len(rows) < page:
+                return data, None  # the oldest entry was read
+        return data, cursor
+
+
+SCAN_PAGE, SCAN_MOST = 500, 20_000
+
+
+def _entry(entry_id: str, f: dict) -> dict:
+    return {"id": entry_id, "ts": float(f["ts"]), "actor": f["actor"], "action": f["action"],
+            "target": f["target"], "before": orjson.loads(f["before"]),
+            "after": orjson.loads(f["after"]), "request_id": f["request_id"] or None}
+
+
+def _matcher(org_id: str | None, action: str | None):
+    if org_id is None and action is None:
+        return None
+
+    def wanted(entry: dict) -> bool:
+        if org_id is not None and entry["target"] != org_id \
+                and not entry["target"].startswith(org_id + "/"):
+            return False
+        if action is not None and entry["action"] != action \
+                and not (action.endswith(".") and entry["action"].startswith(action)):
+            return False
+        return True
+    return wanted

@@ -102,12 +102,29 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
         httpx.post(sim_stack.base_url + "/v1/chat/completions", json=CHAT, timeout=30,
                    headers={"Authorization": f"Bearer {secret}"}).raise_for_status()
     key_id = v.page.locator("tbody tr", has_text="team <b>key</b>").locator("td").nth(1).inner_text()
-    v.open("usage", shot="usage")
+    v.open("usage")
     usage_row = v.page.locator("tbody tr", has_text=key_id)
     expect(usage_row.locator("td").nth(2)).to_have_text("3")
+    v.page.select_option("select[name=usage-org]", org_id)
+    expect(v.page.locator("svg.chart")).to_have_count(2)
+    v.page.select_option("select[name=granularity]", "hour")
+    expect(v.page.locator("svg.chart").first.locator("rect")).to_have_count(48)
+    v.page.screenshot(path=str(SHOTS / "usage.png"))
+    csv_href = v.page.get_attribute("#usage-csv", "href")
+    csv_text = v.page.evaluate("(href) => fetch(href).then((r) => r.text())", csv_href)
+    assert csv_text.startswith("start,requests,") and sum(
+        int(line.split(",")[1]) for line in csv_text.strip().splitlines()[1:]) == 3
     v.open("quotas", shot="quotas")
     quota = v.page.locator("tbody tr", has_text=XSS_NAME).filter(has_text="daily_request_limit")
     expect(quota.locator("td").nth(3)).to_have_text("3")
+
+    v.open("orgs")
+    v.page.locator("tbody tr", has_text=XSS_NAME).get_by_role("button", name="Limits").click()
+    v.page.fill("#org-edit input[name=rpm_limit]", "777")
+    v.page.click("#org-edit button[type=submit]")
+    expect(v.page.locator("#org-edit")).to_have_count(0)  # saved: the page is drawn again
+    with sim_stack.admin() as admin:
+        assert admin.get(f"/admin/orgs/{org_id}").json()["org"]["limits"]["rpm_limit"] == 777
 
     v.open("keys")
     v.page.select_option("select[name=org]", org_id)
@@ -117,9 +134,15 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
                          headers={"Authorization": f"Bearer {secret}"})
     assert refused.status_code == 401
 
-    v.open("audit", shot="audit")
-    revoked = v.page.locator("tbody tr", has_text="key.revoke").first
+    v.open("audit")
+    v.page.fill("input[name=audit-org]", org_id)
+    v.page.click("#audit-filter button")
+    revoked = v.page.locator("tbody tr", has_text="key.revoke")
+    expect(revoked).to_have_count(1)
     expect(revoked).to_contain_text("console")  # the page's changes are audited as its own
+    rows = v.page.locator("#page tbody tr")
+    assert all(org_id in rows.nth(i).inner_text() for i in range(rows.count()))
+    v.page.screenshot(path=str(SHOTS / "audit.png"))
     for name in ("overview", "backends", "batches"):
         v.open(name, shot=name)
     # A change without the CSRF token, from the signed-in page itself: refused.

@@ -84,3 +84,58 @@ def test_gatewayctl_key_usage(sim_stack, two_orgs):
     table = ctl(sim_stack, "key-usage", "--limit", "1000")
     assert a["key_id"] in table.stdout and b["key_id"] in table.stdout
     assert ctl(sim_stack, "key-usage", "--bucket", "2026-01-01").returncode != 0
+
+
+def test_usage_over_hours_days_and_months_as_json_and_csv(sim_stack, two_orgs):
+    a, b = two_orgs
+    hours = _get_usage(sim_stack, a["monitor"], granularity="hour", count=3)
+    assert hours.status_code == 200, hours.text
+    rows = hours.json()["data"]
+    # (summed: the calls may have fallen either side of an hour's turn)
+    assert len(rows) == 3 and sum(r["requests"] for r in rows) == 3
+    assert sum(r["completion_tokens"] for r in rows) == 9
+    assert rows[1]["start"] - rows[0]["start"] == 3600
+    month = _get_usage(sim_stack, a["monitor"], granularity="month", count=2).json()["data"]
+    assert len(month) == 2 and month[-1]["requests"] >= 3
+    only_key = _get_usage(sim_stack, sim_stack.admin_token, org_id=a["id"], key_id=a["key_id"],
+                          granularity="day", count=2).json()["data"]
+    assert sum(r["requests"] for r in only_key) == 3
+    other_key = _get_usage(sim_stack, sim_stack.admin_token, org_id=a["id"], key_id="0" * 16,
+                           granularity="day", count=2).json()["data"]
+    assert sum(r["requests"] for r in other_key) == 0
+    csv_text = _get_usage(sim_stack, a["monitor"], granularity="day", count=2, format="csv")
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    lines = csv_text.text.strip().splitlines()
+    assert lines[0] == "start,requests,success,errors,prompt_tokens,completion_tokens"
+    assert len(lines) == 3 and sum(int(line.split(",")[1]) for line in lines[1:]) == 3
+    for bad in ({"granularity": "week"}, {"granularity": "day", "count": 401}, {"count": 0},
+                {"key_id": "nope"}, {"format": "xml"}):
+        got = _get_usage(sim_stack, a["monitor"], **bad)
+        assert got.status_code == 400, (bad, got.text)
+    assert _get_usage(sim_stack, sim_stack.admin_token).status_code == 400  # which organisation?
+    assert _get_usage(sim_stack, a["monitor"], org_id=b["id"]).status_code == 404
+    assert _get_usage(sim_stack, a["key"]).status_code == 403
+
+
+def _get_usage(stack, token, **params):
+    return httpx.get(stack.base_url + "/monitor/usage", params=params,
+                     headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_gatewayctl_usage_series_and_audit_filters(sim_stack, two_orgs):
+    from test_gatewayctl import ctl, ok_json
+    a, _ = two_orgs
+    csv_out = ctl(sim_stack, "usage-series", a["id"], "--granularity", "hour", "--count", "2", "--csv")
+    assert csv_out.returncode == 0 and csv_out.stdout.startswith("start,requests"), csv_out.stderr
+    table = ctl(sim_stack, "usage-series", a["id"], "--count", "2")
+    assert table.returncode == 0 and "COMPLETION_TOKENS" in table.stdout
+    with sim_stack.admin() as admin:
+        admin.patch(f"/admin/orgs/{a['id']}", json={"rpm_limit": 600}).raise_for_status()
+    mine = ok_json(sim_stack, "audit", "--org-id", a["id"], "--limit", "10")["data"]
+    assert mine and all(e["target"] == a["id"] or e["target"].startswith(a["id"] + "/") for e in mine)
+    assert {e["action"] for e in mine} >= {"org.create", "key.create", "org.update"}
+    keys = ok_json(sim_stack, "audit", "--org-id", a["id"], "--action", "key.")["data"]
+    assert keys and {e["action"] for e in keys} == {"key.create"}
+    exact = ok_json(sim_stack, "audit", "--action", "org.update", "--limit", "1")["data"]
+    assert [e["target"] for e in exact] == [a["id"]]
+    assert ctl(sim_stack, "audit", "--action", "Bad Action").returncode != 0

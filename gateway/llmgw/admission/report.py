@@ -39,6 +39,27 @@ def _fold(rows: list[dict]) -> dict:
             "by_endpoint": {k: dict(v) for k, v in by["endpoint"].items()}}
 
 
+def _spans(granularity: str, count: int, now: int) -> list[tuple[int, str, list[int]]]:
+    """(start, bucket kind, bucket numbers) of the last `count` hours, days or calendar months
+    up to `now`: an hour or a day is one stored bucket, a month the days in it."""
+    if granularity == "hour":
+        return [(h * 3600, "h", [h]) for h in range(now // 3600 - count + 1, now // 3600 + 1)]
+    if granularity == "day":
+        return [(d * 86400, "d", [d]) for d in range(now // 86400 - count + 1, now // 86400 + 1)]
+    today = datetime.fromtimestamp(now, timezone.utc).date()
+    firsts = []
+    year, month = today.year, today.month
+    for _ in range(count):
+        firsts.append(datetime(year, month, 1, tzinfo=timezone.utc))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    spans = []
+    for first in reversed(firsts):
+        after = (first + timedelta(days=32)).replace(day=1)
+        start_day, end_day = int(first.timestamp()) // 86400, int(after.timestamp()) // 86400
+        spans.append((int(first.timestamp()), "d", list(range(start_day, min(end_day, now // 86400 + 1)))))
+    return spans
+
+
 class UsageReport:
     def __init__(self, redis: Redis, defaults: Limits) -> None:
         self._r = redis
@@ -81,6 +102,28 @@ class UsageReport:
                                  "completion_tokens")}})
         keys.sort(key=lambda k: (-k["requests"], k["key_id"]))
         return keys[:limit]
+
+    async def series(self, org: Org, granularity: str, count: int,
+                     key_id: str | None = None) -> list[dict]:
+        """The organisation's usage (or one key's) in each of the last `count` hours, days or
+        months (UTC), oldest first: each bucket's start (epoch seconds) and its counters."""
+        now = int((await self._r.time())[0])
+        spans = _spans(granularity, count, now)
+        async with self._r.pipeline(transaction=False) as pipe:
+            for _, kind, numbers in spans:
+                for n in numbers:
+                    pipe.hgetall(f"{usage_prefix(org.id)}{kind}:{n}")
+            rows = iter(await pipe.execute())
+        out = []
+        for start, _, numbers in spans:
+            got = [next(rows) for _ in numbers]
+            if key_id is not None:
+                got = [{f: v for f, v in row.items() if f.startswith(key_id + "|")} for row in got]
+            folded = _fold(got)
+            out.append({"start": start, **{m: folded[m] for m in (
+                "requests", "success", "prompt_tokens", "completion_tokens")},
+                        "errors": sum(folded["errors"].values())})
+        return out
 
     async def quota(self, org: Org) -> dict:
         """Per limit: configured, used, remaining and when it resets (epoch seconds)."""

@@ -147,7 +147,10 @@ async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -
 
 
 @router.get("/audit", summary="The audit trail of admin changes, newest first")
-async def audit(services: ServicesDep, limit: Limit = 50,
-                before: AuditCursor = None) -> dict:
-    data, cursor = await services.audit.read(limit, before)
+async def audit(services: ServicesDep, limit: Limit = 50, before: AuditCursor = None,
+                org_id: Annotated[str | None, Query(max_length=64, description=(
+                    "only entries about this organisation (or its keys, files, batches)"))] = None,
+                action: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}(\.[a-z_]{0,32})?$", description=(
+                    "only this action (key.revoke), or every action of a kind (key.)"))] = None) -> dict:
+    data, cursor = await services.audit.read(limit, before, org_id=org_id, action=action)
     return {"data": data, "next_before": cursor}

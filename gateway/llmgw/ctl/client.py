@@ -21,15 +21,22 @@ class AdminClient:
 
     def call(self, method: str, path: str, *, json: dict | None = None,
              params: dict | None = None) -> dict:
+        return self._send(method, path, json, params).json()
+
+    def text(self, path: str, *, params: dict | None = None) -> str:
+        """A GET answered in text (CSV)."""
+        return self._send("GET", path, None, params).text
+
+    def _send(self, method: str, path: str, json: dict | None, params: dict | None) -> httpx.Response:
         try:
             resp = self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
             raise AdminError(0, f"cannot reach {self._http.base_url}: {exc}") from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {}
         if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {}
             err = body.get("error", {}) if isinstance(body, dict) else {}
             raise AdminError(resp.status_code, err.get("message") or resp.text[:300])
-        return body
+        return resp

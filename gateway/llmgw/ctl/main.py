@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, timezone
 
 from . import parser, render, smoke
 from .client import AdminClient, AdminError
@@ -129,7 +130,8 @@ def key_revoke(c: AdminClient, args) -> None:
 
 
 def audit(c: AdminClient, args) -> None:
-    params = {"limit": args.limit, **({"before": args.before} if args.before else {})}
+    params = {"limit": args.limit, **{k: v for k, v in (("before", args.before),
+              ("org_id", args.org_id), ("action", args.action)) if v}}
     page = c.call("GET", "/admin/audit", params=params)
     if args.json:
         return render.as_json(page)
@@ -155,6 +157,23 @@ def key_usage(c: AdminClient, args) -> None:
         return render.as_json(report)
     render.table(report["data"], ["key_id", "org_id", "requests", "success", "errors",
                                   "prompt_tokens", "completion_tokens"])
+
+
+def usage_series(c: AdminClient, args) -> None:
+    params = {"org_id": args.org_id, "granularity": args.granularity, "count": args.count,
+              **({"key_id": args.key_id} if args.key_id else {})}
+    if args.csv:
+        print(c.text("/monitor/usage", params={**params, "format": "csv"}), end="")
+        return
+    report = c.call("GET", "/monitor/usage", params=params)
+    if args.json:
+        return render.as_json(report)
+    render.table([{**r, "start": _utc(r["start"])} for r in report["data"]],
+                 ["start", "requests", "success", "errors", "prompt_tokens", "completion_tokens"])
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _quota_rows(q: dict) -> list[dict]:
@@ -232,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
                   "org_activate": lambda c, a: org_patch(c, a, {"status": "active"}),
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
-                  "key_usage": key_usage,
+                  "key_usage": key_usage, "usage_series": usage_series,
                   "backends": backends, "batch_list": batch_list, "batch_show": batch_show,
                   "batch_cancel": batch_cancel, "smoke": None})
 

@@ -87,6 +87,14 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--org-id", help="one organisation (default: all)")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=commands["key_usage"])
+    p = groups.add_parser("usage-series", parents=[common],
+                          help="one organisation's (or key's) usage per hour, day or month (UTC)")
+    p.add_argument("org_id")
+    p.add_argument("--granularity", choices=["hour", "day", "month"], default="day")
+    p.add_argument("--count", type=int, default=30, help="how many buckets, up to now")
+    p.add_argument("--key-id", help="one key of the organisation")
+    p.add_argument("--csv", action="store_true", help="CSV, as the console downloads it")
+    p.set_defaults(func=commands["usage_series"])
     p = groups.add_parser("quota", parents=[common], help="limits: configured, used, remaining, reset")
     p.add_argument("org_id", nargs="?", help="one organisation (default: all)")
     p.add_argument("--limit", type=int, default=50)
@@ -116,6 +124,8 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p = groups.add_parser("audit", parents=[common], help="the audit trail, newest first")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--before", help="cursor printed by the previous page")
+    p.add_argument("--org-id", help="only entries about this organisation")
+    p.add_argument("--action", help="only this action (key.revoke), or a kind of them (key.)")
     p.set_defaults(func=commands["audit"])
     return parser
 

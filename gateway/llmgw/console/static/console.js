@@ -88,6 +88,7 @@ const pages = {
       ["Name", (o) => o.name], ["Id", (o) => o.id], ["Status", (o) => o.status],
       ["Created", (o) => when(o.created_at)],
       ["", (o) => el("span", {},
+        el("button", {type: "button", on: {click: () => editOrg(o)}}, "Limits"),
         el("button", {type: "button", on: {click: () => act("PATCH", `/admin/orgs/${o.id}`,
           {status: o.status === "active" ? "suspended" : "active"}, route)}},
           o.status === "active" ? "Suspend" : "Activate"),
@@ -104,6 +105,8 @@ const pages = {
     const scopes = ["chat", "text2sql", "embeddings", "rerank", "batch", "monitor"];
     const boxes = scopes.map((s) => el("input", {type: "checkbox", value: s, ...(s === "chat" ? {checked: ""} : {})}));
     const keyName = el("input", {name: "key-name", maxlength: "128", placeholder: "key name"});
+    const keyModels = el("input", {name: "key-models", placeholder: "models (all of its organisation's)"});
+    const keyLimits = limitInputs({}, {});
     const show = async () => {
       if (!pick.value) return;
       const {data} = await api("GET", `/admin/orgs/${pick.value}/keys`);
@@ -122,16 +125,45 @@ const pages = {
       e.preventDefault();
       const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
       const made = await api("POST", `/admin/orgs/${pick.value}/keys`,
-        {name: keyName.value || null, scopes: chosen}).catch(fail);
+        {name: keyName.value || null, scopes: chosen, models: patterns(keyModels.value),
+         limits: Object.fromEntries(Object.entries(changedLimits(keyLimits, {})).filter(([, v]) => v !== null))}).catch(fail);
       if (made) { await show(); showSecret(made.api_key, `New key ${made.key.key_id}`); }
-    }}}, keyName, ...scopes.map((s, i) => el("label", {}, boxes[i], s)),
+    }}}, keyName, ...scopes.map((s, i) => el("label", {}, boxes[i], s)), keyModels,
+      el("details", {}, el("summary", {}, "Limits (only stricter than its organisation's)"), ...keyLimits.map((l) => l.label)),
       el("button", {type: "submit"}, "Create key"));
     pick.addEventListener("change", show);
     render(seq, "Keys", el("label", {}, "Organisation ", pick), form, list);
     await show();
   },
 
-  async usage(seq) { render(seq, "Usage today, per key", await usageTable()); },
+  async usage(seq) {
+    const orgs = session.role === "admin" ? (await api("GET", "/admin/orgs?limit=500")).data : [];
+    const pick = el("select", {name: "usage-org"}, ...orgs.map((o) => el("option", {value: o.id}, o.name)));
+    const grain = el("select", {name: "granularity"},
+      ...[["hour", 48], ["day", 30], ["month", 3]].map(([g, n]) => el("option", {value: g, "data-count": n}, `per ${g}`)));
+    grain.value = "day";
+    const out = el("div", {});
+    const draw = async () => {
+      const org = session.role === "admin" ? pick.value : session.org_id;
+      if (!org) { out.replaceChildren(el("p", {}, "No organisation yet.")); return; }
+      const count = grain.selectedOptions[0].dataset.count;
+      const query = `org_id=${encodeURIComponent(org)}&granularity=${grain.value}&count=${count}`;
+      const {data} = await api("GET", `/monitor/usage?${query}`);
+      const label = (r) => when(r.start).slice(0, grain.value === "hour" ? 16 : grain.value === "day" ? 10 : 7);
+      out.replaceChildren(
+        el("a", {href: `/monitor/usage?${query}&format=csv`, download: "", id: "usage-csv"}, "Download CSV"),
+        barChart(data, (r) => r.requests, label, "Requests"),
+        barChart(data, (r) => r.prompt_tokens + r.completion_tokens, label, "Tokens"),
+        table([["From (UTC)", label], ["Requests", (r) => num(r.requests)], ["Errors", (r) => num(r.errors)],
+               ["Prompt tokens", (r) => num(r.prompt_tokens)], ["Completion tokens", (r) => num(r.completion_tokens)]],
+              data.slice().reverse()));
+    };
+    pick.addEventListener("change", draw);
+    grain.addEventListener("change", draw);
+    render(seq, "Usage", await usageTable(),
+      el("h3", {}, "Over time"), session.role === "admin" ? el("label", {}, "Organisation ", pick) : "", grain, out);
+    await draw();
+  },
 
   async quotas(seq) {
     const {data} = await api("GET", "/admin/quotas?limit=500");
@@ -143,11 +175,23 @@ const pages = {
   },
 
   async audit(seq) {
-    const {data} = await api("GET", "/admin/audit?limit=100");
-    render(seq, "Audit trail", table([
-      ["When", (e) => when(e.ts)], ["Actor", (e) => e.actor], ["Action", (e) => e.action], ["Target", (e) => e.target],
-      ["Request", (e) => e.request_id],
-    ], data));
+    const org = el("input", {name: "audit-org", placeholder: "organisation id", maxlength: "64"});
+    const action = el("input", {name: "audit-action", placeholder: "action, or a kind: key.", maxlength: "65"});
+    const out = el("div", {});
+    const show = async () => {
+      const query = new URLSearchParams({limit: "100"});
+      if (org.value) query.set("org_id", org.value.trim());
+      if (action.value) query.set("action", action.value.trim());
+      const {data} = await api("GET", `/admin/audit?${query}`);
+      out.replaceChildren(table([
+        ["When", (e) => when(e.ts)], ["Actor", (e) => e.actor], ["Action", (e) => e.action],
+        ["Target", (e) => e.target], ["Request", (e) => e.request_id],
+      ], data));
+    };
+    const form = el("form", {id: "audit-filter", on: {submit: (e) => { e.preventDefault(); show().catch(fail); }}},
+      org, action, el("button", {type: "submit"}, "Filter"));
+    render(seq, "Audit trail", form, out);
+    await show();
   },
 
   async batches(seq) {
@@ -162,6 +206,33 @@ const pages = {
   },
 };
 
+// A bar per bucket, drawn as SVG elements (no markup from data: values go in as numbers and
+// text nodes).
+function barChart(rows, value, label, title) {
+  const NS = "http://www.w3.org/2000/svg", W = 960, H = 140;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H + 20}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  const top = Math.max(1, ...rows.map(value));
+  const step = W / Math.max(1, rows.length);
+  rows.forEach((row, i) => {
+    const h = (value(row) / top) * H;
+    const bar = document.createElementNS(NS, "rect");
+    for (const [k, v] of Object.entries({x: i * step + 1, y: H - h, width: Math.max(1, step - 2), height: h})) bar.setAttribute(k, v);
+    const tip = document.createElementNS(NS, "title");
+    tip.textContent = `${label(row)}: ${num(value(row))}`;
+    bar.append(tip);
+    svg.append(bar);
+  });
+  const caption = document.createElementNS(NS, "text");
+  caption.setAttribute("x", 0); caption.setAttribute("y", H + 16);
+  caption.textContent = `${title} (max ${num(top)})`;
+  svg.append(caption);
+  return svg;
+}
+
 async function usageTable() {
   const {bucket, data} = await api("GET", "/monitor/key_usage?limit=100");
   return el("section", {}, el("h3", {}, `Per key, ${bucket} (UTC)`), table([
@@ -169,6 +240,46 @@ async function usageTable() {
     ["Errors", (k) => num(k.errors)], ["Prompt tokens", (k) => num(k.prompt_tokens)],
     ["Completion tokens", (k) => num(k.completion_tokens)],
   ], data));
+}
+
+const LIMITS = ["rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "daily_token_limit",
+  "daily_request_limit", "monthly_token_limit", "max_context_tokens", "max_output_tokens"];
+
+// One number input per limit: its value the one set here, its placeholder the one in force.
+function limitInputs(set, effective) {
+  return LIMITS.map((name) => {
+    const input = el("input", {type: "number", min: "1", step: "1", name, value: set[name] ?? undefined,
+                               placeholder: effective[name] ?? "default"});
+    return {name, input, label: el("label", {class: "limit"}, name, input)};
+  });
+}
+
+// What the inputs change: a number, or null (emptied: back to the default).
+function changedLimits(inputs, set) {
+  const out = {};
+  for (const {name, input} of inputs) {
+    const value = input.value === "" ? null : Number(input.value);
+    if (value !== (set[name] ?? null)) out[name] = value;
+  }
+  return out;
+}
+
+const patterns = (text) => (text.trim() ? text.split(",").map((p) => p.trim()).filter(Boolean) : null);
+
+function editOrg(org) {
+  const inputs = limitInputs(org.limits, org.effective_limits);
+  const models = el("input", {name: "org-models", value: (org.models || []).join(", "),
+                              placeholder: "models: every one"});
+  const form = el("form", {id: "org-edit", on: {submit: async (e) => {
+    e.preventDefault();
+    const change = changedLimits(inputs, org.limits);
+    const wanted = patterns(models.value);
+    if (JSON.stringify(wanted) !== JSON.stringify(org.models ?? null)) change.models = wanted;
+    await act("PATCH", `/admin/orgs/${org.id}`, change, route);
+  }}}, el("strong", {}, `Limits of ${org.name}`), ...inputs.map((l) => l.label), models,
+    el("button", {type: "submit"}, "Save"));
+  $("org-edit")?.remove();
+  $("page").append(form);
 }
 
 async function act(method, path, body, then) {
