@@ -127,23 +127,51 @@ class UsageReport:
 
     async def quota(self, org: Org) -> dict:
         """Per limit: configured, used, remaining and when it resets (epoch seconds)."""
-        limits = org.limits.over(self._defaults)
-        scope = scopes_for(org.id, limits, "-", Limits())[0]
+        return (await self.quotas([org]))[0]
+
+    async def quotas(self, orgs: list[Org]) -> list[dict]:
+        """quota() of each organisation, read in one pipeline."""
         secs, usecs = await self._r.time()
         now_ms = int(secs) * 1000 + int(usecs) // 1000
-        local = datetime.fromtimestamp(now_ms / 1000, zoneinfo.ZoneInfo(org.timezone))
-        offset = int(local.utcoffset().total_seconds())
-        day = (now_ms // 1000 + offset) // 86400
-        month = local.year * 100 + local.month
+        plans = [self._plan(org, now_ms) for org in orgs]
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.zcount(scope.prefix + "rpm", now_ms - WINDOW, "+inf")
-            pipe.zrangebyscore(scope.prefix + "rpm", now_ms - WINDOW, "+inf", start=0, num=1, withscores=True)
-            pipe.zrangebyscore(scope.prefix + "tpm", now_ms - WINDOW, "+inf", withscores=True)
-            pipe.hgetall(scope.prefix + "tpmw")
-            pipe.zcount(scope.leases, now_ms, "+inf")
-            pipe.hgetall(f"{scope.quota_prefix}d:{day}")
-            pipe.hgetall(f"{scope.quota_prefix}m:{month}")
-            rpm_used, rpm_oldest, tpm_entries, weights, in_flight, daily, monthly = await pipe.execute()
+            for plan in plans:
+                plan.queue(pipe, now_ms)
+            pipe.zcount(GLOBAL_CONCURRENCY, now_ms, "+inf")
+            replies = await pipe.execute()
+        global_in_flight = replies[-1]
+        return [plan.row(replies[i * _QuotaPlan.REPLIES:(i + 1) * _QuotaPlan.REPLIES], now_ms,
+                         global_in_flight) for i, plan in enumerate(plans)]
+
+    def _plan(self, org: Org, now_ms: int) -> "_QuotaPlan":
+        limits = org.limits.over(self._defaults)
+        local = datetime.fromtimestamp(now_ms / 1000, zoneinfo.ZoneInfo(org.timezone))
+        return _QuotaPlan(org, limits, scopes_for(org.id, limits, "-", Limits())[0], local)
+
+
+class _QuotaPlan:
+    """One organisation's quota reads (queued on a pipeline) and the row made of the replies."""
+    REPLIES = 7
+
+    def __init__(self, org: Org, limits: Limits, scope, local: datetime) -> None:
+        self.org, self.limits, self.scope, self.local = org, limits, scope, local
+
+    def queue(self, pipe, now_ms: int) -> None:
+        offset = int(self.local.utcoffset().total_seconds())
+        day = (now_ms // 1000 + offset) // 86400
+        month = self.local.year * 100 + self.local.month
+        scope = self.scope
+        pipe.zcount(scope.prefix + "rpm", now_ms - WINDOW, "+inf")
+        pipe.zrangebyscore(scope.prefix + "rpm", now_ms - WINDOW, "+inf", start=0, num=1, withscores=True)
+        pipe.zrangebyscore(scope.prefix + "tpm", now_ms - WINDOW, "+inf", withscores=True)
+        pipe.hgetall(scope.prefix + "tpmw")
+        pipe.zcount(scope.leases, now_ms, "+inf")
+        pipe.hgetall(f"{scope.quota_prefix}d:{day}")
+        pipe.hgetall(f"{scope.quota_prefix}m:{month}")
+
+    def row(self, replies: list, now_ms: int, global_in_flight: int) -> dict:
+        rpm_used, rpm_oldest, tpm_entries, weights, in_flight, daily, monthly = replies
+        limits, local, org = self.limits, self.local, self.org
         tpm_used = sum(int(weights.get(member, 0)) for member, _ in tpm_entries)
         next_day = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
         first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -161,4 +189,4 @@ class UsageReport:
             "daily_request_limit": row(limits.daily_request_limit, int(daily.get("req", 0)), next_day.timestamp()),
             "monthly_token_limit": row(limits.monthly_token_limit, int(monthly.get("tok", 0)),
                                        next_month.timestamp()),
-        }, "global_in_flight": await self._r.zcount(GLOBAL_CONCURRENCY, now_ms, "+inf")}
+        }, "global_in_flight": global_in_flight}

@@ -142,7 +142,7 @@ async def quota(org_id: str, services: ServicesDep) -> dict:
 @router.get("/quotas", summary="Quota state of every organisation (paginated)")
 async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> dict:
     orgs, total = await services.tenancy_store.list_orgs(offset, limit)
-    return {"data": [await services.usage_report.quota(o) for o in orgs], "total": total,
+    return {"data": await services.usage_report.quotas(orgs), "total": total,
             "limit": limit, "offset": offset}
 
 

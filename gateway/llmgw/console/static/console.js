@@ -167,11 +167,16 @@ const pages = {
 
   async quotas(seq) {
     const {data} = await api("GET", "/admin/quotas?limit=500");
-    const rows = data.flatMap((q) => Object.entries(q.limits).map(([which, v]) => ({org: q.name, which, ...v})));
-    render(seq, "Quotas", table([
-      ["Organisation", (r) => r.org], ["Limit", (r) => r.which], ["Configured", (r) => num(r.limit)],
-      ["Used", (r) => num(r.used)], ["Remaining", (r) => num(r.remaining)], ["Resets", (r) => when(r.resets_at)],
-    ], rows));
+    const names = data.length ? Object.keys(data[0].limits) : [];
+    // One row per organisation: each limit as used / configured, its reset in the cell's title.
+    const cell = (v) => {
+      const span = el("span", v.resets_at ? {title: `resets ${when(v.resets_at)} UTC`} : {},
+                      `${num(v.used)} / ${v.limit === null ? "none" : num(v.limit)}`);
+      if (v.limit !== null && v.used >= v.limit) span.className = "spent";
+      return span;
+    };
+    render(seq, "Quotas", el("p", {}, "Used / configured, now; hover a figure for when it resets."),
+      table([["Organisation", (q) => q.name], ...names.map((n) => [n, (q) => cell(q.limits[n])])], data));
   },
 
   async audit(seq) {
