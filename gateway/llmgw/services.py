@@ -22,6 +22,7 @@ from .admission.gate import AdmissionGate, admission_ids
 from .admission.local_limiter import LocalLimiter
 from .admission.redis_channel import RedisChannel
 from .admission.redis_clock import RedisClock
+from .admission.rejections import Rejections
 from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
@@ -80,6 +81,7 @@ class Services:
     batches: JobStore | None = None  # batch jobs (the runner process runs them)
     batch_lane: BatchLane | None = None  # who a runner's line runs as, and whether it may now
     console: ConsoleSessions | None = None  # /dashboard sign-ins
+    rejections: Rejections | None = None  # each organisation's latest 429s, and why
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -115,6 +117,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         health = HealthMonitor(client, routing, interval=settings.health_check_interval_secs,
                                timeout=settings.health_probe_timeout_secs, metrics=metrics)
         defaults = settings.default_limits()
+        tasks = BackgroundTasks()
+        rejections = Rejections(fast, tasks, clock)
         admin_store = TenancyStore(slow, clock)
         audit = AuditLog(slow, clock)
         auth = Authenticator(TenancyStore(fast, clock, channel), defaults, clock=clock,
@@ -129,10 +133,11 @@ async def running_services(settings: Settings, routing: RoutingTable,
                             Upstream(client, selector, _retry_policy(settings), settings, metrics),
                             auth, admin_store,
                             TenancyAdmin(admin_store, audit, defaults, clock, catalogue), audit,
-                            _admission(settings, fast, channel, clock, metrics), BackgroundTasks(), metrics,
+                            _admission(settings, fast, channel, clock, metrics, rejections), tasks, metrics,
                             UsageReport(slow, defaults), selector.breakers, selector.queue,
                             selector.suspects, state, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
+        services.rejections = rejections
         services.responses = ResponseStore(slow, ttl_secs=settings.responses_ttl_secs,
                                            max_bytes=settings.responses_max_bytes)
         services.files = FileStore(slow, settings.data_dir,
@@ -166,7 +171,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
 
 
 def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
-               clock: Callable[[], float], metrics: Metrics) -> AdmissionGate:
+               clock: Callable[[], float], metrics: Metrics,
+               rejections: Rejections) -> AdmissionGate:
     lease_ms = int(settings.concurrency_lease_secs * 1000)
     limiter = RedisLimiter(redis, channel, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
@@ -178,7 +184,8 @@ def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
                          lease_secs=settings.concurrency_lease_secs, clock=clock, metrics=metrics,
                          new_id=admission_ids(secrets.token_hex(6)),
                          max_request_secs=settings.max_request_secs,
-                         max_concurrent_batch=settings.max_concurrent_batch)
+                         max_concurrent_batch=settings.max_concurrent_batch,
+                         rejections=rejections)
 
 
 @contextmanager

@@ -116,8 +116,10 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
     assert csv_text.startswith("start,requests,") and sum(
         int(line.split(",")[1]) for line in csv_text.strip().splitlines()[1:]) == 3
     v.open("quotas", shot="quotas")
-    columns = v.page.locator("#page thead th").all_inner_texts()
-    quota = v.page.locator("tbody tr", has_text=XSS_NAME)
+    v.page.locator("tbody tr", has_text=XSS_NAME).get_by_role("button", name="Why refused?").click()
+    expect(v.page.locator("#rejections h3")).to_contain_text(XSS_NAME)
+    columns = v.page.locator("#page > table thead th").all_inner_texts()
+    quota = v.page.locator("#page > table tbody tr", has_text=XSS_NAME)
     expect(quota.locator("td").nth(columns.index("daily_request_limit"))).to_have_text(
         re.compile(r"^3 / "))  # used / configured
 

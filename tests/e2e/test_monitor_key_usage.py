@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -139,3 +140,22 @@ def test_gatewayctl_usage_series_and_audit_filters(sim_stack, two_orgs):
     exact = ok_json(sim_stack, "audit", "--action", "org.update", "--limit", "1")["data"]
     assert [e["target"] for e in exact] == [a["id"]]
     assert ctl(sim_stack, "audit", "--action", "Bad Action").returncode != 0
+
+
+def test_an_organisations_latest_refusals_say_which_limit_and_key(sim_stack):
+    from test_gatewayctl import ok_json
+    org = sim_stack.open_org(rpm_limit=2)
+    statuses = [httpx.post(sim_stack.base_url + "/v1/chat/completions", json=CHAT, timeout=30,
+                           headers={"Authorization": f"Bearer {org['api_key']}"}).status_code
+                for _ in range(6)]
+    assert statuses.count(429) == 4, statuses
+    with sim_stack.admin() as admin:
+        deadline = time.monotonic() + 5  # written off the request path
+        while not (rows := admin.get(f"/admin/orgs/{org['org']['id']}/rejections").json()["data"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert admin.get("/admin/orgs/org_nope/rejections").status_code == 404
+    assert {r["code"] for r in rows} == {"limit_rpm"}
+    assert {r["key_id"] for r in rows} == {org["key"]["key_id"]}
+    assert 1 <= sum(r["refusals"] for r in rows) <= 4 and all(r["retry_after_secs"] >= 1 for r in rows)
+    assert ok_json(sim_stack, "rejections", org["org"]["id"])["data"][0]["code"] == "limit_rpm"

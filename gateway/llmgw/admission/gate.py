@@ -22,6 +22,7 @@ from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
 from .redis_channel import RedisBusy
 from ..batches.keys import billed
+from .rejections import Rejections
 from .redis_limiter import (BATCH_CONCURRENCY, RedisLimiter, Reservation,
                             batch_scopes_for, scopes_for, usage_prefix)
 
@@ -85,8 +86,9 @@ class AdmissionGate:
     def __init__(self, limiter: RedisLimiter, local: LocalLimiter, *, fail_open: bool,
                  lease_secs: float, clock: Callable[[], float], metrics: Metrics,
                  new_id: Callable[[], str], max_request_secs: float = float("inf"),
-                 max_concurrent_batch: int = 0) -> None:
+                 max_concurrent_batch: int = 0, rejections: Rejections | None = None) -> None:
         self._limiter = limiter
+        self._rejections = rejections
         self._batch_lane = (BATCH_CONCURRENCY, max_concurrent_batch)
         self._new_id = new_id
         self._local = local
@@ -128,6 +130,7 @@ class AdmissionGate:
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
         if not verdict.admitted:
             self._note_room(principal.key_id, 0)
+            self._refused(principal, verdict.code, -(-verdict.retry_ms // 1000))
             raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
         if final is None:  # a final admission skips the concurrency checks: no room for a call
             self._note_room(principal.key_id, verdict.room)
@@ -202,6 +205,10 @@ class AdmissionGate:
         self._came_back()
         return True
 
+    def _refused(self, principal: Principal, code: str, retry_after_secs: int) -> None:
+        if self._rejections is not None:
+            self._rejections.note(principal.org_id, principal.key_id, code, retry_after_secs)
+
     def _went_down(self, op: str) -> None:
         self._metrics.redis_errors.labels(op).inc()
         if not self.degraded:
@@ -221,6 +228,7 @@ class AdmissionGate:
         refused = self._local.admit(principal.org_id, principal.limits, reserve)
         if refused is not None:
             code, wait = refused
+            self._refused(principal, code, max(1, int(wait + 0.999)))
             raise RateLimited(code, max(1, int(wait + 0.999)), {})
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, {}, None)
 

@@ -139,6 +139,14 @@ async def quota(org_id: str, services: ServicesDep) -> dict:
     return await services.usage_report.quota(await services.tenancy_admin.org(org_id))
 
 
+@router.get("/orgs/{org_id}/rejections",
+            summary="Its latest refusals for a limit or quota (429): when, which key, which limit")
+async def rejections(org_id: str, services: ServicesDep,
+                     limit: Annotated[int, Query(ge=1, le=50)] = 50) -> dict:
+    org = await services.tenancy_admin.org(org_id)
+    return {"org_id": org.id, "data": await services.rejections.recent(org.id, limit)}
+
+
 @router.get("/quotas", summary="Quota state of every organisation (paginated)")
 async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -> dict:
     orgs, total = await services.tenancy_store.list_orgs(offset, limit)

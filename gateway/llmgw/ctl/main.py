@@ -176,6 +176,14 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
+def rejections(c: AdminClient, args) -> None:
+    page = c.call("GET", f"/admin/orgs/{args.org_id}/rejections", params={"limit": args.limit})
+    if args.json:
+        return render.as_json(page)
+    render.table([{**r, "at": _utc(r["at"])} for r in page["data"]],
+                 ["at", "key_id", "code", "retry_after_secs", "refusals"])
+
+
 def _quota_rows(q: dict) -> list[dict]:
     return [{"org_id": q["org_id"], "limit_name": name, **row} for name, row in q["limits"].items()]
 
@@ -252,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
                   "key_usage": key_usage, "usage_series": usage_series,
+                  "rejections": rejections,
                   "backends": backends, "batch_list": batch_list, "batch_show": batch_show,
                   "batch_cancel": batch_cancel, "smoke": None})
 

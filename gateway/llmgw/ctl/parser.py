@@ -95,6 +95,11 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--key-id", help="one key of the organisation")
     p.add_argument("--csv", action="store_true", help="CSV, as the console downloads it")
     p.set_defaults(func=commands["usage_series"])
+    p = groups.add_parser("rejections", parents=[common],
+                          help="an organisation's latest 429s: when, which key, which limit")
+    p.add_argument("org_id")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=commands["rejections"])
     p = groups.add_parser("quota", parents=[common], help="limits: configured, used, remaining, reset")
     p.add_argument("org_id", nargs="?", help="one organisation (default: all)")
     p.add_argument("--limit", type=int, default=50)

@@ -175,8 +175,19 @@ const pages = {
       if (v.limit !== null && v.used >= v.limit) span.className = "spent";
       return span;
     };
+    const why = el("div", {id: "rejections"});
+    const refusals = async (q) => {
+      const {data: rows} = await api("GET", `/admin/orgs/${q.org_id}/rejections`);
+      why.replaceChildren(el("h3", {}, `Latest refusals (429) of ${q.name}`), rows.length ? table([
+        ["When (UTC)", (r) => when(r.at)], ["Key", (r) => r.key_id], ["Limit", (r) => r.code],
+        ["Told to wait (s)", (r) => r.retry_after_secs], ["Refusals", (r) => num(r.refusals)],
+      ], rows) : el("p", {}, "None in the last 7 days."));
+    };
     render(seq, "Quotas", el("p", {}, "Used / configured, now; hover a figure for when it resets."),
-      table([["Organisation", (q) => q.name], ...names.map((n) => [n, (q) => cell(q.limits[n])])], data));
+      why,
+      table([["Organisation", (q) => q.name], ...names.map((n) => [n, (q) => cell(q.limits[n])]),
+             ["", (q) => el("button", {type: "button", on: {click: () => refusals(q).catch(fail)}}, "Why refused?")]],
+            data));
   },
 
   async audit(seq) {
