@@ -23,6 +23,7 @@ from .admission.local_limiter import LocalLimiter
 from .admission.redis_channel import RedisChannel
 from .admission.redis_clock import RedisClock
 from .admission.rejections import Rejections
+from .observability.overview import SAMPLE_EVERY_SECS, Overview
 from .admission.redis_limiter import RedisLimiter
 from .admission.report import UsageReport
 from .audit import AuditLog
@@ -82,6 +83,7 @@ class Services:
     batch_lane: BatchLane | None = None  # who a runner's line runs as, and whether it may now
     console: ConsoleSessions | None = None  # /dashboard sign-ins
     rejections: Rejections | None = None  # each organisation's latest 429s, and why
+    overview: Overview | None = None  # the last hour per model, from this instance's metrics
     draining: bool = False
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -138,6 +140,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
                             selector.suspects, state, slow)
         services.cache = build_cache(settings, fast, services.tasks, metrics, clock)
         services.rejections = rejections
+        services.overview = Overview(metrics.families)
         services.responses = ResponseStore(slow, ttl_secs=settings.responses_ttl_secs,
                                            max_bytes=settings.responses_max_bytes)
         services.files = FileStore(slow, settings.data_dir,
@@ -159,6 +162,7 @@ async def running_services(settings: Settings, routing: RoutingTable,
             tg.start_soon(scraper.run)
             tg.start_soon(listen_for_invalidations, listener, auth)
             tg.start_soon(services.admission.renew_forever)
+            tg.start_soon(_sample_forever, services.overview)
             # Leftovers of uploads cut short by a crash, and contents whose metadata expired.
             tg.start_soon(partial(sweep_forever, services.files, every_secs=FILE_SWEEP_SECS,
                                   older_than_secs=settings.files_upload_timeout_secs + 60))
@@ -168,6 +172,12 @@ async def running_services(settings: Settings, routing: RoutingTable,
                 services.draining = True
                 await services.tasks.wait()  # settlements still in flight
                 tg.cancel_scope.cancel()
+
+
+async def _sample_forever(overview: Overview) -> None:
+    while True:
+        await anyio.to_thread.run_sync(overview.sample)  # reads every worker's metric files
+        await anyio.sleep(SAMPLE_EVERY_SECS)
 
 
 def _admission(settings: Settings, redis: Redis, channel: RedisChannel,

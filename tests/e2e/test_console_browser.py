@@ -150,6 +150,8 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
     v.page.screenshot(path=str(SHOTS / "audit.png"))
     for name in ("overview", "backends", "batches"):
         v.open(name, shot=name)
+        if name == "overview":  # the last hour per model, with the calls made above in it
+            expect(v.page.locator("tbody tr", has_text="Qwen/Qwen2.5-7B-Instruct").first).to_be_visible()
     # A change without the CSRF token, from the signed-in page itself: refused.
     assert v.fetch_status("POST", "/admin/orgs") == 403
     assert v.dialogs == [] and v.blocked == []

@@ -159,3 +159,16 @@ def test_an_organisations_latest_refusals_say_which_limit_and_key(sim_stack):
     assert {r["key_id"] for r in rows} == {org["key"]["key_id"]}
     assert 1 <= sum(r["refusals"] for r in rows) <= 4 and all(r["retry_after_secs"] >= 1 for r in rows)
     assert ok_json(sim_stack, "rejections", org["org"]["id"])["data"][0]["code"] == "limit_rpm"
+
+
+def test_the_overview_of_the_last_hour_per_model(sim_stack, two_orgs):
+    a, _ = two_orgs
+    got = httpx.get(sim_stack.base_url + "/monitor/overview", timeout=30,
+                    headers={"Authorization": f"Bearer {a['monitor']}"})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert 0 < body["window_secs"] <= 3660
+    [qwen] = [m for m in body["models"] if m["model"] == "Qwen/Qwen2.5-7B-Instruct"]
+    assert qwen["requests"] >= 4 and qwen["requests_per_s"] > 0 and qwen["tokens"] > 0
+    assert 0 < qwen["latency_p50_s"] <= qwen["latency_p95_s"] <= qwen["latency_p99_s"]
+    assert httpx.get(sim_stack.base_url + "/monitor/overview").status_code == 401

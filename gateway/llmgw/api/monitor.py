@@ -10,6 +10,7 @@ import io
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
@@ -85,6 +86,15 @@ def _csv(rows: list[dict]) -> str:
         start = datetime.fromtimestamp(row["start"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow([start, *(row[c] for c in COUNTERS)])
     return out.getvalue()
+
+
+@router.get("/monitor/overview",
+            summary="The last hour per model on this gateway instance: requests and tokens per "
+                    "second, error and refusal rates, latency p50/p95/p99 (admin token or a "
+                    "`monitor`-scoped key)",
+            responses=MONITOR_ERRORS, openapi_extra={"security": MONITOR})
+async def overview(services: ServicesDep, viewer: MonitorViewerDep) -> dict:
+    return await anyio.to_thread.run_sync(services.overview.report)
 
 
 _EPOCH = date(1970, 1, 1).toordinal()

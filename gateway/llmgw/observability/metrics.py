@@ -142,8 +142,15 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """All workers' samples, summed (or this process's alone, outside gunicorn)."""
+        return generate_latest(self._summed())
+
+    def families(self):
+        """The same samples, as metric families (overview.py reads them)."""
+        return self._summed().collect()
+
+    def _summed(self) -> CollectorRegistry:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            return generate_latest(self.registry)
+            return self.registry
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
+        return registry

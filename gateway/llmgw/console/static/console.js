@@ -53,12 +53,22 @@ function fail(err) { $("error").textContent = err.message; }
 // ---- pages --------------------------------------------------------------------------------
 const pages = {
   async overview(seq) {
-    const health = await api("GET", "/health/detailed");
+    const [health, last] = await Promise.all([api("GET", "/health/detailed"), api("GET", "/monitor/overview")]);
     const backends = Object.values(health.pools).flatMap((p) => p.backends);
+    const pct = (x) => (x === null || x === undefined ? "" : `${(100 * x).toFixed(1)} %`);
+    const ms = (x) => (x === null || x === undefined ? "" : `${Math.round(1000 * x)} ms`);
     render(seq, "Overview",
       el("p", {}, `Status: ${health.status}${health.draining ? " (draining)" : ""}. `,
         `${backends.filter((b) => b.healthy).length} of ${backends.length} backends healthy, `,
         `${num(backends.reduce((n, b) => n + b.in_flight, 0))} requests in flight here.`),
+      el("h3", {}, `The last ${last.window_secs < 120 ? `${Math.round(last.window_secs)} seconds`
+        : `${Math.round(last.window_secs / 60)} minutes`} on this gateway instance`),
+      table([
+        ["Model", (r) => (r.model === "-" ? "(none: refused before a model)" : r.model)],
+        ["Requests/s", (r) => r.requests_per_s], ["Tokens/s", (r) => r.tokens_per_s],
+        ["Errors (5xx)", (r) => pct(r.error_rate)], ["Refused (4xx)", (r) => pct(r.refused_rate)],
+        ["p50", (r) => ms(r.latency_p50_s)], ["p95", (r) => ms(r.latency_p95_s)], ["p99", (r) => ms(r.latency_p99_s)],
+      ], last.models),
       await usageTable());
   },
 
