@@ -245,3 +245,23 @@ def test_batch_lane_headers_from_outside_never_reach_the_gateway(gateway_edge, s
     direct = httpx.post(sim_stack.base_url + "/v1/chat/completions", json=body,
                         headers={**sim_stack.auth, **fake})
     assert direct.status_code == 401
+
+
+def test_the_console_works_through_nginx_over_https(gateway_edge, sim_stack):
+    """Through the edge the page gets the console's policy (its own script, no inline one),
+    the sign-in's Secure cookie rides HTTPS, and the admin API answers the session (from an
+    allowed network) with its CSRF token."""
+    with gateway_edge.client() as client:
+        page = client.get("/dashboard")
+        csp = page.headers["content-security-policy"]
+        assert page.status_code == 200 and "script-src 'self'" in csp and "unsafe" not in csp
+        assert len(page.headers.get_list("content-security-policy")) == 1
+        assert client.get("/dashboard/assets/console.js").status_code == 200
+        signed = client.post("/dashboard/session", json={"token": sim_stack.admin_token})
+        assert signed.status_code == 200 and "secure" in signed.headers["set-cookie"].lower()
+        client.cookies.set("llmgw_console", signed.cookies["llmgw_console"])
+        csrf = signed.json()["csrf_token"]
+        assert client.get("/admin/orgs").status_code == 200
+        assert client.post("/admin/orgs", json={"name": "edge console"}).status_code == 403
+        made = client.post("/admin/orgs", json={"name": "edge console"}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 201, made.text
