@@ -69,6 +69,11 @@ def _carriers(secret: str) -> list[tuple[str, str, dict, object]]:
                                     "documents": [secret]}),
         ("POST", f"/v1/chat/completions?k={secret}", {"Referer": secret},
          {**chat, "pad": "x" * (MAX_BODY + 70_000)}),  # refused by nginx itself (413)
+        # the console's sign-in: the token in its body (a session for the admin token), in a
+        # query string (refused), in a cookie
+        ("POST", "/dashboard/session", {"Authorization": ""}, {"token": secret}),
+        ("POST", f"/dashboard/session?token={secret}", {"Authorization": ""}, None),
+        ("GET", "/dashboard/session", {"Authorization": "", "Cookie": f"llmgw_console={secret}"}, None),
     ]
 
 
