@@ -32,7 +32,8 @@ from .sessions import COOKIE, token_digest
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The page's own files; nothing else under /dashboard/assets is served.
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+ASSETS = {"console.js": "text/javascript", "pages.js": "text/javascript", "dom.js": "text/javascript",
+          "console.css": "text/css"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
