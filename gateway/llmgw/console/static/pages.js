@@ -188,8 +188,6 @@ export function makePages(app) {
     },
   };
 
-  // A bar per bucket, drawn as SVG elements (no markup from data: values go in as numbers and
-
   async function usageTable() {
     const {bucket, data} = await api("GET", "/monitor/key_usage?limit=100");
     return el("section", {}, el("h3", {}, `Per key, ${bucket} (UTC)`), table([
