@@ -115,6 +115,15 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
     csv_text = v.page.evaluate("(href) => fetch(href).then((r) => r.text())", csv_href)
     assert csv_text.startswith("start,requests,") and sum(
         int(line.split(",")[1]) for line in csv_text.strip().splitlines()[1:]) == 3
+    v.page.fill("input[name=usage-key]", "0" * 16)  # another key: none of those calls
+    v.page.press("input[name=usage-key]", "Enter")
+    expect(v.page.locator("#usage-csv")).to_have_attribute("href", re.compile("key_id=0{16}"))
+    v.page.fill("input[name=usage-key]", key_id)
+    v.page.press("input[name=usage-key]", "Tab")
+    expect(v.page.locator("#usage-csv")).to_have_attribute("href", re.compile(f"key_id={key_id}"))
+    per_key = v.page.evaluate("(h) => fetch(h).then((r) => r.text())",
+                              v.page.get_attribute("#usage-csv", "href"))
+    assert sum(int(line.split(",")[1]) for line in per_key.strip().splitlines()[1:]) == 3
     v.open("quotas", shot="quotas")
     v.page.locator("tbody tr", has_text=XSS_NAME).get_by_role("button", name="Why refused?").click()
     expect(v.page.locator("#rejections h3")).to_contain_text(XSS_NAME)

@@ -108,12 +108,15 @@ export function makePages(app) {
       const grain = el("select", {name: "granularity"},
         ...[["hour", 48], ["day", 30], ["month", 3]].map(([g, n]) => el("option", {value: g, "data-count": n}, `per ${g}`)));
       grain.value = "day";
+      const key = el("input", {name: "usage-key", placeholder: "one key id (all keys)", maxlength: "16",
+                               pattern: "[0-9a-f]{16}"});
       const out = el("div", {});
       const draw = async () => {
         const org = session().role === "admin" ? pick.value : session().org_id;
         if (!org) { out.replaceChildren(el("p", {}, "No organisation yet.")); return; }
         const count = grain.selectedOptions[0].dataset.count;
-        const query = `org_id=${encodeURIComponent(org)}&granularity=${grain.value}&count=${count}`;
+        const query = new URLSearchParams({org_id: org, granularity: grain.value, count});
+        if (key.value.trim()) query.set("key_id", key.value.trim());
         const {data} = await api("GET", `/monitor/usage?${query}`);
         const label = (r) => when(r.start).slice(0, grain.value === "hour" ? 16 : grain.value === "day" ? 10 : 7);
         out.replaceChildren(
@@ -126,8 +129,9 @@ export function makePages(app) {
       };
       pick.addEventListener("change", draw);
       grain.addEventListener("change", draw);
+      key.addEventListener("change", () => draw().catch(fail));
       render(seq, "Usage", await usageTable(),
-        el("h3", {}, "Over time"), session().role === "admin" ? el("label", {}, "Organisation ", pick) : "", grain, out);
+        el("h3", {}, "Over time"), session().role === "admin" ? el("label", {}, "Organisation ", pick) : "", grain, key, out);
       await draw();
     },
 
