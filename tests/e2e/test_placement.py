@@ -22,7 +22,9 @@ SENDS = 4  # per conversation: new connections, so spread over workers and repli
 def placed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("placement")
     routing = tmp / "routing.yaml"
-    routing.write_text(E2E_ROUTING.read_text().replace(
+    table = E2E_ROUTING.read_text()
+    assert "  chat:\n    backends:" in table  # the chat pool gets the policy, or the test is void
+    routing.write_text(table.replace(
         "  chat:\n    backends:", "  chat:\n    policy: {name: prefix}\n    backends:"))
     stack = TestStack("sim", tmp, workers=2, replicas=2, routing=routing,
                       sim_args=("--ttft-ms", "0", "--itl-ms", "0")).start()

@@ -32,7 +32,9 @@ def gateways(vllm_stack, tmp_path_factory):
         # The tiny model's context is 512 tokens: a 256-byte key, which the shared system
         # prompt fills (so even a first turn is bound to its document's replica).
         spec = "{name: prefix, prefix_bytes: 256}" if policy == "prefix" else "{name: random}"
-        routing.write_text(E2E_ROUTING.read_text().replace(
+        table = E2E_ROUTING.read_text()
+        assert "  chat:\n    backends:" in table  # the chat pool gets the policy
+        routing.write_text(table.replace(
             "  chat:\n    backends:", f"  chat:\n    policy: {spec}\n    backends:"))
         cfg = dataclasses.replace(vllm_stack.cfg, state_dir=tmp, env={
             **vllm_stack.cfg.env, "ROUTING_FILE": str(routing), "GATEWAY_WORKERS": "1"})
