@@ -51,6 +51,7 @@ bench: venv debs
 	@$(PY) bench/limiter_bench.py
 	@$(PY) bench/gateway_bench.py
 	@$(PY) bench/batch_bench.py
+	@$(PY) bench/console_bench.py
 	@$(PY) bench/flood_bench.py
 	@$(PY) bench/refused_bodies.py --wait 10
 	@$(PY) bench/routing_bench.py
