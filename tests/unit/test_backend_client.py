@@ -281,3 +281,16 @@ def test_origins_parse_ports_paths_and_host_headers():
     assert Origin.from_url("https://gpu.example/v") == Origin("gpu.example", 443, True, b"/v",
                                                              b"gpu.example")
     assert Origin.from_url("http://[::1]:81/").host_header == b"[::1]:81"
+
+
+def test_a_client_asked_to_keep_headers_keeps_them_and_the_gateways_own_keeps_none():
+    async def scenario(server, origin):
+        plain, keeping = _client(), _client(keep_headers=True)
+        for http, expected in ((plain, None), (keeping, {"content-length": "2", "connection": "close"})):
+            resp = await http.request(origin, b"POST", b"/close", b"", b"{}", read_timeout=2)
+            assert await resp.read() == b"ok" and resp.headers == expected
+            chunked = await http.request(origin, b"POST", b"/chunked", b"", b"{}", read_timeout=2)
+            await chunked.read()
+            assert chunked.headers == (None if expected is None else {"transfer-encoding": "chunked"})
+            await http.aclose()
+    _run(scenario)

@@ -26,11 +26,11 @@ class Response:
     __slots__ = ("status", "headers", "complete", "_conn", "_chunks", "_buffered", "_waiter",
                  "_error")
 
-    def __init__(self, conn: Connection, keep_headers: bool = False) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.status = 0
-        # (lower-cased name, value) once the head is in, when asked for: the gateway's own
-        # backend calls need none, so they pay nothing for them.
-        self.headers: dict[str, str] | None = {} if keep_headers else None
+        # Lower-cased name -> value once the head is in, on a HeadersConnection only: the
+        # gateway's backend calls read no header, so they pay nothing for them.
+        self.headers: dict[str, str] | None = None
         self.complete = False
         self._conn = conn
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -126,11 +126,11 @@ class Connection(asyncio.Protocol):
         self._transport = transport
 
     def send(self, data: bytes, read_timeout: float, head_timeout: float = math.inf,
-             answer_timeout: float = math.inf, keep_headers: bool = False) -> Response:
+             answer_timeout: float = math.inf) -> Response:
         """Write a whole request; the response arrives on the returned object. A silence of
         `read_timeout`, no response head within `head_timeout`, or no complete response
         within `answer_timeout` fails it with ReadTimeout."""
-        self._response = response = Response(self, keep_headers)
+        self._response = response = self._new_response()
         self._read_timeout = read_timeout
         self._last_data = self._loop.time()
         self._head_by = self._last_data + head_timeout
@@ -155,11 +155,11 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"the backend's answer is not valid HTTP/1.1: {exc}"))
 
-    # httptools callbacks, in the order a response arrives
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._response is not None and self._response.headers is not None:
-            self._response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+    def _new_response(self) -> Response:
+        return Response(self)
 
+    # httptools callbacks, in the order a response arrives (no on_header: httptools calls only
+    # the callbacks a protocol has, and this one reads no header)
     def on_headers_complete(self) -> None:
         if self._response is None:
             raise httptools.HttpParserError("a response nobody asked for")
@@ -215,3 +215,17 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class HeadersConnection(Connection):
+    """A Connection whose responses keep their headers (Response.headers): for a client that
+    reads them (the batch runner: X-Request-ID, Retry-After)."""
+
+    def _new_response(self) -> Response:
+        response = Response(self)
+        response.headers = {}
+        return response
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._response is not None:
+            self._response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")

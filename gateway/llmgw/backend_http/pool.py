@@ -15,7 +15,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .connection import Connection, Response
+from .connection import Connection, HeadersConnection, Response
 from .errors import ConnectError, ConnectTimeout, PoolTimeout
 
 
@@ -41,7 +41,10 @@ class Origin:
 
 class BackendHTTP:
     def __init__(self, *, max_connections: int, max_idle: int, keepalive_secs: float,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, keep_headers: bool = False) -> None:
+        """`keep_headers`: every response's headers in Response.headers (the gateway's own
+        backend calls need none and do not pay for them)."""
+        self._connection = HeadersConnection if keep_headers else Connection
         self._max_open, self._max_idle = max_connections, max_idle
         self._keepalive, self._connect_timeout = keepalive_secs, connect_timeout
         self._idle: dict[Origin, list[Connection]] = collections.defaultdict(list)
@@ -55,7 +58,7 @@ class BackendHTTP:
     async def request(self, origin: Origin, method: bytes, path: bytes, headers: bytes,
                       body: bytes, *, read_timeout: float, head_timeout: float = math.inf,
                       answer_timeout: float = math.inf,
-                      connect_within: float = math.inf, keep_headers: bool = False) -> Response:
+                      connect_within: float = math.inf) -> Response:
         """Send a request; return once the response's head has arrived. `headers` are whole
         header lines (CRLF-terminated); Host and Content-Length are added here.
 
@@ -63,12 +66,11 @@ class BackendHTTP:
         connect timeout and `connect_within`: PoolTimeout while waiting for a slot,
         ConnectTimeout while connecting. Then a silence of `read_timeout`, no head within
         `head_timeout`, or no complete response within `answer_timeout` (all counted from the
-        request's sending) raise ReadTimeout. `keep_headers`: the response's headers are kept
-        in `Response.headers`."""
+        request's sending) raise ReadTimeout."""
         conn = await self._acquire(origin, min(self._connect_timeout, connect_within))
         head = b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             method, origin.base_path, path, origin.host_header, len(body), headers)
-        response = conn.send(head + body, read_timeout, head_timeout, answer_timeout, keep_headers)
+        response = conn.send(head + body, read_timeout, head_timeout, answer_timeout)
         try:
             await response.head()
         except BaseException:
@@ -140,7 +142,7 @@ class BackendHTTP:
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 _, conn = await loop.create_connection(
-                    lambda: Connection(origin, self._free, self._lost), origin.host, origin.port,
+                    lambda: self._connection(origin, self._free, self._lost), origin.host, origin.port,
                     ssl=context, server_hostname=origin.host if context else None)
         except TimeoutError:
             raise ConnectTimeout(f"no connection within {timeout:g} s") from None

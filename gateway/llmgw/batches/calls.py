@@ -45,7 +45,8 @@ def new_request_id() -> str:
 
 @dataclass(frozen=True)
 class Gateway:
-    """Where the runner sends its lines, and how long one may take."""
+    """Where the runner sends its lines (`http` keeps response headers), and how long one
+    may take."""
     http: BackendHTTP
     origin: Origin
     token: str
@@ -59,8 +60,7 @@ async def call(gateway: Gateway, item: BatchItem, key_digest: str, url: str, cus
     try:
         resp = await gateway.http.request(
             gateway.origin, b"POST", url.encode(), headers.encode(), body,
-            read_timeout=gateway.timeout_secs, answer_timeout=gateway.timeout_secs,
-            keep_headers=True)
+            read_timeout=gateway.timeout_secs, answer_timeout=gateway.timeout_secs)
         try:
             content = await resp.read()
         finally:

@@ -43,7 +43,7 @@ async def serve(settings: Settings) -> None:
     # The gateway's own backend client: a keep-alive connection per slot, at a fraction of
     # httpx's CPU per call (its pool looks at every connection on every request).
     http = BackendHTTP(max_connections=slots + 4, max_idle=slots + 4,
-                       keepalive_secs=KEEPALIVE_SECS, connect_timeout=5.0)
+                       keepalive_secs=KEEPALIVE_SECS, connect_timeout=5.0, keep_headers=True)
     # Each line may take as long as the gateway lets a request take.
     gateway = Gateway(http, Origin.from_url(settings.batch_gateway_url),
                       settings.batch_runner_token.get_secret_value(), settings.max_request_secs)
