@@ -129,8 +129,9 @@ def test_an_operator_signs_in_creates_an_org_and_a_key_and_watches_it_used_then_
     expect(v.page.locator("#rejections h3")).to_contain_text(XSS_NAME)
     columns = v.page.locator("#page > table thead th").all_inner_texts()
     quota = v.page.locator("#page > table tbody tr", has_text=XSS_NAME)
-    expect(quota.locator("td").nth(columns.index("daily_request_limit"))).to_have_text(
-        re.compile(r"^3 / "))  # used / configured
+    daily = quota.locator("td").nth(columns.index("daily_request_limit"))
+    expect(daily).to_have_text(re.compile(r"^3 / "))  # used / configured
+    expect(daily.locator("span")).to_have_attribute("title", re.compile(r"left; resets \d{4}-"))
 
     v.open("orgs")
     v.page.locator("tbody tr", has_text=XSS_NAME).get_by_role("button", name="Limits").click()

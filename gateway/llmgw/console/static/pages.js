@@ -140,7 +140,9 @@ export function makePages(app) {
       const names = data.length ? Object.keys(data[0].limits) : [];
       // One row per organisation: each limit as used / configured, its reset in the cell's title.
       const cell = (v) => {
-        const span = el("span", v.resets_at ? {title: `resets ${when(v.resets_at)} UTC`} : {},
+        const left = v.remaining === null ? "" : `${num(v.remaining)} left`;
+        const title = [left, v.resets_at ? `resets ${when(v.resets_at)} UTC` : ""].filter(Boolean).join("; ");
+        const span = el("span", title ? {title} : {},
                         `${num(v.used)} / ${v.limit === null ? "none" : num(v.limit)}`);
         if (v.limit !== null && v.used >= v.limit) span.className = "spent";
         return span;
@@ -153,7 +155,7 @@ export function makePages(app) {
           ["Told to wait (s)", (r) => r.retry_after_secs], ["Refusals", (r) => num(r.refusals)],
         ], rows) : el("p", {}, "None in the last 7 days."));
       };
-      render(seq, "Quotas", el("p", {}, "Used / configured, now; hover a figure for when it resets."),
+      render(seq, "Quotas", el("p", {}, "Used / configured, now; hover a figure for what is left and when it resets."),
         why,
         table([["Organisation", (q) => q.name], ...names.map((n) => [n, (q) => cell(q.limits[n])]),
                ["", (q) => el("button", {type: "button", on: {click: () => refusals(q).catch(fail)}}, "Why refused?")]],
