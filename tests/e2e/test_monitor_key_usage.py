@@ -172,3 +172,8 @@ def test_the_overview_of_the_last_hour_per_model(sim_stack, two_orgs):
     assert qwen["requests"] >= 4 and qwen["requests_per_s"] > 0 and qwen["tokens"] > 0
     assert 0 < qwen["latency_p50_s"] <= qwen["latency_p95_s"] <= qwen["latency_p99_s"]
     assert httpx.get(sim_stack.base_url + "/monitor/overview").status_code == 401
+    from test_gatewayctl import ctl, ok_json
+    models = ok_json(sim_stack, "overview")["models"]
+    assert any(m["model"] == "Qwen/Qwen2.5-7B-Instruct" and m["requests"] >= 4 for m in models)
+    shown = ctl(sim_stack, "overview")
+    assert shown.returncode == 0 and "Qwen/Qwen2.5-7B-Instruct" in shown.stdout

@@ -176,6 +176,16 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
+def overview(c: AdminClient, args) -> None:
+    report = c.call("GET", "/monitor/overview")
+    if args.json:
+        return render.as_json(report)
+    print(f"the last {report['window_secs']:.0f} s on this gateway instance", file=sys.stderr)
+    render.table(report["models"], ["model", "requests_per_s", "tokens_per_s", "error_rate",
+                                    "refused_rate", "latency_p50_s", "latency_p95_s",
+                                    "latency_p99_s"])
+
+
 def rejections(c: AdminClient, args) -> None:
     page = c.call("GET", f"/admin/orgs/{args.org_id}/rejections", params={"limit": args.limit})
     if args.json:
@@ -260,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
                   "key_create": key_create, "key_list": key_list, "key_rotate": key_rotate,
                   "key_revoke": key_revoke, "audit": audit, "usage": usage, "quota": quota,
                   "key_usage": key_usage, "usage_series": usage_series,
-                  "rejections": rejections,
+                  "rejections": rejections, "overview": overview,
                   "backends": backends, "batch_list": batch_list, "batch_show": batch_show,
                   "batch_cancel": batch_cancel, "smoke": None})
 

@@ -95,6 +95,9 @@ def build(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--key-id", help="one key of the organisation")
     p.add_argument("--csv", action="store_true", help="CSV, as the console downloads it")
     p.set_defaults(func=commands["usage_series"])
+    p = groups.add_parser("overview", parents=[common],
+                          help="the last hour per model on the gateway instance answering")
+    p.set_defaults(func=commands["overview"])
     p = groups.add_parser("rejections", parents=[common],
                           help="an organisation's latest 429s: when, which key, which limit")
     p.add_argument("org_id")
