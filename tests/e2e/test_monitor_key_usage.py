@@ -71,7 +71,8 @@ def test_another_day_bad_queries_and_other_credentials(sim_stack, two_orgs):
     assert _get(sim_stack, a["key"]).status_code == 403        # a chat key: no monitor scope
     assert _get(sim_stack, "sk-nope").status_code == 401
     assert httpx.get(sim_stack.base_url + "/monitor/key_usage").status_code == 401
-    assert _get(sim_stack, sim_stack.admin_token, org_id="org_nope").status_code == 404
+    assert _get(sim_stack, sim_stack.admin_token, org_id="org_" + "0" * 16).status_code == 404
+    assert _get(sim_stack, sim_stack.admin_token, org_id="org_nope").status_code == 400
 
 
 def test_gatewayctl_key_usage(sim_stack, two_orgs):

@@ -46,7 +46,8 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 # Bounded: Redis refuses ranges past 64 bits, and a client's typo is a 400, not a 503.
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 # An audit stream id (ms-seq); 19 digits stay within Redis' 64-bit ids.
-AuditCursor = Annotated[str | None, Query(pattern=r"^\d{1,19}-\d{1,19}$")]
+ORG_ID = r"^org_[0-9a-f]{16}$"  # an organisation's id, as the admin API makes them
+AuditCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}-[0-9]{1,19}$")]  # ASCII digits only
 
 
 async def _body(request: Request, services: Services, schema, *, optional: bool = False):
@@ -156,7 +157,7 @@ async def quotas(services: ServicesDep, limit: Limit = 50, offset: Offset = 0) -
 
 @router.get("/audit", summary="The audit trail of admin changes, newest first")
 async def audit(services: ServicesDep, limit: Limit = 50, before: AuditCursor = None,
-                org_id: Annotated[str | None, Query(max_length=64, description=(
+                org_id: Annotated[str | None, Query(pattern=ORG_ID, description=(
                     "only entries about this organisation (or its keys, files, batches)"))] = None,
                 action: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}(\.[a-z_]{0,32})?$", description=(
                     "only this action (key.revoke), or every action of a kind (key.)"))] = None) -> dict:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..deps import MONITOR_ERRORS, MonitorViewerDep, ServicesDep
 from ..errors import InvalidRequest, NotFound
 from ..openapi import MONITOR, error_responses
+from .admin import ORG_ID
 from .json_response import OrjsonResponse
 
 router = APIRouter(tags=["monitoring"])
@@ -32,9 +33,9 @@ COUNTERS = ("requests", "success", "errors", "prompt_tokens", "completion_tokens
             openapi_extra={"security": MONITOR})
 async def key_usage(services: ServicesDep, viewer: MonitorViewerDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                    bucket: Annotated[str | None, Query(pattern=r"^\d{8}$",
+                    bucket: Annotated[str | None, Query(pattern=r"^[0-9]{8}$",
                                                         description="YYYYMMDD (UTC); default today")] = None,
-                    org_id: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+                    org_id: Annotated[str | None, Query(pattern=ORG_ID)] = None) -> dict:
     report = services.usage_report
     day = await report.today() if bucket is None else _day(bucket)
     if viewer is not None and org_id not in (None, viewer):
@@ -58,7 +59,7 @@ async def key_usage(services: ServicesDep, viewer: MonitorViewerDep,
 async def usage_series(services: ServicesDep, viewer: MonitorViewerDep,
                        granularity: Literal["hour", "day", "month"] = "day",
                        count: Annotated[int, Query(ge=1, le=MOST_BUCKETS["hour"])] = 30,
-                       org_id: Annotated[str | None, Query(max_length=64)] = None,
+                       org_id: Annotated[str | None, Query(pattern=ORG_ID)] = None,
                        key_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{16}$")] = None,
                        format: Literal["json", "csv"] = "json") -> Response:
     if count > MOST_BUCKETS[granularity]:
