@@ -170,7 +170,9 @@ def test_admissions_that_reach_a_stalled_redis_late_take_nothing(tmp_path):
                    "leases left": _leases(stack, org_id)}
         figures["after"] = dict(Counter(r.status_code for r in ThreadPoolExecutor(20).map(
             lambda _: _chat(stack, key), range(40))))
-        assert figures["admitted locally"] > 20, figures  # the stall was felt
+        # The stall was felt: requests were admitted locally while it lasted (about 16 a
+        # second of stall on a quiet machine; a loaded CI machine once made exactly 20).
+        assert figures["admitted locally"] >= 10, figures
         assert figures["leases left"] == 0, figures  # held for requests answered long ago
         assert figures["counted in Redis"] == by_redis, figures  # none counted twice
         assert statuses == {200: len(served)} and figures["after"] == {200: 40}, figures
