@@ -130,8 +130,7 @@ class AdmissionGate:
         headers = ratelimit_headers(verdict.rpm, verdict.tpm)
         if not verdict.admitted:
             self._note_room(principal.key_id, 0)
-            self._refused(principal, verdict.code, -(-verdict.retry_ms // 1000))
-            raise RateLimited(verdict.code, -(-verdict.retry_ms // 1000), headers)
+            raise self._refused(principal, verdict.code, -(-verdict.retry_ms // 1000), headers)
         if final is None:  # a final admission skips the concurrency checks: no room for a call
             self._note_room(principal.key_id, verdict.room)
         self._note_quota(principal, verdict.quota_used)
@@ -205,9 +204,12 @@ class AdmissionGate:
         self._came_back()
         return True
 
-    def _refused(self, principal: Principal, code: str, retry_after_secs: int) -> None:
+    def _refused(self, principal: Principal, code: str, retry_after_secs: int,
+                 headers: dict[str, str]) -> RateLimited:
+        """The 429 to raise, noted first among the organisation's latest refusals."""
         if self._rejections is not None:
             self._rejections.note(principal.org_id, principal.key_id, code, retry_after_secs)
+        return RateLimited(code, retry_after_secs, headers)
 
     def _went_down(self, op: str) -> None:
         self._metrics.redis_errors.labels(op).inc()
@@ -228,8 +230,7 @@ class AdmissionGate:
         refused = self._local.admit(principal.org_id, principal.limits, reserve)
         if refused is not None:
             code, wait = refused
-            self._refused(principal, code, max(1, int(wait + 0.999)))
-            raise RateLimited(code, max(1, int(wait + 0.999)), {})
+            raise self._refused(principal, code, max(1, int(wait + 0.999)), {})
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, {}, None)
 
     def settle(self, ticket: Ticket, used: int) -> Awaitable[bool]:
