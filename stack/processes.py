@@ -35,6 +35,12 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict)  # settings for every process
     sim_args: tuple[str, ...] = ()        # extra simulator flags (latency model, faults)
     redis_port: int = 6390                # not 6379: a Redis the user already runs is never touched
+
+    @property
+    def redis_url(self) -> str:
+        """The stack's own redis-server, unless the settings name another Redis (REDIS_URL,
+        with REDIS_SENTINELS for a Sentinel group)."""
+        return self.env.get("REDIS_URL") or f"redis://127.0.0.1:{self.redis_port}/0"
     models_dir: Path = ROOT / ".stack" / "models"  # tiny vLLM models, built once and reused
 
 
@@ -100,7 +106,7 @@ def start_gateway(specs: list[BackendSpec], cfg: StackConfig, *, port: int | Non
     port = port or cfg.gateway_port
     env = {**os.environ, **cfg.env, **(settings or {}), **gateway_env(specs),
            "GATEWAY_HOST": "127.0.0.1",
-           "GATEWAY_PORT": str(port), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
+           "GATEWAY_PORT": str(port), "REDIS_URL": cfg.redis_url,
            # Files API contents: one directory for every instance, as compose's volume.
            "DATA_DIR": cfg.env.get("DATA_DIR") or str(cfg.state_dir / "data")}
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
@@ -124,7 +130,7 @@ def start_batch_runner(specs: list[BackendSpec], cfg: StackConfig, gateway_port:
                        name: str = "batch-runner") -> Proc:
     """A batch runner, sending its lines to one gateway instance, with the gateways' settings
     (the routing table too: it checks each line's model)."""
-    env = {**os.environ, **cfg.env, **gateway_env(specs), "REDIS_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
+    env = {**os.environ, **cfg.env, **gateway_env(specs), "REDIS_URL": cfg.redis_url,
            "DATA_DIR": cfg.env.get("DATA_DIR") or str(cfg.state_dir / "data"),
            "BATCH_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}"}
     argv = [sys.executable, "-m", "llmgw.batches.main"]

@@ -108,10 +108,10 @@ class TestStack:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.cfg.redis_port}/0"
+        return self.cfg.redis_url
 
     def start_gateway(self) -> None:
-        if self.redis is None:
+        if self.redis is None and "REDIS_URL" not in self.cfg.env:  # else another Redis
             self.redis = start_redis(self.cfg)
             wait_healthy([self.redis], 30, self.logs)
         self.gateway = start_gateway(self.specs, self.cfg)

@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError
+from redis.asyncio import Redis
 
 from .admission.gate import AdmissionGate, admission_ids
 from .admission.local_limiter import LocalLimiter
@@ -31,6 +28,7 @@ from .background import BackgroundTasks
 from .backend_state import STALE_INTERVALS, MetricsScraper, StateView
 from .cache.lookup import ResponseCache, build_cache
 from .health import HealthMonitor
+from .redis_link import link_from
 from .resilience.breakers import Breakers
 from .resilience.queue import FairQueue
 from .resilience.retry import Backoff, RetryBudget, RetryPolicy
@@ -88,30 +86,19 @@ class Services:
     routing_loaded_at: int = field(default_factory=lambda: int(time.time()))
 
 
-def _redis(settings: Settings, timeout: float | None, *, pool_size: int = 64) -> Redis:
-    """A Redis client with a bounded pool: a burst waits for one of `pool_size` connections
-    instead of opening hundreds at once (each connect costs round trips)."""
-    # One immediate retry, on connection errors only: it replaces a pooled connection that a
-    # Redis restart left dead. A timeout is not retried: Redis is slow, asking twice adds load.
-    retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=pool_size, timeout=timeout, decode_responses=True,
-        socket_timeout=timeout, socket_connect_timeout=max(timeout or 1.0, 0.5),
-        health_check_interval=30, retry=retry, retry_on_error=[ConnectionError],
-        lib_name=None, lib_version=None)
-    return Redis(connection_pool=pool, auto_close_connection_pool=True)
-
-
 @asynccontextmanager
 async def running_services(settings: Settings, routing: RoutingTable,
                            clock: Callable[[], float] = time.time) -> AsyncIterator[Services]:
     """Open the HTTP pool and Redis clients, probe backends once, run the background tasks."""
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(backend_http(settings))
-        fast = await stack.enter_async_context(_redis(settings, settings.redis_timeout_secs))
-        slow = await stack.enter_async_context(_redis(settings, ADMIN_REDIS_TIMEOUT_SECS))
-        listener = await stack.enter_async_context(_redis(settings, None))
-        channel = RedisChannel(settings.redis_url, settings.redis_timeout_secs)
+        link = link_from(settings)
+        stack.push_async_callback(link.aclose)
+        fast = await stack.enter_async_context(link.client(settings.redis_timeout_secs))
+        slow = await stack.enter_async_context(link.client(ADMIN_REDIS_TIMEOUT_SECS))
+        listener = await stack.enter_async_context(link.client(None))
+        channel = RedisChannel(link.url, settings.redis_timeout_secs,
+                               locate=link.primary if link.sentinel else None)
         stack.push_async_callback(channel.aclose)
         metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
         metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()},

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .redis_link import parse_sentinels
 from .tenancy.limits import LIMIT_FIELDS, Limits
 
 # The shipped routing table sits beside the package so a bare install finds it.
@@ -102,6 +103,13 @@ class Settings(BaseSettings):
     # this long while a request-path call waited; a call waits at most 4 times as long (at
     # least 1 s) while Redis answers the calls queued before it, then gets 503 limiter_busy.
     redis_timeout_secs: Annotated[float, Field(gt=0, le=30)] = 0.25
+    # Redis Sentinel (redis_link.py): `host:port,...` of the sentinels that name the primary of
+    # REDIS_MASTER_NAME; REDIS_URL then gives only credentials, database and TLS.
+    redis_sentinels: str = ""
+    redis_master_name: Annotated[str, Field(min_length=1, max_length=128,
+                                            pattern=r"^[A-Za-z0-9._-]+$")] = "llmgw"
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_tls: bool = False
     admin_token: SecretStr | None = None
     auth_cache_ttl_secs: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
@@ -244,6 +252,14 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str, info) -> str:
+        parse_sentinels(value)  # raises ValueError naming the item that is not host:port
+        if value.strip() and str(info.data.get("redis_url", "")).startswith("unix://"):
+            raise ValueError("REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL")
         return value
 
     @field_validator("files_org_max_bytes")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hiredis
@@ -52,10 +52,14 @@ class RedisBusy(TimeoutError):
 
 
 class RedisChannel:
-    def __init__(self, url: str, timeout: float, *, connect_timeout: float = 0.5) -> None:
+    def __init__(self, url: str, timeout: float, *, connect_timeout: float = 0.5,
+                 locate: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """`locate`: where to connect, asked at each connect (Sentinel's primary); without it,
+        the URL's address."""
         options = parse_url(url)
         self._address = options.get("path") or (options.get("host", "127.0.0.1"),
                                                 options.get("port", 6379))
+        self._locate = locate
         self._tls = options.get("connection_class") is SSLConnection
         self._hello = _handshake(options.get("username"), options.get("password"),
                                  int(options.get("db") or 0))
@@ -155,6 +159,8 @@ class RedisChannel:
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if self._tls else None
+        if self._locate is not None:
+            self._address = await self._locate()
         if isinstance(self._address, str):
             _, proto = await loop.create_unix_connection(self._protocol, self._address,
                                                          ssl=context)
@@ -232,6 +238,13 @@ class _Protocol(asyncio.Protocol):
                 return
             call = waiting.popleft()
             future = call.future
+            if isinstance(reply, ResponseError) and str(reply).startswith("READONLY"):
+                # A primary demoted to a replica (a failover): this connection is useless now.
+                # Closing it fails the waiting callers; the next command connects again and
+                # asks where the primary is.
+                _fail(future, ConnectionError("Redis is a replica now: " + str(reply)))
+                self.close(ConnectionError("Redis was demoted to a replica"))
+                return
             if future.done():  # its caller timed out or was cancelled
                 if call.on_late is not None and not isinstance(reply, ResponseError):
                     call.on_late(reply)

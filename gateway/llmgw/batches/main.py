@@ -11,11 +11,11 @@ import sys
 import time
 
 import anyio
-from redis.asyncio import Redis
 
 from ..backend_client import KEEPALIVE_SECS
 from ..backend_http import BackendHTTP, Origin
 from ..files.store import FileStore
+from ..redis_link import link_from
 from ..routing import load_routing
 from ..settings import Settings, load_settings
 from .calls import Gateway
@@ -36,8 +36,8 @@ async def serve(settings: Settings) -> None:
         raise SystemExit("BATCH_RUNNER_TOKEN is not set: the gateway would refuse every line")
     routing = load_routing(settings.routing_file)
     FileStore.prepare(settings.data_dir)
-    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10,
-                           socket_connect_timeout=5, health_check_interval=30)
+    link = link_from(settings)  # REDIS_URL, or the primary Sentinel names
+    redis = link.client(10.0, pool_size=4 * settings.batch_runner_slots + 16)
     # More slots than MAX_CONCURRENT_BATCH would only collect refusals.
     slots = max(1, min(settings.batch_runner_slots, settings.max_concurrent_batch))
     # The gateway's own backend client: a keep-alive connection per slot, at a fraction of
@@ -64,6 +64,7 @@ async def serve(settings: Settings) -> None:
                 tg.cancel_scope.cancel()
         finally:
             await http.aclose()
+            await link.aclose()
 
 
 async def _stop_on_signal(runner: Runner, scope: anyio.CancelScope) -> None:
