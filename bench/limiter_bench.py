@@ -20,11 +20,12 @@ import uvloop
 from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "gateway"))
+sys.path[:0] = [str(ROOT / "gateway"), str(ROOT / "bench")]
 
 from llmgw.admission.redis_channel import RedisChannel  # noqa: E402
 from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for  # noqa: E402
 from llmgw.tenancy.limits import Limits  # noqa: E402
+import limiter_shards  # noqa: E402
 
 N = 5000
 LIMITS = Limits(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concurrent=10**5,
@@ -111,6 +112,8 @@ def main() -> None:
     lines += [f"| {n} | {r['p50_us']} | {r['p99_us']} | {r['p50_vs_ping']} | {r['cpu_us']} |"
               for n, r in results.items()]
     (out / "limiter.md").write_text("\n".join(lines) + "\n")
+    print()
+    limiter_shards.main()  # admissions per second, 1 and 3 cluster shards side by side
 
 
 if __name__ == "__main__":

@@ -115,8 +115,10 @@ class Cluster(_Servers):
 
     def __init__(self, root: Path, shards: int = 3) -> None:
         super().__init__(root)
+        # The cluster bus on a port of its own: port + 10,000 may be taken, or past 65,535.
         self.ports = [self.start("shard", "--cluster-enabled", "yes", "--save", "",
-                                 "--appendonly", "no", "--cluster-node-timeout", "2000")
+                                 "--appendonly", "no", "--cluster-node-timeout", "2000",
+                                 "--cluster-port", str(free_port()))
                       for _ in range(shards)]
         if shards == 1:
             _cli(self.ports[0], "cluster", "addslotsrange", "0", "16383")

@@ -139,8 +139,10 @@ class AdmissionGate:
                           done=True)
         res = Reservation(admission_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, usage_prefix(principal.org_id), admitted_at=self._clock())
+        # The platform-wide lease set it was admitted into.
+        res.global_key = self._limiter.platform_set(scopes, None if batch is None
+                                                    else self._batch_lane)[0]
         if batch is not None:
-            res.global_key = self._batch_lane[0]  # the lease set it was admitted into
             res.bill_once = (billed(batch.org_id, batch.batch_id), batch.line)
         self._running[admission_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res,

@@ -123,7 +123,10 @@ class Reservation:
 class RedisLimiter:
     def __init__(self, redis: Redis, channel: RedisChannel, *, lease_ms: int,
                  global_max_concurrent: int, usage_retention_secs: int,
-                 clock: RedisClock | None = None) -> None:
+                 clock: RedisClock | None = None, platform_sets: bool = True) -> None:
+        """`platform_sets=False` (a Redis Cluster): no lease set shared by every organisation,
+        since one script cannot touch keys of two slots; the platform-wide caps (global and
+        batch concurrency) are then not kept in Redis."""
         self._r = redis  # renewals and peeks; admit, settle and pings take the channel
         self._channel = channel
         usage = (SCRIPTS / "usage.lua").read_text()  # a function both scripts call
@@ -134,7 +137,8 @@ class RedisLimiter:
         self._peek = redis.register_script((SCRIPTS / "peek.lua").read_text())
         self._scripts = ScriptCalls(channel)
         self._lease_ms = lease_ms
-        self._global_max = global_max_concurrent
+        self._global_max = global_max_concurrent if platform_sets else 0
+        self._platform_sets = platform_sets
         self._retention = usage_retention_secs
         self._clock = clock or RedisClock(time.monotonic, time.time)
         self._within = channel.timeout * DEADLINE_SHARE
@@ -145,7 +149,7 @@ class RedisLimiter:
         """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
         hit): no lease, `reserve` is what it bills, and its usage is counted at once. `lane`:
         the platform-wide lease set and its cap, if not the realtime one."""
-        global_key, global_max = lane or (GLOBAL_CONCURRENCY, self._global_max)
+        global_key, global_max = self.platform_set(scopes, lane)
         keys = [k for s in scopes for k in s.admit_keys()] + [global_key]
         args = [admission_id, self._lease_ms, reserve, tz_offset_secs, len(scopes), 0,
                 *(v for s in scopes for v in s.limits), global_max]
@@ -169,6 +173,14 @@ class RedisLimiter:
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
+
+    def platform_set(self, scopes: list[Scope],
+                     lane: tuple[str, int] | None) -> tuple[str, int]:
+        """The platform-wide lease set an admission takes a lease in, and its cap. On a
+        Redis Cluster the organisation's own set stands in, with no cap: never read."""
+        if not self._platform_sets:
+            return scopes[0].leases, 0
+        return lane or (GLOBAL_CONCURRENCY, self._global_max)
 
     async def _call_admit(self, keys: list[str], args: list,
                           on_late: Callable[[list], None]) -> tuple[list, bool]:
