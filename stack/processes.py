@@ -35,12 +35,12 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict)  # settings for every process
     sim_args: tuple[str, ...] = ()        # extra simulator flags (latency model, faults)
     redis_port: int = 6390                # not 6379: a Redis the user already runs is never touched
+    # Another Redis than the stack's own redis-server (tests: a Sentinel group's URL).
+    external_redis_url: str | None = None
 
     @property
     def redis_url(self) -> str:
-        """The stack's own redis-server, unless the settings name another Redis (REDIS_URL,
-        with REDIS_SENTINELS for a Sentinel group)."""
-        return self.env.get("REDIS_URL") or f"redis://127.0.0.1:{self.redis_port}/0"
+        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
     models_dir: Path = ROOT / ".stack" / "models"  # tiny vLLM models, built once and reused
 
 

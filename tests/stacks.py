@@ -111,7 +111,7 @@ class TestStack:
         return self.cfg.redis_url
 
     def start_gateway(self) -> None:
-        if self.redis is None and "REDIS_URL" not in self.cfg.env:  # else another Redis
+        if self.redis is None and self.cfg.external_redis_url is None:
             self.redis = start_redis(self.cfg)
             wait_healthy([self.redis], 30, self.logs)
         self.gateway = start_gateway(self.specs, self.cfg)

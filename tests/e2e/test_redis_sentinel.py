@@ -27,11 +27,11 @@ def sentinel_stack(tmp_path_factory):
     group = SentinelGroup(tmp_path_factory.mktemp("sentinel-redis"))
     stack = TestStack("sim", tmp_path_factory.mktemp("sentinel-stack"), workers=2,
                       sim_args=("--ttft-ms", "0", "--itl-ms", "0"),
-                      # REDIS_URL's host is not used: the sentinels name the primary.
-                      env={"REDIS_URL": "redis://sentinel-named/0",
-                           "REDIS_SENTINELS": group.addresses, "REDIS_MASTER_NAME": MASTER_NAME,
+                      env={"REDIS_SENTINELS": group.addresses, "REDIS_MASTER_NAME": MASTER_NAME,
                            "REDIS_TIMEOUT_SECS": "0.5", "CONCURRENCY_LEASE_SECS": "3",
                            "LIMITER_FAILURE_POLICY": "open"})
+    # REDIS_URL's host is not used: the sentinels name the primary.
+    stack.cfg.external_redis_url = "redis://sentinel-named/0"
     try:
         stack.start()
         yield stack, group
