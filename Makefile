@@ -7,7 +7,8 @@ PY := .venv/bin/python
 
 # Debian packages the stack and the tests run (installed only when missing).
 DEBS := redis-server:redis-server prometheus:promtool nginx:nginx openssl:openssl \
-        gettext-base:envsubst docker-compose:docker-compose chromium:chromium
+        gettext-base:envsubst docker-compose:docker-compose chromium:chromium \
+        kubernetes-client:kubectl
 
 help:
 	@echo "make demo        run the platform locally in the foreground (Ctrl-C stops it)"
