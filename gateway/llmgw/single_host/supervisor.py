@@ -121,6 +121,10 @@ class Supervisor:
         self._signal: int | None = None
 
     def _on_signal(self, signum: int, _frame) -> None:
+        self.request_stop(signum)
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop everything soon (from a signal handler, or a test): run() returns 0."""
         if self._signal is None:
             logger.info("%s received: stopping %s", signal.Signals(signum).name,
                         ", then ".join(c.spec.name for c in reversed(self.children)))
@@ -128,8 +132,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Start, watch until a signal or an essential child's end, stop; the exit code."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             code = self._start_all()
             if code is None:
@@ -137,6 +141,8 @@ class Supervisor:
         finally:
             for child in reversed(self.children):
                 child.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         logger.info("stopped (exit code %d)", code)
         return code
 
