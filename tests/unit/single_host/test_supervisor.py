@@ -73,7 +73,8 @@ def test_the_generated_table_has_one_backend_serving_the_one_model(tmp_path):
     config = load_config({**ENV, "MODEL_ALIASES": "qwen, chat", "VLLM_PORT": "8011",
                           "MODEL_ENDPOINTS": "chat,completions,text2sql", "MAX_NUM_SEQS": "32"})
     path, table = write_routing(config, tmp_path)
-    assert path.parent == tmp_path and load_routing(path, env={}).models[0].name == table.models[0].name
+    assert path.parent == tmp_path
+    assert load_routing(path, env={}).models[0].name == table.models[0].name
     [pool] = table.pools.values()
     [backend] = pool.backends
     assert (backend.url, backend.max_num_seqs) == ("http://127.0.0.1:8011", 32)
