@@ -80,8 +80,15 @@ def _checks(http: httpx.Client, token: str, state: dict) -> list[tuple[str, Call
 
     def limit() -> str:
         _expect(http.patch(f"/admin/orgs/{state['org']}", headers=admin, json={"rpm_limit": 1}), 200, "set limit")
-        resp = http.post("/v1/embeddings", headers=state["auth"],
-                         json={"model": "snowflake-arctic-embed", "input": "x"})
+        # Any model this platform serves, through the first endpoint serving it: the refusal
+        # comes before the backend is asked, and no model name is assumed to exist.
+        served = next(((e, m["id"]) for e in ENDPOINTS for m in state.get("models", ())
+                       if e.serves.value in m["endpoints"]), None)
+        if served is None:
+            raise SmokeFailure("limit refusal: no model to ask")
+        endpoint, model = served
+        resp = http.post(endpoint.paths[0], headers=state["auth"],
+                         json={"model": model, **endpoint.example})
         err = _expect(resp, 429, "limit refusal").get("error", {})
         return f"429 {err.get('code')}, Retry-After {resp.headers.get('retry-after')}"
 
