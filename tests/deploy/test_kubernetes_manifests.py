@@ -40,10 +40,6 @@ GATEWAY_IMAGE_USERS = {"llmgw-gateway", "llmgw-gateway-batch", "llmgw-batch-runn
 # Environment variables the gateway's containers set that are not fields of Settings, each
 # with who reads it. FORWARDED_ALLOW_IPS: gunicorn's own setting (checked below).
 READ_BY_GUNICORN = {"FORWARDED_ALLOW_IPS"}
-# Issue #22 item 1 adds these to Settings on another branch; until it lands they are ignored
-# (Settings has extra="ignore"). test_pending_settings_are_not_settings_yet fails once they
-# are real settings, to have them taken off this list.
-PENDING_SETTINGS = {"REDIS_SENTINELS", "REDIS_MASTER_NAME"}
 
 # What both kustomize v2.0.3 (Debian's kubectl 1.20) and v5 build the same way.
 KUSTOMIZE_FIELDS = {"namespace", "bases", "resources", "patchesStrategicMerge", "images",
@@ -458,11 +454,6 @@ def test_gunicorn_reads_forwarded_allow_ips():
         assert f'"{name}"' in source or f"'{name}'" in source, name
 
 
-def test_pending_settings_are_not_settings_yet():
-    landed = PENDING_SETTINGS & settings_names()
-    assert not landed, f"{landed} are settings now: take them off PENDING_SETTINGS"
-
-
 def references(value: str) -> list[str]:
     return re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value)
 
@@ -491,8 +482,7 @@ def test_gateway_env_is_real_settings(overlay, tmp_path):
         container = pod_spec(workloads(overlay)[name])["containers"][0]
         entries = container["env"]
         spliced = {ref for e in entries for ref in references(e.get("value", ""))}
-        unknown = {e["name"] for e in entries} - known - READ_BY_GUNICORN - PENDING_SETTINGS \
-            - spliced
+        unknown = {e["name"] for e in entries} - known - READ_BY_GUNICORN - spliced
         assert not unknown, f"{name}: not gateway settings: {unknown}"
         # and the values pass the gateway's own validation (secrets stand-ins, $(VAR) expanded)
         values = {}
