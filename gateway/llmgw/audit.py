@@ -8,7 +8,8 @@ from contextvars import ContextVar
 import orjson
 from redis.asyncio import Redis
 
-AUDIT_STREAM = "llmgw:audit"
+from .keyspace import AUDIT_STREAM
+
 AUDIT_MAX_ENTRIES = 1_000_000
 # Who makes the changes of the request being served: "admin" (the admin token) or "console"
 # (a console session's admin); set by the admin API's guard, read when an entry is recorded.

@@ -13,7 +13,8 @@ from llmgw.cache.collect import StreamCollector
 from llmgw.cache.key import cache_key, is_deterministic
 from llmgw.cache.lookup import BYPASS, Lookup, ResponseCache, directives
 from llmgw.cache.replay import sse_events
-from llmgw.cache.store import AnswerStore, CachedAnswer, redis_key
+from llmgw.cache.store import AnswerStore, CachedAnswer
+from llmgw.keyspace import cache_entry
 from llmgw.endpoints import BY_NAME
 from llmgw.observability.metrics import Metrics
 from llmgw.observability.trace import Trace
@@ -131,7 +132,7 @@ def test_redis_tier_is_shared_and_keeps_the_original_expiry():
         writer, reader = _store(clock, redis=redis, tasks=tasks), _store(clock, redis=redis, tasks=tasks)
         writer.put("org1", "k", b'{"answer":"\xc3\xa9"}')
         await tasks.wait()
-        assert redis.data[redis_key("org1", "k")][1] == 60_000
+        assert redis.data[cache_entry("org1", "k")][1] == 60_000
         clock.now += 30
         found = await reader.get("org1", "k")
         assert found.body == b'{"answer":"\xc3\xa9"}'
@@ -139,7 +140,7 @@ def test_redis_tier_is_shared_and_keeps_the_original_expiry():
         clock.now += 30.1
         assert reader.get_local("k") is None       # ...with the deadline it had in Redis
         assert await reader.get("org1", "k") is None
-        redis.data[redis_key("org1", "odd")] = ("not written by the gateway", 1)
+        redis.data[cache_entry("org1", "odd")] = ("not written by the gateway", 1)
         assert await reader.get("org1", "odd") is None
     anyio.run(main)
 

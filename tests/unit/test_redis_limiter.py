@@ -15,8 +15,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgw.admission.redis_channel import RedisChannel
 from llmgw.admission.redis_clock import SAMPLE_MAX_AGE_SECS, RedisClock
-from llmgw.admission.redis_limiter import (GLOBAL_CONCURRENCY, RedisLimiter, Reservation, scopes_for,
-                                          usage_prefix)
+from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for
+from llmgw.keyspace import GLOBAL_CONCURRENCY, usage_prefix
 from llmgw.tenancy.limits import Limits
 
 WIDE = dict(rps=10**5, burst=10**6, rpm_limit=10**7, tpm_limit=10**10, max_concurrent=10**5,

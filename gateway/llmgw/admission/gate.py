@@ -21,10 +21,9 @@ from ..tenancy.limits import Limits
 from .headers import ratelimit_headers
 from .local_limiter import LocalLimiter
 from .redis_channel import RedisBusy
-from ..batches.keys import billed
+from ..keyspace import BATCH_CONCURRENCY, batch_billed, usage_prefix
 from .rejections import Rejections
-from .redis_limiter import (BATCH_CONCURRENCY, RedisLimiter, Reservation,
-                            batch_scopes_for, scopes_for, usage_prefix)
+from .redis_limiter import RedisLimiter, Reservation, batch_scopes_for, scopes_for
 
 log = logging.getLogger("llmgw.admission")
 # Evidence that Redis is unreachable, which the LIMITER_FAILURE_POLICY is for: no connection,
@@ -143,7 +142,7 @@ class AdmissionGate:
         res.global_key = self._limiter.platform_set(scopes, None if batch is None
                                                     else self._batch_lane)[0]
         if batch is not None:
-            res.bill_once = (billed(batch.org_id, batch.batch_id), batch.line)
+            res.bill_once = (batch_billed(batch.org_id, batch.batch_id), batch.line)
         self._running[admission_id] = res
         return Ticket(request_id, principal.org_id, principal.key_id, reserve, headers, res,
                       batch=batch is not None)

@@ -1,8 +1,5 @@
-"""The shared limiter: runs admit.lua and settle.lua against Redis and names their keys.
-
-Every key of an organisation carries its hash tag, so one organisation's limits live in one
-Redis Cluster slot; only the platform-wide concurrency set stands apart.
-"""
+"""The shared limiter: runs admit.lua and settle.lua against Redis, on the keys keyspace.py
+names (one organisation's in one Redis Cluster slot; the platform-wide lease sets apart)."""
 
 from __future__ import annotations
 
@@ -18,6 +15,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..keyspace import GLOBAL_CONCURRENCY, limit_prefixes
 from ..tenancy.limits import Limits
 from .redis_clock import RedisClock
 from .script_calls import ScriptCalls
@@ -25,8 +23,6 @@ from .redis_channel import RedisBusy, RedisChannel
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 log = logging.getLogger("llmgw.admission")
-GLOBAL_CONCURRENCY = "llmgw:conc:global"
-BATCH_CONCURRENCY = "llmgw:conc:batch"  # batch lines in flight, whole platform
 BILLED_MARK_MS = 3 * 86_400_000  # a job's bill-once bitmap outlives its 24 h window
 # An admission script does nothing once this share of the Redis time limit has passed since
 # it was sent: the rest covers its reply's way back. A caller gives up once Redis has been
@@ -39,17 +35,12 @@ _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "da
                  "daily_request_limit", "monthly_token_limit")
 
 
-def usage_prefix(org_id: str) -> str:
-    """Hourly and daily usage buckets of an organisation (in its hash slot)."""
-    return "llmgw:usage:{" + org_id + "}:"
-
-
 @dataclass(frozen=True)
 class Scope:
     """One set of counters: the organisation's, or a key's own (when the key narrows limits)."""
-    prefix: str          # llmgw:rl:{org}: or llmgw:rl:{org}:k:KID:
-    quota_prefix: str    # llmgw:q:{org}: ...
-    leases: str          # llmgw:conc:{org} ...
+    prefix: str          # rate windows (keyspace.limit_prefixes)
+    quota_prefix: str    # daily and monthly quota buckets
+    leases: str          # concurrency leases
     limits: tuple[int, ...]
 
     def admit_keys(self) -> list[str]:
@@ -61,13 +52,11 @@ class Scope:
 
 
 def scopes_for(org_id: str, org_limits: Limits, key_id: str, key_limits: Limits) -> list[Scope]:
-    tag = "{" + org_id + "}"
-    scopes = [Scope(f"llmgw:rl:{tag}:", f"llmgw:q:{tag}:", f"llmgw:conc:{tag}",
+    scopes = [Scope(*limit_prefixes(org_id),
                     tuple(getattr(org_limits, f) or 0 for f in _SCOPE_FIELDS))]
     narrowed = tuple(getattr(key_limits, f) or 0 for f in _SCOPE_FIELDS)
     if any(narrowed):
-        scopes.append(Scope(f"llmgw:rl:{tag}:k:{key_id}:", f"llmgw:q:{tag}:k:{key_id}:",
-                            f"llmgw:conc:{tag}:k:{key_id}", narrowed))
+        scopes.append(Scope(*limit_prefixes(org_id, key_id), narrowed))
     return scopes
 
 
@@ -76,16 +65,12 @@ def batch_scopes_for(org_id: str, org_limits: Limits, key_id: str,
     """A batch line's counters: the same daily and monthly quotas as realtime requests, but
     none of the rate windows or concurrency leases that keep realtime responsive (batch work
     only takes room realtime leaves; MAX_CONCURRENT_BATCH bounds it)."""
-    tag = "{" + org_id + "}"
-
     def quotas(limits: Limits) -> tuple[int, ...]:
         return (0, 0, 0, 0, 0, limits.daily_token_limit or 0, limits.daily_request_limit or 0,
                 limits.monthly_token_limit or 0)
-    scopes = [Scope(f"llmgw:rl:{tag}:batch:", f"llmgw:q:{tag}:", f"llmgw:conc:{tag}:batch",
-                    quotas(org_limits))]
+    scopes = [Scope(*limit_prefixes(org_id, batch=True), quotas(org_limits))]
     if any(quotas(key_limits)):
-        scopes.append(Scope(f"llmgw:rl:{tag}:k:{key_id}:batch:", f"llmgw:q:{tag}:k:{key_id}:",
-                            f"llmgw:conc:{tag}:k:{key_id}:batch", quotas(key_limits)))
+        scopes.append(Scope(*limit_prefixes(org_id, key_id, batch=True), quotas(key_limits)))
     return scopes
 
 

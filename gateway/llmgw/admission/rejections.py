@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .. import keyspace
 from ..background import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,6 @@ REJECTIONS_KEPT = 50
 REJECTIONS_TTL_SECS = 7 * 86400
 NOTE_EVERY_SECS = 1.0
 TRACKED_MOST = 10_000  # (org, key, limit) triples remembered by one worker between writes
-
-
-def rejections_key(org_id: str) -> str:
-    """In the organisation's hash slot, beside its other counters."""
-    return "llmgw:rejections:{" + org_id + "}"
 
 
 class Rejections:
@@ -53,7 +49,7 @@ class Rejections:
         self._tasks.spawn(self._write(org_id, entry))
 
     async def _write(self, org_id: str, entry: dict) -> None:
-        key = rejections_key(org_id)
+        key = keyspace.rejections(org_id)
         try:
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.lpush(key, orjson.dumps(entry))
@@ -65,4 +61,4 @@ class Rejections:
 
     async def recent(self, org_id: str, limit: int = REJECTIONS_KEPT) -> list[dict]:
         """Newest first."""
-        return [orjson.loads(raw) for raw in await self._r.lrange(rejections_key(org_id), 0, limit - 1)]
+        return [orjson.loads(raw) for raw in await self._r.lrange(keyspace.rejections(org_id), 0, limit - 1)]

@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from ..tenancy.limits import Limits
 from ..tenancy.records import Org
-from .redis_limiter import GLOBAL_CONCURRENCY, scopes_for, usage_prefix
+from ..keyspace import GLOBAL_CONCURRENCY, usage_prefix
+from .redis_limiter import scopes_for
 
 WINDOWS = {"1h": ("h", 2), "24h": ("h", 24), "7d": ("d", 7), "30d": ("d", 30)}
 WINDOW = 60_000

@@ -1,4 +1,4 @@
-"""Batch jobs in Redis (keys.py names the keys): create, read, list, and every status change.
+"""Batch jobs in Redis (keyspace.py names the keys): create, read, list, and every status change.
 
 A job is one hash. Its status moves only through transition.lua, which checks the status it
 moves from, so two runners (or a runner and a cancelling client) never both move it:
@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from redis.asyncio import Redis
 
-from . import keys
+from .. import keyspace
 from .protocol import (BatchErrors, BatchObject, BatchUsage, InputDetails, OutputDetails,
                        RequestCounts)
 
@@ -47,19 +47,19 @@ class JobStore:
                      *, runnable: bool) -> None:
         """A new job: validating (its input file still to check), or, `runnable`, in progress
         at once (a batch completion, validated as it was posted)."""
-        member = keys.ref(org_id, batch_id)
+        member = keyspace.batch_ref(org_id, batch_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.job(org_id, batch_id), mapping=dict(fields))
-            pipe.zadd(keys.index(org_id), {batch_id: 0})
-            pipe.zadd(keys.OPEN, {member: int(fields["expires_at"]) * 1000})
+            pipe.hset(keyspace.batch_job(org_id, batch_id), mapping=dict(fields))
+            pipe.zadd(keyspace.batch_index(org_id), {batch_id: 0})
+            pipe.zadd(keyspace.BATCH_OPEN, {member: int(fields["expires_at"]) * 1000})
             if runnable:
-                pipe.zadd(keys.RUNNABLE, {member: int(fields.get("priority", 0))})
+                pipe.zadd(keyspace.BATCH_RUNNABLE, {member: int(fields.get("priority", 0))})
             else:
-                pipe.zadd(keys.VALIDATE, {member: 0})
+                pipe.zadd(keyspace.BATCH_VALIDATE, {member: 0})
             await pipe.execute()
 
     async def fields(self, org_id: str, batch_id: str) -> dict[str, str] | None:
-        found = await self._redis.hgetall(keys.job(org_id, batch_id))
+        found = await self._redis.hgetall(keyspace.batch_job(org_id, batch_id))
         return found or None
 
     async def get(self, org_id: str, batch_id: str) -> BatchObject | None:
@@ -70,12 +70,12 @@ class JobStore:
 
     async def page(self, org_id: str, *, limit: int, after: str | None) -> tuple[list[BatchObject], bool]:
         """Newest first, up to `limit` after the cursor, and whether more follow."""
-        ids = await self._redis.zrevrangebylex(keys.index(org_id), f"({after}" if after else "+",
+        ids = await self._redis.zrevrangebylex(keyspace.batch_index(org_id), f"({after}" if after else "+",
                                                "-", start=0, num=limit + 1)
         found = []
         async with self._redis.pipeline(transaction=False) as pipe:
             for batch_id in ids[:limit]:
-                pipe.hgetall(keys.job(org_id, batch_id))
+                pipe.hgetall(keyspace.batch_job(org_id, batch_id))
             for fields in await pipe.execute():
                 if fields and fields.get("kind") == "batch":
                     found.append(to_object(fields))
@@ -86,8 +86,8 @@ class JobStore:
                    enter: tuple[str, int] | None = None) -> str | None:
         """transition.lua: the status it moved from; '' if it was in none of `allowed`, None if
         there is no such job. `$now` as a value is Redis's time in seconds."""
-        member = keys.ref(org_id, batch_id)
-        job_keys = [keys.job(org_id, batch_id), *leave]
+        member = keyspace.batch_ref(org_id, batch_id)
+        job_keys = [keyspace.batch_job(org_id, batch_id), *leave]
         args = [member, orjson.dumps(list(allowed)).decode(), orjson.dumps(dict(fields)).decode()]
         if enter is not None:
             job_keys.append(enter[0])
@@ -99,43 +99,43 @@ class JobStore:
         its lines in flight are done. The status it was in ('' if already past stopping)."""
         return await self.move(org_id, batch_id, STOPPABLE,
                                {"status": "cancelling", "cancelling_at": "$now"},
-                               leave=(keys.RUNNABLE, keys.VALIDATE))
+                               leave=(keyspace.BATCH_RUNNABLE, keyspace.BATCH_VALIDATE))
 
     async def open_jobs(self, limit: int = 500) -> list[tuple[str, BatchObject]]:
         """Every job not yet terminal, whole platform, soonest to expire first (batch
         completions too, as batches of one line): (organisation, batch object)."""
-        members = await self._redis.zrange(keys.OPEN, 0, limit - 1)
+        members = await self._redis.zrange(keyspace.BATCH_OPEN, 0, limit - 1)
         async with self._redis.pipeline(transaction=False) as pipe:
             for member in members:
-                pipe.hgetall(keys.job(*keys.split_ref(member)))
+                pipe.hgetall(keyspace.batch_job(*keyspace.split_batch_ref(member)))
             found = await pipe.execute()
         return [(f.get("org", ""), to_object(f)) for f in found if f]
 
     async def runners(self, now: float, stale_secs: float = 10.0) -> list[dict]:
         """The batch runners' last heartbeats; those silent for `stale_secs` are dropped."""
-        beats = await self._redis.hgetall(keys.RUNNERS)
+        beats = await self._redis.hgetall(keyspace.BATCH_RUNNERS)
         alive, gone = [], []
         for runner_id, raw in beats.items():
             beat = {"id": runner_id, **orjson.loads(raw)}
             (alive if now - beat.get("seen_at", 0) <= stale_secs else gone).append(beat)
         if gone:
-            await self._redis.hdel(keys.RUNNERS, *(b["id"] for b in gone))
+            await self._redis.hdel(keyspace.BATCH_RUNNERS, *(b["id"] for b in gone))
         return sorted(alive, key=lambda b: b["id"])
 
     async def delete_org(self, org_id: str) -> None:
         """A deleted organisation's jobs: cancelled first (the runners drop their leases), then
         forgotten; their files go with the organisation's files."""
-        ids = await self._redis.zrange(keys.index(org_id), 0, -1)
+        ids = await self._redis.zrange(keyspace.batch_index(org_id), 0, -1)
         for batch_id in ids:
             await self.cancel(org_id, batch_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             for batch_id in ids:
-                member = keys.ref(org_id, batch_id)
-                pipe.zrem(keys.OPEN, member)
-                pipe.zrem(keys.FINALISING, member)
-                pipe.delete(keys.job(org_id, batch_id), keys.attempts(org_id, batch_id),
-                            keys.done(org_id, batch_id), keys.winners(org_id, batch_id))
-            pipe.delete(keys.index(org_id))
+                member = keyspace.batch_ref(org_id, batch_id)
+                pipe.zrem(keyspace.BATCH_OPEN, member)
+                pipe.zrem(keyspace.BATCH_FINALISING, member)
+                pipe.delete(keyspace.batch_job(org_id, batch_id), keyspace.batch_attempts(org_id, batch_id),
+                            keyspace.batch_done(org_id, batch_id), keyspace.batch_winners(org_id, batch_id))
+            pipe.delete(keyspace.batch_index(org_id))
             await pipe.execute()
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
-from . import keys
+from .. import keyspace
 from .jobs import SCRIPTS
 
 DUE_SCAN = 64  # expired leases claim.lua looks at per call
@@ -26,7 +26,7 @@ class Claim:
 
     @property
     def member(self) -> str:
-        return f"{keys.ref(self.org_id, self.batch_id)}:{self.line}"
+        return f"{keyspace.batch_ref(self.org_id, self.batch_id)}:{self.line}"
 
 
 class WorkQueue:
@@ -39,7 +39,7 @@ class WorkQueue:
 
     async def claim(self, skip_models: Iterable[str] = ()) -> Claim | None:
         found = await self._claim(
-            keys=[keys.RUNNABLE, keys.LEASES, keys.ORGLOAD, keys.PREFIX],
+            keys=[keyspace.BATCH_RUNNABLE, keyspace.BATCH_LEASES, keyspace.BATCH_ORGLOAD, keyspace.BATCH],
             args=[self.lease_ms, orjson.dumps(sorted(skip_models)).decode(), DUE_SCAN])
         if not found:
             return None
@@ -50,13 +50,13 @@ class WorkQueue:
         the job is ready to finalise."""
         o, b = claim.org_id, claim.batch_id
         return int(await self._done(
-            keys=[keys.job(o, b), keys.LEASES, keys.ORGLOAD, keys.done(o, b), keys.attempts(o, b),
-                  keys.winners(o, b)],
+            keys=[keyspace.batch_job(o, b), keyspace.BATCH_LEASES, keyspace.BATCH_ORGLOAD, keyspace.batch_done(o, b), keyspace.batch_attempts(o, b),
+                  keyspace.batch_winners(o, b)],
             args=[claim.member, o, claim.line, claim.attempt, outcome, *usage]))
 
     async def release(self, claim: Claim, delay_ms: int) -> bool:
         return bool(await self._release(
-            keys=[keys.LEASES, keys.attempts(claim.org_id, claim.batch_id)],
+            keys=[keyspace.BATCH_LEASES, keyspace.batch_attempts(claim.org_id, claim.batch_id)],
             args=[claim.member, claim.line, claim.attempt, max(1, delay_ms)]))
 
     async def renew(self, claims: Iterable[Claim]) -> None:
@@ -65,23 +65,23 @@ class WorkQueue:
         if not claims:
             return
         now_ms = int((await self._redis.time())[0]) * 1000
-        await self._redis.zadd(keys.LEASES, {c.member: now_ms + self.lease_ms for c in claims},
+        await self._redis.zadd(keyspace.BATCH_LEASES, {c.member: now_ms + self.lease_ms for c in claims},
                                xx=True)
 
     async def pause(self, org_id: str, for_ms: int) -> None:
         """No line of this organisation starts for a while (its quota is spent until then)."""
-        await self._redis.set(keys.paused(org_id), 1, px=max(1000, for_ms))
+        await self._redis.set(keyspace.batch_paused(org_id), 1, px=max(1000, for_ms))
 
     async def lease_validation(self, lease_ms: int) -> tuple[str, str] | None:
-        member = await self._lease_first(keys=[keys.VALIDATE], args=[lease_ms, ""])
-        return None if member is None else keys.split_ref(member)
+        member = await self._lease_first(keys=[keyspace.BATCH_VALIDATE], args=[lease_ms, ""])
+        return None if member is None else keyspace.split_batch_ref(member)
 
     async def lease_finalising(self, org_id: str, batch_id: str, lease_ms: int) -> bool:
-        return await self._lease_first(keys=[keys.FINALISING],
-                                       args=[lease_ms, keys.ref(org_id, batch_id)]) is not None
+        return await self._lease_first(keys=[keyspace.BATCH_FINALISING],
+                                       args=[lease_ms, keyspace.batch_ref(org_id, batch_id)]) is not None
 
     async def winners(self, org_id: str, batch_id: str) -> tuple[bytes, dict[int, int]]:
         """The done bitmap, and the attempt whose result counts for lines run more than once."""
-        bitmap = await self._bitmap(keys=[keys.done(org_id, batch_id)])
-        won = await self._redis.hgetall(keys.winners(org_id, batch_id))
+        bitmap = await self._bitmap(keys=[keyspace.batch_done(org_id, batch_id)])
+        won = await self._redis.hgetall(keyspace.batch_winners(org_id, batch_id))
         return bytes.fromhex(bitmap), {int(k): int(v) for k, v in won.items()}

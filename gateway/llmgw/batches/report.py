@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from redis.asyncio import Redis
 
-from ..admission.redis_limiter import BATCH_CONCURRENCY
+from ..keyspace import BATCH_CONCURRENCY
 from .jobs import JobStore
 
 STATES = ("queued", "running", "completed", "failed")

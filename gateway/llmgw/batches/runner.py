@@ -24,7 +24,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from . import keys
+from .. import keyspace
 from .calls import Gateway, Later, Outcome, Paused, Result, call
 from .item import BatchItem
 from .jobs import JobStore
@@ -74,7 +74,7 @@ class Runner:
                     slots.start_soon(self._slot)
             tg.cancel_scope.cancel()
         try:
-            await self._redis.hdel(keys.RUNNERS, self.id)
+            await self._redis.hdel(keyspace.BATCH_RUNNERS, self.id)
         except (RedisError, OSError):
             pass  # its heartbeat ages out
 
@@ -139,7 +139,7 @@ class Runner:
         return outcome
 
     async def _job(self, org_id: str, batch_id: str) -> dict[str, str] | None:
-        ref = keys.ref(org_id, batch_id)
+        ref = keyspace.batch_ref(org_id, batch_id)
         if ref not in self._static:
             fields = await self._jobs.fields(org_id, batch_id)
             if fields is None:
@@ -171,7 +171,7 @@ class Runner:
                     "running": len(self._held), "lines_done": self.lines_done,
                     "seen_at": int(time.time())}
             try:
-                await self._redis.hset(keys.RUNNERS, self.id, orjson.dumps(beat).decode())
+                await self._redis.hset(keyspace.BATCH_RUNNERS, self.id, orjson.dumps(beat).decode())
                 ALIVE_FILE.touch()  # only while Redis hears it: a runner cut off is not healthy
             except (RedisError, OSError):
                 pass

@@ -22,7 +22,7 @@ from ..errors import StorageQuotaExceeded
 from ..files.protocol import OUTPUT_PURPOSE, FileObject
 from ..files.store import FileStore
 from ..routing import RoutingTable
-from . import keys
+from .. import keyspace
 from .calls import new_request_id
 from .jobs import JobStore
 from .protocol import BATCH_ENDPOINTS, BatchErrors
@@ -57,24 +57,24 @@ class Upkeep:
         while (found := await self._queue.lease_validation(VALIDATE_LEASE_MS)) is not None:
             await self.validate(*found)
         now_ms = self._clock() * 1000
-        for member, expires_ms in await self._redis.zrange(keys.OPEN, 0, -1, withscores=True):
-            org_id, batch_id = keys.split_ref(member)
-            status, inflight = await self._redis.hmget(keys.job(org_id, batch_id),
+        for member, expires_ms in await self._redis.zrange(keyspace.BATCH_OPEN, 0, -1, withscores=True):
+            org_id, batch_id = keyspace.split_batch_ref(member)
+            status, inflight = await self._redis.hmget(keyspace.batch_job(org_id, batch_id),
                                                        "status", "inflight")
             if status in ("validating", "in_progress") and now_ms > expires_ms:
                 await self._jobs.move(org_id, batch_id, ("validating", "in_progress"),
                                       {"status": "finalizing", "finalizing_at": "$now",
                                        "ending": "expired"},
-                                      leave=(keys.RUNNABLE, keys.VALIDATE))
+                                      leave=(keyspace.BATCH_RUNNABLE, keyspace.BATCH_VALIDATE))
             elif status in ("cancelling", "finalizing") and int(inflight or 0) <= 0:
                 await self.finalise(org_id, batch_id)
             elif status is None:
-                await self._redis.zrem(keys.OPEN, member)  # its organisation was deleted
+                await self._redis.zrem(keyspace.BATCH_OPEN, member)  # its organisation was deleted
 
     async def validate(self, org_id: str, batch_id: str) -> None:
         fields = await self._jobs.fields(org_id, batch_id)
         if fields is None or fields.get("status") != "validating":
-            await self._redis.zrem(keys.VALIDATE, keys.ref(org_id, batch_id))
+            await self._redis.zrem(keyspace.BATCH_VALIDATE, keyspace.batch_ref(org_id, batch_id))
             return
         folder = batch_dir(self._root, org_id, batch_id)
         url = fields["endpoint"]
@@ -84,15 +84,15 @@ class Upkeep:
             errors = BatchErrors(data=checked.errors).model_dump_json(exclude_none=True)
             await self._jobs.move(org_id, batch_id, ("validating",),
                                   {"status": "failed", "failed_at": "$now", "errors": errors},
-                                  leave=(keys.VALIDATE, keys.OPEN))
+                                  leave=(keyspace.BATCH_VALIDATE, keyspace.BATCH_OPEN))
             await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
             return
         await anyio.to_thread.run_sync(write_spans, checked.spans, folder / "lines.idx")
         await self._jobs.move(org_id, batch_id, ("validating",),
                               {"status": "in_progress", "in_progress_at": "$now",
                                "total": len(checked.spans) // 2, "model": checked.model},
-                              leave=(keys.VALIDATE,),
-                              enter=(keys.RUNNABLE, int(fields.get("priority") or 0)))
+                              leave=(keyspace.BATCH_VALIDATE,),
+                              enter=(keyspace.BATCH_RUNNABLE, int(fields.get("priority") or 0)))
 
     def _check(self, org_id: str, file_id: str, folder: Path, url: str) -> Checked:
         """The input file, hard-linked into the job's folder first: the client may delete
@@ -117,7 +117,7 @@ class Upkeep:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 try:  # let another runner (or the next upkeep) take it at once
-                    await self._redis.zrem(keys.FINALISING, keys.ref(org_id, batch_id))
+                    await self._redis.zrem(keyspace.BATCH_FINALISING, keyspace.batch_ref(org_id, batch_id))
                 except (RedisError, OSError):
                     pass  # the lease lapses by itself
             raise
@@ -126,7 +126,7 @@ class Upkeep:
         fields = await self._jobs.fields(org_id, batch_id)
         status = None if fields is None else fields.get("status")
         if status not in ("cancelling", "finalizing") or int(fields.get("inflight") or 0) > 0:
-            await self._redis.zrem(keys.FINALISING, keys.ref(org_id, batch_id))
+            await self._redis.zrem(keyspace.BATCH_FINALISING, keyspace.batch_ref(org_id, batch_id))
             return
         ending = "cancelled" if status == "cancelling" else fields.get("ending") or "completed"
         folder = batch_dir(self._root, org_id, batch_id)
@@ -161,14 +161,14 @@ class Upkeep:
             org_id, batch_id, ("cancelling", "finalizing"),
             {"status": ending, f"{ending}_at": "$now", "output_file_id": added[0],
              "error_file_id": added[1], **fields_extra},
-            leave=(keys.OPEN, keys.FINALISING))
+            leave=(keyspace.BATCH_OPEN, keyspace.BATCH_FINALISING))
         if not moved:  # finalised meanwhile by a runner whose lease we outlived
             for file_id in added:
                 if file_id:
                     await self._files.delete(org_id, file_id)
             return
-        await self._redis.delete(keys.attempts(org_id, batch_id), keys.done(org_id, batch_id),
-                                 keys.winners(org_id, batch_id))
+        await self._redis.delete(keyspace.batch_attempts(org_id, batch_id), keyspace.batch_done(org_id, batch_id),
+                                 keyspace.batch_winners(org_id, batch_id))
         folder = batch_dir(self._root, org_id, batch_id)
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
 

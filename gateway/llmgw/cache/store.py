@@ -12,6 +12,7 @@ from cachetools import TLRUCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .. import keyspace
 from ..background import BackgroundTasks
 from ..observability.metrics import Metrics
 
@@ -28,11 +29,6 @@ class CachedAnswer:
 
     def answer(self) -> dict:
         return orjson.loads(self.body)
-
-
-def redis_key(org_id: str, key: str) -> str:
-    # The organisation's hash tag keeps its entries in its Redis Cluster slot.
-    return "llmgw:cache:{" + org_id + "}:" + key
 
 
 class AnswerStore:
@@ -62,7 +58,7 @@ class AnswerStore:
         if found is not None or self._redis is None:
             return found
         try:
-            raw = await self._redis.get(redis_key(org_id, key))
+            raw = await self._redis.get(keyspace.cache_entry(org_id, key))
         except REDIS_DOWN:
             self._redis_failed("cache_get")
             return None
@@ -83,7 +79,7 @@ class AnswerStore:
             return entry
         self._local[key] = entry
         if self._redis is not None and self._tasks is not None:
-            self._tasks.spawn(self._put_shared(redis_key(org_id, key), entry))
+            self._tasks.spawn(self._put_shared(keyspace.cache_entry(org_id, key), entry))
         return entry
 
     async def _put_shared(self, name: str, entry: CachedAnswer) -> None:

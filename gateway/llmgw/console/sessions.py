@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
-PREFIX = "llmgw:console:session:"
+from ..keyspace import CONSOLE_SESSION
+
 COOKIE = "llmgw_console"
 
 
@@ -74,4 +75,4 @@ class ConsoleSessions:
 
 
 def _key(session_id: str) -> str:
-    return PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+    return CONSOLE_SESSION + hashlib.sha256(session_id.encode()).hexdigest()

@@ -6,11 +6,10 @@ metadata written. A crash before the metadata leaves a file nobody can see; `swe
 such leftovers once they are older than any upload could take. Deleting removes the metadata
 first, so a file half-deleted is invisible too.
 
-Redis keys, each organisation's under its hash tag (one Redis Cluster slot):
-- `llmgw:file:{org}:<id>`  the file object's JSON, expiring with the file if it expires;
-- `llmgw:files:{org}`      a sorted set of its ids, all score 0: ids start with their creation
-                           time in hex, so lexical order is creation order (cursor pages);
-- `llmgw:filebytes:{org}`  bytes stored, against FILES_ORG_MAX_BYTES.
+In Redis (keyspace.py names the keys): each file object's JSON, expiring with the file if it
+expires; a sorted set of the organisation's file ids, all score 0 (ids start with their
+creation time in hex, so lexical order is creation order: cursor pages); the bytes it stores,
+against FILES_ORG_MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .. import keyspace
 from ..errors import StorageQuotaExceeded
 from .protocol import FileObject
 
@@ -39,18 +39,6 @@ PARTIAL = ".partial"
 def new_file_id(now: float) -> str:
     """`file-`, the creation time in milliseconds (12 hex digits), 16 random hex digits."""
     return f"file-{int(now * 1000):012x}{secrets.token_hex(8)}"
-
-
-def _meta(org_id: str, file_id: str) -> str:
-    return "llmgw:file:{" + org_id + "}:" + file_id
-
-
-def _index(org_id: str) -> str:
-    return "llmgw:files:{" + org_id + "}"
-
-
-def _stored(org_id: str) -> str:
-    return "llmgw:filebytes:{" + org_id + "}"
 
 
 class FileStore:
@@ -87,9 +75,9 @@ class FileStore:
     async def add(self, org_id: str, file: FileObject, partial: Path) -> None:
         """Move the written file into place and make it visible. StorageQuotaExceeded if the
         organisation's files would exceed FILES_ORG_MAX_BYTES (nothing kept then)."""
-        used = await self._redis.incrby(_stored(org_id), file.bytes)
+        used = await self._redis.incrby(keyspace.file_bytes(org_id), file.bytes)
         if used > self._org_max:
-            await self._redis.decrby(_stored(org_id), file.bytes)
+            await self._redis.decrby(keyspace.file_bytes(org_id), file.bytes)
             raise StorageQuotaExceeded(f"the organisation's files would take {used} bytes, "
                                        f"over its {self._org_max}; delete some first",
                                        param="file")
@@ -98,18 +86,18 @@ class FileStore:
             await anyio.to_thread.run_sync(_move, partial, target)
             ttl = None if file.expires_at is None else max(1, file.expires_at - int(self._clock()))
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(_meta(org_id, file.id), file.model_dump_json(), ex=ttl)
-                pipe.zadd(_index(org_id), {file.id: 0})
+                pipe.set(keyspace.file_meta(org_id, file.id), file.model_dump_json(), ex=ttl)
+                pipe.zadd(keyspace.file_index(org_id), {file.id: 0})
                 await pipe.execute()
         except BaseException:
-            await self._redis.decrby(_stored(org_id), file.bytes)
+            await self._redis.decrby(keyspace.file_bytes(org_id), file.bytes)
             target.unlink(missing_ok=True)
             raise
 
     async def get(self, org_id: str, file_id: str) -> FileObject | None:
         if not FILE_ID.match(file_id):
             return None
-        raw = await self._redis.get(_meta(org_id, file_id))
+        raw = await self._redis.get(keyspace.file_meta(org_id, file_id))
         return None if raw is None else FileObject.model_validate(orjson.loads(raw))
 
     async def page(self, org_id: str, *, limit: int, descending: bool, after: str | None,
@@ -122,10 +110,10 @@ class FileStore:
             if not batch:
                 break
             cursor = batch[-1]
-            raws = await self._redis.mget([_meta(org_id, i) for i in batch])
+            raws = await self._redis.mget([keyspace.file_meta(org_id, i) for i in batch])
             gone = [i for i, raw in zip(batch, raws) if raw is None]  # expired
             if gone:
-                await self._redis.zrem(_index(org_id), *gone)
+                await self._redis.zrem(keyspace.file_index(org_id), *gone)
             for raw in raws:
                 if raw is not None:
                     file = FileObject.model_validate(orjson.loads(raw))
@@ -136,31 +124,31 @@ class FileStore:
     async def _ids(self, org_id: str, after: str | None, descending: bool, count: int) -> list[str]:
         if descending:
             return await self._redis.zrevrangebylex(
-                _index(org_id), f"({after}" if after else "+", "-", start=0, num=count)
+                keyspace.file_index(org_id), f"({after}" if after else "+", "-", start=0, num=count)
         return await self._redis.zrangebylex(
-            _index(org_id), f"({after}" if after else "-", "+", start=0, num=count)
+            keyspace.file_index(org_id), f"({after}" if after else "-", "+", start=0, num=count)
 
     async def delete(self, org_id: str, file_id: str) -> bool:
         file = await self.get(org_id, file_id)
         if file is None:
             return False
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(_meta(org_id, file_id))
-            pipe.zrem(_index(org_id), file_id)
+            pipe.delete(keyspace.file_meta(org_id, file_id))
+            pipe.zrem(keyspace.file_index(org_id), file_id)
             deleted, _ = await pipe.execute()
         if not deleted:
             return False  # deleted meanwhile by another request
-        await self._redis.decrby(_stored(org_id), file.bytes)
+        await self._redis.decrby(keyspace.file_bytes(org_id), file.bytes)
         self.content_path(org_id, file_id).unlink(missing_ok=True)
         return True
 
     async def delete_org(self, org_id: str) -> int:
         """Every file of a deleted organisation: metadata, then contents. Returns how many."""
-        ids = await self._redis.zrange(_index(org_id), 0, -1)
+        ids = await self._redis.zrange(keyspace.file_index(org_id), 0, -1)
         async with self._redis.pipeline(transaction=True) as pipe:
             for file_id in ids:
-                pipe.delete(_meta(org_id, file_id))
-            pipe.delete(_index(org_id), _stored(org_id))
+                pipe.delete(keyspace.file_meta(org_id, file_id))
+            pipe.delete(keyspace.file_index(org_id), keyspace.file_bytes(org_id))
             await pipe.execute()
         if _ORG_ID.match(org_id):
             folder = self._root / "files" / org_id
@@ -176,7 +164,7 @@ class FileStore:
         files = self._root / "files"
         for entry, size in await anyio.to_thread.run_sync(_old_entries, files, cutoff):
             org_id, name = entry.parent.name, entry.name
-            if org_id != PARTIAL and await self._redis.exists(_meta(org_id, name)):
+            if org_id != PARTIAL and await self._redis.exists(keyspace.file_meta(org_id, name)):
                 continue
             try:
                 entry.unlink()
@@ -185,8 +173,8 @@ class FileStore:
             removed += 1
             if org_id != PARTIAL:  # counted when it was added; expired or never made visible
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.decrby(_stored(org_id), size)
-                    pipe.zrem(_index(org_id), name)
+                    pipe.decrby(keyspace.file_bytes(org_id), size)
+                    pipe.zrem(keyspace.file_index(org_id), name)
                     await pipe.execute()
         return removed
 

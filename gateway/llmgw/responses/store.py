@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import orjson
 from redis.asyncio import Redis
 
-# The organisation's hash tag keeps its entries in its Redis Cluster slot.
-KEY = "llmgw:resp:{%s}:%s"
-
+from ..keyspace import stored_response
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
@@ -34,7 +32,7 @@ class ResponseStore:
         self._redis, self._ttl, self._max_bytes = redis, ttl_secs, max_bytes
 
     async def get(self, org_id: str, response_id: str) -> StoredResponse | None:
-        raw = await self._redis.get(KEY % (org_id, response_id))
+        raw = await self._redis.get(stored_response(org_id, response_id))
         if raw is None:
             return None
         record = orjson.loads(raw)
@@ -47,7 +45,7 @@ class ResponseStore:
         if len(raw) > self._max_bytes:
             raise TooLarge(f"the conversation is {len(raw)} bytes, over RESPONSES_MAX_BYTES "
                            f"({self._max_bytes})")
-        await self._redis.set(KEY % (org_id, stored.response["id"]), raw, ex=self._ttl)
+        await self._redis.set(stored_response(org_id, stored.response["id"]), raw, ex=self._ttl)
 
     async def delete(self, org_id: str, response_id: str) -> bool:
-        return bool(await self._redis.delete(KEY % (org_id, response_id)))
+        return bool(await self._redis.delete(stored_response(org_id, response_id)))

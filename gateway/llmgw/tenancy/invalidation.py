@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .auth import Authenticator
-from .store import INVALIDATE_CHANNEL
+from ..keyspace import INVALIDATE_CHANNEL
 
 # The listener asks Redis for a PONG after this long without a message, and takes the
 # subscription as lost when no message of any kind has come back this long after asking: a

@@ -1,14 +1,6 @@
-"""Organisations and API keys in Redis: the layout, and every read and write of it.
-
-Layout (hash tags keep an organisation's keys in one Redis Cluster slot):
-  llmgw:org:{ORG}             JSON of the organisation
-  llmgw:key:{ORG}:KID         JSON of one API key (with its digest)
-  llmgw:orgkeys:{ORG}         SET of the organisation's key ids
-  llmgw:orgnames              HASH name -> org id (names are unique)
-  llmgw:orgs                  ZSET org id by creation time (for paging)
-  llmgw:keydigest:DIGEST      "ORG KID" for lookup by the SHA-256 of a presented key
-  llmgw:keyids                HASH key id -> org id (admin routes address keys by id)
-"""
+"""Organisations and API keys in Redis: every read and write of them (keyspace.py names the
+keys: one JSON record per organisation and per key, the organisation's key-id set, and the
+indexes by name, creation time, key id and key digest)."""
 
 from __future__ import annotations
 
@@ -19,28 +11,9 @@ import orjson
 from redis.asyncio import Redis
 
 from ..admission.redis_channel import RedisChannel
+from .. import keyspace
 from .records import ApiKeyRecord, Org
 
-INVALIDATE_CHANNEL = "llmgw:auth-invalidate"
-
-
-def _org_key(org_id: str) -> str:
-    return f"llmgw:org:{{{org_id}}}"
-
-
-def _api_key_key(org_id: str, key_id: str) -> str:
-    return f"llmgw:key:{{{org_id}}}:{key_id}"
-
-
-def _org_keys_key(org_id: str) -> str:
-    return f"llmgw:orgkeys:{{{org_id}}}"
-
-
-def _digest_key(digest: str) -> str:
-    return f"llmgw:keydigest:{digest}"
-
-
-NAMES, ORGS, KEY_IDS = "llmgw:orgnames", "llmgw:orgs", "llmgw:keyids"
 
 
 def new_org_id() -> str:
@@ -72,39 +45,39 @@ class TenancyStore:
 
     # ---- organisations ----
     async def create_org(self, org: Org) -> None:
-        if not await self._r.hsetnx(NAMES, org.name, org.id):
+        if not await self._r.hsetnx(keyspace.ORG_NAMES, org.name, org.id):
             raise NameTaken(org.name)
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.set(_org_key(org.id), org.model_dump_json())
-            pipe.zadd(ORGS, {org.id: org.created_at})
+            pipe.set(keyspace.org(org.id), org.model_dump_json())
+            pipe.zadd(keyspace.ORGS, {org.id: org.created_at})
             await pipe.execute()
 
     async def get_org(self, org_id: str) -> Org | None:
-        raw = await self._r.get(_org_key(org_id))
+        raw = await self._r.get(keyspace.org(org_id))
         return Org.model_validate_json(raw) if raw else None
 
     async def save_org(self, org: Org) -> None:
-        await self._r.set(_org_key(org.id), org.model_dump_json())
+        await self._r.set(keyspace.org(org.id), org.model_dump_json())
         await self.invalidate(org.id)
 
     async def list_orgs(self, offset: int, limit: int) -> tuple[list[Org], int]:
-        ids = await self._r.zrange(ORGS, offset, offset + limit - 1)
-        total = await self._r.zcard(ORGS)
-        raws = await self._r.mget([_org_key(i) for i in ids]) if ids else []
+        ids = await self._r.zrange(keyspace.ORGS, offset, offset + limit - 1)
+        total = await self._r.zcard(keyspace.ORGS)
+        raws = await self._r.mget([keyspace.org(i) for i in ids]) if ids else []
         return [Org.model_validate_json(r) for r in raws if r], total
 
     async def delete_org(self, org: Org) -> list[str]:
         """Remove the organisation and every key of it; returns the removed key ids."""
-        key_ids = sorted(await self._r.smembers(_org_keys_key(org.id)))
+        key_ids = sorted(await self._r.smembers(keyspace.org_keys(org.id)))
         keys = await self._get_keys(org.id, key_ids)
         async with self._r.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.delete(_digest_key(key.digest))
-                pipe.hdel(KEY_IDS, key.key_id)
-                pipe.delete(_api_key_key(org.id, key.key_id))
-            pipe.delete(_org_keys_key(org.id), _org_key(org.id))
-            pipe.zrem(ORGS, org.id)
-            pipe.hdel(NAMES, org.name)
+                pipe.delete(keyspace.key_digest(key.digest))
+                pipe.hdel(keyspace.KEY_IDS, key.key_id)
+                pipe.delete(keyspace.api_key(org.id, key.key_id))
+            pipe.delete(keyspace.org_keys(org.id), keyspace.org(org.id))
+            pipe.zrem(keyspace.ORGS, org.id)
+            pipe.hdel(keyspace.ORG_NAMES, org.name)
             await pipe.execute()
         await self.invalidate(org.id)
         return key_ids
@@ -112,31 +85,31 @@ class TenancyStore:
     # ---- API keys ----
     async def add_key(self, key: ApiKeyRecord) -> None:
         async with self._r.pipeline(transaction=False) as pipe:
-            pipe.set(_api_key_key(key.org_id, key.key_id), orjson.dumps(key.stored()))
-            pipe.sadd(_org_keys_key(key.org_id), key.key_id)
-            pipe.set(_digest_key(key.digest), f"{key.org_id} {key.key_id}")
-            pipe.hset(KEY_IDS, key.key_id, key.org_id)
+            pipe.set(keyspace.api_key(key.org_id, key.key_id), orjson.dumps(key.stored()))
+            pipe.sadd(keyspace.org_keys(key.org_id), key.key_id)
+            pipe.set(keyspace.key_digest(key.digest), f"{key.org_id} {key.key_id}")
+            pipe.hset(keyspace.KEY_IDS, key.key_id, key.org_id)
             await pipe.execute()
 
     async def save_key(self, key: ApiKeyRecord) -> None:
-        await self._r.set(_api_key_key(key.org_id, key.key_id), orjson.dumps(key.stored()))
+        await self._r.set(keyspace.api_key(key.org_id, key.key_id), orjson.dumps(key.stored()))
         await self.invalidate(key.org_id)
 
     async def get_key(self, key_id: str) -> ApiKeyRecord | None:
-        org_id = await self._r.hget(KEY_IDS, key_id)
+        org_id = await self._r.hget(keyspace.KEY_IDS, key_id)
         if org_id is None:
             return None
-        raw = await self._r.get(_api_key_key(org_id, key_id))
+        raw = await self._r.get(keyspace.api_key(org_id, key_id))
         return ApiKeyRecord.model_validate_json(raw) if raw else None
 
     async def list_keys(self, org_id: str) -> list[ApiKeyRecord]:
-        key_ids = sorted(await self._r.smembers(_org_keys_key(org_id)))
+        key_ids = sorted(await self._r.smembers(keyspace.org_keys(org_id)))
         return await self._get_keys(org_id, key_ids)
 
     async def _get_keys(self, org_id: str, key_ids: list[str]) -> list[ApiKeyRecord]:
         if not key_ids:
             return []
-        raws = await self._r.mget([_api_key_key(org_id, k) for k in key_ids])
+        raws = await self._r.mget([keyspace.api_key(org_id, k) for k in key_ids])
         return sorted((ApiKeyRecord.model_validate_json(r) for r in raws if r),
                       key=lambda k: k.created_at)
 
@@ -144,13 +117,13 @@ class TenancyStore:
         """The key with this digest and its organisation (two round trips, one slot for the
         second); None if either is missing or does not parse, as `lookup_many`."""
         if self._channel is None:
-            ref = await self._r.get(_digest_key(digest))
+            ref = await self._r.get(keyspace.key_digest(digest))
         else:
-            ref = await self._channel.send(("GET", _digest_key(digest)))
+            ref = await self._channel.send(("GET", keyspace.key_digest(digest)))
         if ref is None:
             return None
         org_id, _, key_id = (ref.decode() if isinstance(ref, bytes) else ref).partition(" ")
-        keys = (_api_key_key(org_id, key_id), _org_key(org_id))
+        keys = (keyspace.api_key(org_id, key_id), keyspace.org(org_id))
         if self._channel is None:
             return _parsed(*await self._r.mget(keys))
         return _parsed(*await self._channel.send(("MGET", *keys)))
@@ -162,15 +135,15 @@ class TenancyStore:
         caller forgets that key alone and still takes the answers for the others."""
         async with self._r.pipeline(transaction=False) as pipe:
             for d in digests:
-                pipe.get(_digest_key(d))
+                pipe.get(keyspace.key_digest(d))
             refs = await pipe.execute()
         found = [ref.partition(" ") for ref in refs if ref is not None]
         async with self._r.pipeline(transaction=False) as pipe:
             for org_id, _, key_id in found:
-                pipe.mget([_api_key_key(org_id, key_id), _org_key(org_id)])
+                pipe.mget([keyspace.api_key(org_id, key_id), keyspace.org(org_id)])
             raws = iter(await pipe.execute() if found else [])
         return [_parsed(*next(raws)) if ref is not None else None for ref in refs]
 
     async def invalidate(self, org_id: str) -> None:
         """Tell every worker and replica to drop cached lookups (revocations apply at once)."""
-        await self._r.publish(INVALIDATE_CHANNEL, org_id)
+        await self._r.publish(keyspace.INVALIDATE_CHANNEL, org_id)

@@ -8,7 +8,8 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from llmgw.admission.rejections import REJECTIONS_KEPT, Rejections, rejections_key
+from llmgw.admission.rejections import REJECTIONS_KEPT, Rejections
+from llmgw.keyspace import rejections as rejections_key
 from llmgw.background import BackgroundTasks
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from llmgw.batches import keys
+from llmgw import keyspace
 from llmgw.batches.jobs import JobStore
 from llmgw.batches.queue import WorkQueue
 
@@ -112,6 +112,6 @@ def test_a_cancelled_jobs_leases_are_dropped_and_nothing_new_starts(redis):
         assert await queue.claim() is None      # nothing new starts
         await asyncio.sleep(0.3)                 # the held line's runner died
         assert await queue.claim() is None      # its lapsed lease is dropped, not run
-        return await jobs.fields("org_a", "batch_1"), await redis.hget(keys.ORGLOAD, "org_a")
+        return await jobs.fields("org_a", "batch_1"), await redis.hget(keyspace.BATCH_ORGLOAD, "org_a")
     fields, load = run(redis, scenario)
     assert fields["status"] == "cancelling" and fields["inflight"] == "0" and load == "0"
