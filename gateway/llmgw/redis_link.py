@@ -1,4 +1,5 @@
-"""Where Redis is: the one URL of REDIS_URL, or the primary that Redis Sentinel names.
+"""Where Redis is: the one URL of REDIS_URL, the primary that Redis Sentinel names, or a Redis
+Cluster reached through REDIS_URL's node.
 
 Every Redis client of the gateway and the batch runner is built here, so each follows a
 failover the same way. With REDIS_SENTINELS set, REDIS_URL still gives the credentials, the
@@ -11,6 +12,11 @@ asks again. No restart is needed.
 While no sentinel names a healthy primary (between the primary's death and the promotion),
 connecting fails with `MasterNotFoundError`, a `ConnectionError`: the request path treats it as
 Redis unreachable (LIMITER_FAILURE_POLICY).
+
+With REDIS_CLUSTER, REDIS_URL names one node of the cluster; the clients learn the others from
+it. Commands go to the node owning their key's slot (redis-py's RedisCluster; the request
+path's ClusterChannel). Pub/sub (key invalidations) uses a plain connection to REDIS_URL's
+node: a cluster delivers a message published on any node to subscribers on every node.
 """
 
 from __future__ import annotations
@@ -18,11 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
+
+from .admission.cluster_channel import ClusterChannel
+from .admission.redis_channel import RedisChannel
 
 Address = tuple[str, int] | str  # host and port, or a unix socket's path
 
@@ -43,6 +53,26 @@ def parse_sentinels(text: str) -> list[tuple[str, int]]:
     return found
 
 
+def check_topology(settings: Any) -> None:
+    """Start-up checks of REDIS_SENTINELS and REDIS_CLUSTER: a ValueError naming the setting."""
+    try:
+        sentinels = parse_sentinels(settings.redis_sentinels)
+    except ValueError as exc:
+        raise ValueError(f"REDIS_SENTINELS: {exc}") from None
+    tcp = not settings.redis_url.startswith("unix://")
+    if sentinels and not tcp:
+        raise ValueError("REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL")
+    if settings.redis_cluster:
+        if sentinels:
+            raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS exclude each other")
+        if not tcp:
+            raise ValueError("REDIS_CLUSTER needs a redis:// or rediss:// REDIS_URL")
+        if settings.global_max_concurrent:
+            raise ValueError("GLOBAL_MAX_CONCURRENT must be 0 with REDIS_CLUSTER: a platform-wide "
+                             "lease set cannot sit in every organisation's slot (the pools' "
+                             "queues cap the backends)")
+
+
 class _SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (it asks for the primary on connect) with the blocking pool's wait for
     a free connection: a burst waits for one of the pool's connections instead of failing."""
@@ -53,8 +83,9 @@ class RedisLink:
 
     def __init__(self, url: str, *, sentinels: list[tuple[str, int]] | None = None,
                  master_name: str = "llmgw", sentinel_password: str | None = None,
-                 sentinel_tls: bool = False, timeout: float = 0.5) -> None:
+                 sentinel_tls: bool = False, timeout: float = 0.5, cluster: bool = False) -> None:
         self._url = url
+        self._cluster = cluster
         self._options = parse_url(url)
         self._master_name = master_name
         self._sentinel: Sentinel | None = None
@@ -76,6 +107,27 @@ class RedisLink:
     def sentinel(self) -> bool:
         return self._sentinel is not None
 
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
+
+    def channel(self, timeout: float) -> RedisChannel | ClusterChannel:
+        """The request path's pipelined channel: to the primary, or to every cluster node."""
+        if self._cluster:
+            return ClusterChannel(self._url, timeout)
+        return RedisChannel(self._url, timeout,
+                            locate=self.primary if self._sentinel is not None else None)
+
+    def subscriber(self) -> Redis:
+        """A client for pub/sub, with no read timeout (a subscription waits as long as it
+        must): on a cluster, a plain one to REDIS_URL's node."""
+        if self._cluster:
+            return Redis(connection_pool=BlockingConnectionPool.from_url(
+                self._url, max_connections=4, timeout=None, decode_responses=True,
+                socket_connect_timeout=1.0, health_check_interval=30, lib_name=None,
+                lib_version=None), auto_close_connection_pool=True)
+        return self.client(None)
+
     def client(self, timeout: float | None, *, pool_size: int = 64,
                decode_responses: bool = True) -> Redis:
         """A client with a bounded pool: a burst waits for one of `pool_size` connections
@@ -89,6 +141,11 @@ class RedisLink:
             socket_timeout=timeout, socket_connect_timeout=max(timeout or 1.0, 0.5),
             health_check_interval=30, retry=retry, retry_on_error=[ConnectionError],
             lib_name=None, lib_version=None)
+        if self._cluster:
+            return RedisCluster.from_url(
+                self._url, max_connections=pool_size, decode_responses=decode_responses,
+                socket_timeout=timeout, socket_connect_timeout=max(timeout or 1.0, 0.5),
+                health_check_interval=30, lib_name=None, lib_version=None)
         if self._sentinel is None:
             pool = BlockingConnectionPool.from_url(self._url, **kwargs)
         else:
@@ -120,4 +177,4 @@ def link_from(settings: Any) -> RedisLink:
     return RedisLink(settings.redis_url, sentinels=parse_sentinels(settings.redis_sentinels),
                      master_name=settings.redis_master_name, sentinel_password=password,
                      sentinel_tls=settings.redis_sentinel_tls,
-                     timeout=settings.redis_timeout_secs)
+                     timeout=settings.redis_timeout_secs, cluster=settings.redis_cluster)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from .admission.gate import AdmissionGate, admission_ids
 from .admission.local_limiter import LocalLimiter
+from .admission.cluster_channel import ClusterChannel
 from .admission.redis_channel import RedisChannel
 from .admission.redis_clock import RedisClock
 from .admission.rejections import Rejections
@@ -96,9 +97,8 @@ async def running_services(settings: Settings, routing: RoutingTable,
         stack.push_async_callback(link.aclose)
         fast = await stack.enter_async_context(link.client(settings.redis_timeout_secs))
         slow = await stack.enter_async_context(link.client(ADMIN_REDIS_TIMEOUT_SECS))
-        listener = await stack.enter_async_context(link.client(None))
-        channel = RedisChannel(link.url, settings.redis_timeout_secs,
-                               locate=link.primary if link.sentinel else None)
+        listener = await stack.enter_async_context(link.subscriber())
+        channel = link.channel(settings.redis_timeout_secs)
         stack.push_async_callback(channel.aclose)
         metrics = Metrics(tenant_labels=settings.metrics_tenant_labels)
         metrics.prime({name: [b.name for b in pool.backends] for name, pool in routing.pools.items()},
@@ -167,14 +167,15 @@ async def _sample_forever(overview: Overview) -> None:
         await anyio.sleep(SAMPLE_EVERY_SECS)
 
 
-def _admission(settings: Settings, redis: Redis, channel: RedisChannel,
+def _admission(settings: Settings, redis: Redis, channel: RedisChannel | ClusterChannel,
                clock: Callable[[], float], metrics: Metrics,
                rejections: Rejections) -> AdmissionGate:
     lease_ms = int(settings.concurrency_lease_secs * 1000)
     limiter = RedisLimiter(redis, channel, lease_ms=lease_ms,
                            global_max_concurrent=settings.global_max_concurrent,
                            usage_retention_secs=settings.usage_retention_days * 86400,
-                           clock=RedisClock(time.monotonic, clock))
+                           clock=RedisClock(time.monotonic, clock),
+                           platform_sets=not settings.redis_cluster)
     share = settings.gateway_workers * settings.gateway_replicas
     return AdmissionGate(limiter, LocalLimiter(share, clock),
                          fail_open=settings.limiter_failure_policy == "open",

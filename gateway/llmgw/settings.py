@@ -3,10 +3,11 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (AliasChoices, Field, SecretStr, ValidationError, field_validator,
+                      model_validator)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .redis_link import parse_sentinels
+from .redis_link import check_topology
 from .tenancy.limits import LIMIT_FIELDS, Limits
 
 # The shipped routing table sits beside the package so a bare install finds it.
@@ -110,6 +111,10 @@ class Settings(BaseSettings):
                                             pattern=r"^[A-Za-z0-9._-]+$")] = "llmgw"
     redis_sentinel_password: SecretStr | None = None
     redis_sentinel_tls: bool = False
+    # Redis Cluster: REDIS_URL names one node, the others are learnt from it. Each organisation's
+    # limits stay exact (its keys share a slot); GLOBAL_MAX_CONCURRENT must be 0 (one script
+    # cannot hold a platform-wide lease set beside every organisation's keys).
+    redis_cluster: bool = False
     admin_token: SecretStr | None = None
     auth_cache_ttl_secs: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
@@ -254,13 +259,10 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_sentinels")
-    @classmethod
-    def _sentinel_addresses(cls, value: str, info) -> str:
-        parse_sentinels(value)  # raises ValueError naming the item that is not host:port
-        if value.strip() and str(info.data.get("redis_url", "")).startswith("unix://"):
-            raise ValueError("REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL")
-        return value
+    @model_validator(mode="after")
+    def _redis_topology(self) -> "Settings":
+        check_topology(self)  # REDIS_SENTINELS, REDIS_CLUSTER and what they exclude
+        return self
 
     @field_validator("files_org_max_bytes")
     @classmethod
@@ -303,6 +305,6 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
                  for e in exc.errors()]
         raise SystemExit("invalid gateway settings:\n" + "\n".join(lines)) from None

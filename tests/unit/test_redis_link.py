@@ -11,6 +11,7 @@ import subprocess
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from llmgw.admission.cluster_channel import ClusterChannel
 from llmgw.admission.redis_channel import RedisChannel
 from llmgw.redis_link import RedisLink, parse_sentinels
 from llmgw.settings import Settings
@@ -32,6 +33,23 @@ def test_malformed_sentinels_are_refused_at_start_up(bad):
 def test_sentinels_need_a_tcp_redis_url():
     with pytest.raises(ValueError, match="redis:// or rediss://"):
         Settings(redis_url="unix:///tmp/redis.sock", redis_sentinels="a:1")
+
+
+@pytest.mark.parametrize("settings, refusal", [
+    (dict(redis_cluster=True), "GLOBAL_MAX_CONCURRENT must be 0"),
+    (dict(redis_cluster=True, global_max_concurrent=0, redis_sentinels="a:1"), "exclude"),
+    (dict(redis_cluster=True, global_max_concurrent=0, redis_url="unix:///r.sock"), "REDIS_URL"),
+])
+def test_a_cluster_needs_what_it_can_keep(settings, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        Settings(**settings)
+
+
+def test_the_channel_fits_the_topology():
+    cluster = RedisLink("redis://h:7000/0", cluster=True)
+    assert isinstance(cluster.channel(0.5), ClusterChannel)
+    assert type(RedisLink("redis://h:7000/0").channel(0.5)) is RedisChannel
+    assert type(cluster.client(0.5)).__name__ == "RedisCluster"
 
 
 def test_without_sentinels_the_url_is_the_address():

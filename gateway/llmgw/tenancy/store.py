@@ -63,7 +63,11 @@ class TenancyStore:
     async def list_orgs(self, offset: int, limit: int) -> tuple[list[Org], int]:
         ids = await self._r.zrange(keyspace.ORGS, offset, offset + limit - 1)
         total = await self._r.zcard(keyspace.ORGS)
-        raws = await self._r.mget([keyspace.org(i) for i in ids]) if ids else []
+        # One GET each, pipelined: one MGET would span slots, which a Redis Cluster refuses.
+        async with self._r.pipeline(transaction=False) as pipe:
+            for org_id in ids:
+                pipe.get(keyspace.org(org_id))
+            raws = await pipe.execute() if ids else []
         return [Org.model_validate_json(r) for r in raws if r], total
 
     async def delete_org(self, org: Org) -> list[str]:
@@ -129,8 +133,8 @@ class TenancyStore:
         return _parsed(*await self._channel.send(("MGET", *keys)))
 
     async def lookup_many(self, digests: list[str]) -> list[tuple[ApiKeyRecord, Org] | None]:
-        """`lookup` for many digests in two pipelined round trips (one GET or MGET per key,
-        so a Redis Cluster can split them by slot). Each record is parsed on its own: one that
+        """`lookup` for many digests in two pipelined round trips of GETs (a Redis Cluster splits
+        a pipeline by slot, but refuses MGET in one). Each record is parsed on its own: one that
         does not parse (corrupt, or written by a newer version) is None, as if missing, so the
         caller forgets that key alone and still takes the answers for the others."""
         async with self._r.pipeline(transaction=False) as pipe:
@@ -140,9 +144,10 @@ class TenancyStore:
         found = [ref.partition(" ") for ref in refs if ref is not None]
         async with self._r.pipeline(transaction=False) as pipe:
             for org_id, _, key_id in found:
-                pipe.mget([keyspace.api_key(org_id, key_id), keyspace.org(org_id)])
+                pipe.get(keyspace.api_key(org_id, key_id))
+                pipe.get(keyspace.org(org_id))
             raws = iter(await pipe.execute() if found else [])
-        return [_parsed(*next(raws)) if ref is not None else None for ref in refs]
+        return [_parsed(next(raws), next(raws)) if ref is not None else None for ref in refs]
 
     async def invalidate(self, org_id: str) -> None:
         """Tell every worker and replica to drop cached lookups (revocations apply at once)."""
