@@ -18,9 +18,10 @@ MASTER_NAME = "llmgw"
 DOWN_AFTER_MS = 1000  # how long a silent primary takes to count as down
 
 
-def _cli(port: int, *args: str) -> str:
-    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                         timeout=10)
+def _cli(port: int, *args: str, password: str | None = None) -> str:
+    auth = ["-a", password, "--no-auth-warning"] if password else []
+    out = subprocess.run(["redis-cli", "-p", str(port), *auth, *args], capture_output=True,
+                         text=True, timeout=10)
     return out.stdout.strip()
 
 
@@ -38,7 +39,8 @@ class _Servers:
         self.root = root
         self.procs: dict[int, subprocess.Popen] = {}
 
-    def start(self, name: str, *args: str, conf: str | None = None) -> int:
+    def start(self, name: str, *args: str, conf: str | None = None,
+              password: str | None = None) -> int:
         port = free_port()
         work = self.root / f"{name}-{port}"
         work.mkdir(parents=True)
@@ -50,7 +52,8 @@ class _Servers:
         log = open(work / "log", "wb")
         self.procs[port] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        _wait(lambda: _cli(port, "ping") == "PONG", f"{name} on {port} answers")
+        _wait(lambda: _cli(port, "ping", password=password) == "PONG",
+              f"{name} on {port} answers")
         return port
 
     def kill(self, port: int) -> None:
@@ -70,24 +73,36 @@ class _Servers:
 
 
 class SentinelGroup(_Servers):
-    """A primary, one replica and three sentinels watching them (quorum 2)."""
+    """A primary, one replica and three sentinels watching them (quorum 2); with `password`,
+    the data nodes and the sentinels each ask for it."""
 
-    def __init__(self, root: Path, *, down_after_ms: int = DOWN_AFTER_MS) -> None:
+    def __init__(self, root: Path, *, down_after_ms: int = DOWN_AFTER_MS,
+                 password: str | None = None) -> None:
         super().__init__(root)
-        self.primary = self.start("primary", "--save", "", "--appendonly", "no")
-        self.replica = self.start("replica", "--save", "", "--appendonly", "no",
-                                  "--replicaof", "127.0.0.1", str(self.primary))
-        _wait(lambda: "master_link_status:up" in _cli(self.replica, "info", "replication"),
+        self.password = password
+        auth = ("--requirepass", password, "--masterauth", password) if password else ()
+        self.primary = self.start("primary", "--save", "", "--appendonly", "no", *auth,
+                                  password=password)
+        self.replica = self.start("replica", "--save", "", "--appendonly", "no", *auth,
+                                  "--replicaof", "127.0.0.1", str(self.primary),
+                                  password=password)
+        _wait(lambda: "master_link_status:up" in self._cli(self.replica, "info", "replication"),
               "the replica in sync")
         conf = (f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary} 2\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 10000\n")
-        self.sentinels = [self.start("sentinel", "--sentinel", conf=conf) for _ in range(3)]
+        if password:
+            conf += f"sentinel auth-pass {MASTER_NAME} {password}\nrequirepass {password}\n"
+        self.sentinels = [self.start("sentinel", "--sentinel", conf=conf, password=password)
+                          for _ in range(3)]
         _wait(lambda: all(self._sees_everyone(s) for s in self.sentinels),
               "every sentinel sees the replica and the other sentinels")
 
+    def _cli(self, port: int, *args: str) -> str:
+        return _cli(port, *args, password=self.password)
+
     def _sees_everyone(self, sentinel: int) -> bool:
-        info = _cli(sentinel, "sentinel", "master", MASTER_NAME).split("\n")
+        info = self._cli(sentinel, "sentinel", "master", MASTER_NAME).split("\n")
         fields = dict(zip(info[::2], info[1::2]))
         return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
 
@@ -98,16 +113,9 @@ class SentinelGroup(_Servers):
 
     def named_primary(self) -> int | None:
         """The primary's port as the first sentinel names it."""
-        reply = _cli(self.sentinels[0], "sentinel", "get-master-addr-by-name", MASTER_NAME)
+        reply = self._cli(self.sentinels[0], "sentinel", "get-master-addr-by-name", MASTER_NAME)
         parts = reply.split("\n")
         return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else None
-
-    def replication_offset(self, port: int) -> int:
-        info = _cli(port, "info", "replication")
-        for line in info.splitlines():
-            if line.startswith("master_repl_offset:"):
-                return int(line.split(":")[1])
-        return -1
 
 
 class Cluster(_Servers):

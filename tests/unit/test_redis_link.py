@@ -112,3 +112,32 @@ def test_a_demoted_primary_is_left_for_the_new_one(group):
                        capture_output=True)
         subprocess.run(["redis-cli", "-p", str(group.replica), "replicaof", "127.0.0.1",
                         str(group.primary)], capture_output=True)
+
+
+def test_passwords_for_the_sentinels_and_the_data_nodes(tmp_path):
+    """Sentinels with requirepass (REDIS_SENTINEL_PASSWORD) and data nodes with their own
+    (in REDIS_URL): both clients and the channel get through; a wrong sentinel password
+    finds no primary."""
+    group = SentinelGroup(tmp_path, password="s3cret-pass-for-tests")
+
+    async def main():
+        link = RedisLink("redis://:s3cret-pass-for-tests@ignored:1/0",
+                         sentinels=parse_sentinels(group.addresses), master_name=MASTER_NAME,
+                         sentinel_password="s3cret-pass-for-tests")
+        client = link.client(2.0)
+        await client.set("llmgw:test:auth", "1")
+        channel = link.channel(2.0)
+        assert await channel.send(("GET", "llmgw:test:auth")) == b"1"
+        await channel.aclose()
+        await client.aclose()
+        await link.aclose()
+        wrong = RedisLink("redis://:s3cret-pass-for-tests@ignored:1/0",
+                          sentinels=parse_sentinels(group.addresses), master_name=MASTER_NAME,
+                          sentinel_password="not-the-password")
+        with pytest.raises(RedisConnectionError):
+            await wrong.primary()
+        await wrong.aclose()
+    try:
+        asyncio.run(main())
+    finally:
+        group.stop()
