@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "gateway"), str(ROOT / "bench")]
 
 from llmgw.admission.redis_channel import RedisChannel  # noqa: E402
-from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for  # noqa: E402
+from llmgw.admission.redis_limiter import RedisLimiter, Reservation, counter_sets  # noqa: E402
 from llmgw.tenancy.limits import Limits  # noqa: E402
 import limiter_shards  # noqa: E402
 
@@ -59,8 +59,8 @@ async def run(port: int) -> dict:
     channel = RedisChannel(f"redis://127.0.0.1:{port}/0", timeout=1.0)
     limiter = RedisLimiter(r, channel, lease_ms=30000, global_max_concurrent=10**6,
                            usage_retention_secs=86400)
-    scopes = scopes_for("org_bench", LIMITS, "k", Limits())
-    key_scopes = scopes_for("org_bench2", LIMITS, "k", Limits(rpm_limit=10**7))
+    scopes = counter_sets("org_bench", LIMITS, "k", Limits())
+    key_scopes = counter_sets("org_bench2", LIMITS, "k", Limits(rpm_limit=10**7))
     await limiter.admit("warm", scopes, 10, 0)
     ping = await _timed(lambda i: channel.send(("PING",)), N)
     redis_py_ping = await _timed(lambda i: r.ping(), N)

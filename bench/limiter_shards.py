@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "gateway"), str(ROOT / "tests"), str(ROOT)]
 
 from llmgw.admission.cluster_channel import ClusterChannel  # noqa: E402
-from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for  # noqa: E402
+from llmgw.admission.redis_limiter import RedisLimiter, Reservation, counter_sets  # noqa: E402
 from llmgw.tenancy.limits import Limits  # noqa: E402
 from redis_topology import Cluster, _cli  # noqa: E402
 
@@ -59,7 +59,7 @@ async def _client(url: str, secs: float, seed: int) -> int:
         i = 0
         while time.monotonic() < end:
             org = rng.choice(orgs)
-            scopes = scopes_for(org, LIMITS, "k", Limits())
+            scopes = counter_sets(org, LIMITS, "k", Limits())
             rid = f"{seed}-{n}-{i}"
             v = await limiter.admit(rid, scopes, 100, 0)
             res = Reservation(rid, org, scopes, 100, v.day, v.month, "llmgw:usage:{" + org + "}:",

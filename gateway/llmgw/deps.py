@@ -14,7 +14,7 @@ from .openapi import error_responses
 from .services import Services
 from .tenancy.apikeys import bearer_token
 from .tenancy.auth import Principal
-from .tenancy.records import Scope
+from .tenancy.records import KeyScope
 
 
 async def get_services(request: Request) -> Services:
@@ -66,7 +66,7 @@ async def monitor_viewer(request: Request, services: ServicesDep) -> str | None:
         principal = await services.auth.authenticate_digest(session.credential)
     else:
         principal = await services.auth.authenticate(request.headers.get("authorization"))
-    principal.require(Scope.MONITOR)
+    principal.require(KeyScope.MONITOR)
     return principal.org_id
 
 

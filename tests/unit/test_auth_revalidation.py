@@ -16,7 +16,7 @@ from llmgw.errors import InvalidApiKey, StateUnavailable
 from llmgw.tenancy.apikeys import digest, new_key
 from llmgw.tenancy.auth import Authenticator
 from llmgw.tenancy.limits import Limits
-from llmgw.tenancy.records import ApiKeyRecord, Org, Scope
+from llmgw.tenancy.records import ApiKeyRecord, Org, KeyScope
 from llmgw.tenancy.store import TenancyStore, new_org_id
 
 
@@ -55,7 +55,7 @@ async def _org_with_keys(store: TenancyStore, n: int) -> tuple[Org, list[tuple[s
     keys = []
     for _ in range(n):
         key_id, raw = new_key()
-        record = ApiKeyRecord(key_id=key_id, org_id=org.id, scopes=[Scope.CHAT], created_at=now,
+        record = ApiKeyRecord(key_id=key_id, org_id=org.id, scopes=[KeyScope.CHAT], created_at=now,
                               digest=digest(raw))
         await store.add_key(record)
         keys.append((raw, record))

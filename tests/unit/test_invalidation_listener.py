@@ -15,7 +15,7 @@ from llmgw.tenancy.apikeys import digest, new_key
 from llmgw.tenancy.auth import Authenticator
 from llmgw.tenancy.invalidation import listen_for_invalidations
 from llmgw.tenancy.limits import Limits
-from llmgw.tenancy.records import ApiKeyRecord, Org, Scope
+from llmgw.tenancy.records import ApiKeyRecord, Org, KeyScope
 from llmgw.tenancy.store import TenancyStore, new_org_id
 from redis_server import start_redis
 
@@ -45,7 +45,7 @@ async def _known_key(store: TenancyStore, auth: Authenticator) -> None:
     org = Org(id=new_org_id(), name="acme", created_at=now, updated_at=now)
     await store.create_org(org)
     key_id, raw = new_key()
-    await store.add_key(ApiKeyRecord(key_id=key_id, org_id=org.id, scopes=[Scope.CHAT],
+    await store.add_key(ApiKeyRecord(key_id=key_id, org_id=org.id, scopes=[KeyScope.CHAT],
                                      created_at=now, digest=digest(raw)))
     await auth.authenticate(f"Bearer {raw}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from redis.crc import key_slot
 
 from llmgw import keyspace
-from llmgw.admission.redis_limiter import batch_scopes_for, scopes_for
+from llmgw.admission.redis_limiter import batch_counter_sets, counter_sets
 from llmgw.tenancy.limits import Limits
 
 PACKAGE = Path(keyspace.__file__).resolve().parent
@@ -22,8 +22,8 @@ def _slot(key: str) -> int:
 
 def test_every_key_of_an_organisation_shares_its_slot():
     narrowed = Limits(rpm_limit=5, daily_token_limit=10)
-    scopes = (scopes_for(ORG, Limits(), "key1", narrowed)
-              + batch_scopes_for(ORG, Limits(), "key1", narrowed))
+    scopes = (counter_sets(ORG, Limits(), "key1", narrowed)
+              + batch_counter_sets(ORG, Limits(), "key1", narrowed))
     keys = [keyspace.org(ORG), keyspace.api_key(ORG, "key1"), keyspace.org_keys(ORG),
             keyspace.usage_prefix(ORG) + "h:1", keyspace.rejections(ORG),
             keyspace.cache_entry(ORG, "k"), keyspace.stored_response(ORG, "resp_1"),

@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from llmgw.admission.redis_channel import RedisChannel
 from llmgw.admission.redis_clock import SAMPLE_MAX_AGE_SECS, RedisClock
-from llmgw.admission.redis_limiter import RedisLimiter, Reservation, scopes_for
+from llmgw.admission.redis_limiter import RedisLimiter, Reservation, counter_sets
 from llmgw.keyspace import GLOBAL_CONCURRENCY, usage_prefix
 from llmgw.tenancy.limits import Limits
 
@@ -49,7 +49,7 @@ def test_room_is_the_tightest_limits_spare_capacity(redis_port, limits, room):
     org = f"org_room_{next(iter(limits))}"
 
     async def scenario(limiter, redis):
-        scopes = scopes_for(org, Limits(**{**WIDE, **limits}), "k", Limits())
+        scopes = counter_sets(org, Limits(**{**WIDE, **limits}), "k", Limits())
         await limiter.admit("r1", scopes, 300, 0)
         return (await limiter.admit("r2", scopes, 300, 0)).room
     assert _run(redis_port, scenario) == room
@@ -59,7 +59,7 @@ def test_a_final_admission_takes_no_lease_and_counts_its_usage(redis_port):
     org = "org_final"
 
     async def scenario(limiter, redis):
-        scopes = scopes_for(org, Limits(**WIDE), "k", Limits())
+        scopes = counter_sets(org, Limits(**WIDE), "k", Limits())
         usage = {"k|m|chat|requests": 1, "k|m|chat|cache_hits": 1, "k|m|chat|prompt_tokens": 7}
         verdict = await limiter.admit("hit1", scopes, 7, 0, (usage_prefix(org), usage))
         leases = (await redis.zcard(scopes[0].leases), await redis.zscore(GLOBAL_CONCURRENCY, "hit1"))
@@ -81,7 +81,7 @@ def test_every_key_admission_and_settlement_write_expires_and_outlives_its_windo
     org = "org_ttl"
 
     async def scenario(limiter, redis):
-        scopes = scopes_for(org, Limits(**WIDE), "k", Limits(rpm_limit=10**6))  # two scopes
+        scopes = counter_sets(org, Limits(**WIDE), "k", Limits(rpm_limit=10**6))  # two scopes
         for i in range(3):
             verdict = await limiter.admit(f"r{i}", scopes, 300, 0)
         await limiter.admit("hit", scopes, 0, 0, (usage_prefix(org), {"k|m|chat|requests": 1}))
@@ -105,7 +105,7 @@ def test_a_hit_billing_no_tokens_passes_exhausted_token_limits_but_not_request_l
     org = "org_free_hit"
 
     async def scenario(limiter, redis):
-        scopes = scopes_for(org, Limits(**{**WIDE, "daily_token_limit": 1000, "tpm_limit": 1000,
+        scopes = counter_sets(org, Limits(**{**WIDE, "daily_token_limit": 1000, "tpm_limit": 1000,
                                            "monthly_token_limit": 1000, "rpm_limit": 3}), "k", Limits())
         first = await limiter.admit("r1", scopes, 1000, 0)  # takes every token limit whole
         again = await limiter.admit("r2", scopes, 10, 0)
@@ -136,7 +136,7 @@ def test_a_script_past_its_deadline_takes_nothing(redis_port):
     """A script that reaches Redis after its caller gave up (a stall, a resend) must not take a
     lease nobody settles, nor count a request its caller served some other way."""
     org = "org_late"
-    scopes = scopes_for(org, Limits(**WIDE), "k", Limits())
+    scopes = counter_sets(org, Limits(**WIDE), "k", Limits())
 
     async def scenario(limiter, redis):
         late = RedisLimiter(redis, limiter._channel, lease_ms=30_000, global_max_concurrent=1000,
@@ -159,7 +159,7 @@ def test_the_offset_to_redis_time_is_learnt_from_replies(redis_port):
     admission is sent once more; its deadlines are then in Redis's time."""
     for skew in (30.0, -30.0):
         clock = RedisClock(time.monotonic, _SkewedWall(skew))
-        scopes = scopes_for(f"org_skew_{skew:+.0f}", Limits(**WIDE), "k", Limits())
+        scopes = counter_sets(f"org_skew_{skew:+.0f}", Limits(**WIDE), "k", Limits())
 
         async def scenario(limiter, redis):
             first = await limiter.admit("s1", scopes, 10, 0)
@@ -186,7 +186,7 @@ def test_a_step_of_redis_clock_after_sync_is_followed(redis_port):
     is taken whatever its round trip, and the admission goes through on its second try."""
     mono = _Monotonic()
     clock = RedisClock(mono, time.time)
-    scopes = scopes_for("org_step", Limits(**WIDE), "k", Limits())
+    scopes = counter_sets("org_step", Limits(**WIDE), "k", Limits())
 
     async def scenario(limiter, redis):
         before = await limiter.admit("t1", scopes, 10, 0)
@@ -222,7 +222,7 @@ def test_a_verdict_that_comes_after_its_caller_gave_up_is_undone(redis_port, fin
     usage it took are given back."""
     org = f"org_undone_{final}_{give_up}"
     limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 10})
-    scopes = scopes_for(org, limits, "k", Limits())
+    scopes = counter_sets(org, limits, "k", Limits())
     hit = (usage_prefix(org), {"k|m|chat|requests": 1, "k|m|chat|cache_hits": 1}) if final else None
 
     async def scenario(limiter, redis):
@@ -272,7 +272,7 @@ def test_a_script_resent_after_a_lost_connection_counts_once(redis_port, step):
     With max_concurrent 1, a second admission run would also meet its own lease and refuse."""
     org = f"org_resent_{step}"
     limits = Limits(**{**WIDE, "rpm_limit": 100, "tpm_limit": 10**6, "max_concurrent": 1})
-    scopes = scopes_for(org, limits, "k", Limits())
+    scopes = counter_sets(org, limits, "k", Limits())
 
     async def scenario(limiter, redis):
         channel = limiter._channel
@@ -307,7 +307,7 @@ def test_a_verdict_lost_with_its_connection_after_its_caller_gave_up_is_undone(r
     """The caller timed out, then the connection died before the late reply came: the channel
     sends the admission again only to learn its verdict, and undoes what the first run took."""
     org = "org_lost_late"
-    scopes = scopes_for(org, Limits(**{**WIDE, "rpm_limit": 100, "max_concurrent": 10}), "k",
+    scopes = counter_sets(org, Limits(**{**WIDE, "rpm_limit": 100, "max_concurrent": 10}), "k",
                         Limits())
 
     async def scenario(limiter, redis):

@@ -23,7 +23,7 @@ from .local_limiter import LocalLimiter
 from .redis_channel import RedisBusy
 from ..keyspace import BATCH_CONCURRENCY, batch_billed, usage_prefix
 from .rejections import Rejections
-from .redis_limiter import RedisLimiter, Reservation, batch_scopes_for, scopes_for
+from .redis_limiter import RedisLimiter, Reservation, batch_counter_sets, counter_sets
 
 log = logging.getLogger("llmgw.admission")
 # Evidence that Redis is unreachable, which the LIMITER_FAILURE_POLICY is for: no connection,
@@ -107,7 +107,7 @@ class AdmissionGate:
         without a backend), one already settled: `reserve` is what it bills, and that usage
         is counted in the same step."""
         batch = principal.batch
-        scopes = (scopes_for if batch is None else batch_scopes_for)(
+        scopes = (counter_sets if batch is None else batch_counter_sets)(
             principal.org_id, principal.org_limits, principal.key_id, principal.key_limits)
         final = None if final_usage is None else (usage_prefix(principal.org_id), final_usage)
         try:
@@ -167,7 +167,7 @@ class AdmissionGate:
     async def peek_headers(self, principal: Principal) -> dict[str, str]:
         """The x-ratelimit-* headers for an answer that takes nothing; none if Redis is away."""
         limits = principal.org_limits
-        scope = scopes_for(principal.org_id, limits, principal.key_id, Limits())[0]
+        scope = counter_sets(principal.org_id, limits, principal.key_id, Limits())[0]
         try:
             requests, req_reset, tokens, tok_reset = await self._limiter.peek(scope)
         except REDIS_DOWN:

@@ -36,7 +36,7 @@ _SCOPE_FIELDS = ("rps", "burst", "rpm_limit", "tpm_limit", "max_concurrent", "da
 
 
 @dataclass(frozen=True)
-class Scope:
+class CounterSet:
     """One set of counters: the organisation's, or a key's own (when the key narrows limits)."""
     prefix: str          # rate windows (keyspace.limit_prefixes)
     quota_prefix: str    # daily and monthly quota buckets
@@ -51,26 +51,26 @@ class Scope:
         return [self.prefix + "tpm", self.prefix + "tpmw", self.leases, self.quota_prefix]
 
 
-def scopes_for(org_id: str, org_limits: Limits, key_id: str, key_limits: Limits) -> list[Scope]:
-    scopes = [Scope(*limit_prefixes(org_id),
+def counter_sets(org_id: str, org_limits: Limits, key_id: str, key_limits: Limits) -> list[CounterSet]:
+    scopes = [CounterSet(*limit_prefixes(org_id),
                     tuple(getattr(org_limits, f) or 0 for f in _SCOPE_FIELDS))]
     narrowed = tuple(getattr(key_limits, f) or 0 for f in _SCOPE_FIELDS)
     if any(narrowed):
-        scopes.append(Scope(*limit_prefixes(org_id, key_id), narrowed))
+        scopes.append(CounterSet(*limit_prefixes(org_id, key_id), narrowed))
     return scopes
 
 
-def batch_scopes_for(org_id: str, org_limits: Limits, key_id: str,
-                     key_limits: Limits) -> list[Scope]:
+def batch_counter_sets(org_id: str, org_limits: Limits, key_id: str,
+                     key_limits: Limits) -> list[CounterSet]:
     """A batch line's counters: the same daily and monthly quotas as realtime requests, but
     none of the rate windows or concurrency leases that keep realtime responsive (batch work
     only takes room realtime leaves; MAX_CONCURRENT_BATCH bounds it)."""
     def quotas(limits: Limits) -> tuple[int, ...]:
         return (0, 0, 0, 0, 0, limits.daily_token_limit or 0, limits.daily_request_limit or 0,
                 limits.monthly_token_limit or 0)
-    scopes = [Scope(*limit_prefixes(org_id, batch=True), quotas(org_limits))]
+    scopes = [CounterSet(*limit_prefixes(org_id, batch=True), quotas(org_limits))]
     if any(quotas(key_limits)):
-        scopes.append(Scope(*limit_prefixes(org_id, key_id, batch=True), quotas(key_limits)))
+        scopes.append(CounterSet(*limit_prefixes(org_id, key_id, batch=True), quotas(key_limits)))
     return scopes
 
 
@@ -92,7 +92,7 @@ class Reservation:
     """What admission took, so settlement can give back exactly that."""
     admission_id: str  # the member of leases and window logs: the gateway's, never a client's
     org_id: str
-    scopes: list[Scope]
+    scopes: list[CounterSet]
     reserved: int
     day: int
     month: int
@@ -128,7 +128,7 @@ class RedisLimiter:
         self._clock = clock or RedisClock(time.monotonic, time.time)
         self._within = channel.timeout * DEADLINE_SHARE
 
-    async def admit(self, admission_id: str, scopes: list[Scope], reserve: int,
+    async def admit(self, admission_id: str, scopes: list[CounterSet], reserve: int,
                     tz_offset_secs: int, final: tuple[str, dict[str, int]] | None = None,
                     lane: tuple[str, int] | None = None) -> Verdict:
         """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
@@ -159,7 +159,7 @@ class RedisLimiter:
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
                        int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
 
-    def platform_set(self, scopes: list[Scope],
+    def platform_set(self, scopes: list[CounterSet],
                      lane: tuple[str, int] | None) -> tuple[str, int]:
         """The platform-wide lease set an admission takes a lease in, and its cap. On a
         Redis Cluster the organisation's own set stands in, with no cap: never read."""
@@ -211,7 +211,7 @@ class RedisLimiter:
             args += [name, n]
         return self._scripts.start(self._settle, keys, [orjson.dumps(args)])
 
-    async def peek(self, scope: Scope) -> tuple[int, int, int, int]:
+    async def peek(self, scope: CounterSet) -> tuple[int, int, int, int]:
         """(requests, reset ms, tokens, reset ms) in the scope's current 60 s windows."""
         p = scope.prefix
         r = await self._peek(keys=[p + "rpm", p + "tpm", p + "tpmw"])

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from ..tenancy.limits import Limits
 from ..tenancy.records import Org
 from ..keyspace import GLOBAL_CONCURRENCY, usage_prefix
-from .redis_limiter import scopes_for
+from .redis_limiter import counter_sets
 
 WINDOWS = {"1h": ("h", 2), "24h": ("h", 24), "7d": ("d", 7), "30d": ("d", 30)}
 WINDOW = 60_000
@@ -147,7 +147,7 @@ class UsageReport:
     def _plan(self, org: Org, now_ms: int) -> "_QuotaPlan":
         limits = org.limits.over(self._defaults)
         local = datetime.fromtimestamp(now_ms / 1000, zoneinfo.ZoneInfo(org.timezone))
-        return _QuotaPlan(org, limits, scopes_for(org.id, limits, "-", Limits())[0], local)
+        return _QuotaPlan(org, limits, counter_sets(org.id, limits, "-", Limits())[0], local)
 
 
 class _QuotaPlan:

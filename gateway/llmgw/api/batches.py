@@ -23,7 +23,7 @@ from ..routing import Endpoint
 from ..services import Services
 from ..tenancy.apikeys import digest
 from ..tenancy.auth import Principal
-from ..tenancy.records import Scope
+from ..tenancy.records import KeyScope
 from ..batches.jobs import new_batch_id
 from ..batches.protocol import (WINDOW_SECS, BatchCompletionAccepted, BatchCompletionStatus,
                                 BatchCreate, BatchList, BatchObject)
@@ -49,7 +49,7 @@ def _job_fields(principal: Principal, request: Request, batch_id: str, now: int,
              openapi_extra=json_body(BatchCreate))
 async def create_batch(request: Request, services: ServicesDep,
                        principal: PrincipalDep) -> BatchObject:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     body = validate(BatchCreate, await read_json_object(request, services.settings.max_body_bytes))
     file = await services.files.get(principal.org_id, body.input_file_id)
     if file is None:
@@ -79,7 +79,7 @@ async def _get(services: Services, principal: Principal, batch_id: str) -> Batch
             summary="One batch: status, counts, usage, output and error files")
 async def retrieve_batch(batch_id: str, services: ServicesDep,
                          principal: PrincipalDep) -> BatchObject:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     return await _get(services, principal, batch_id)
 
 
@@ -88,7 +88,7 @@ async def retrieve_batch(batch_id: str, services: ServicesDep,
 async def list_batches(services: ServicesDep, principal: PrincipalDep,
                        limit: Annotated[int, Query(ge=1, le=100)] = 20,
                        after: str | None = None) -> BatchList:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     found, more = await services.batches.page(principal.org_id, limit=limit, after=after)
     return BatchList(data=found, first_id=found[0].id if found else None,
                      last_id=found[-1].id if found else None, has_more=more)
@@ -99,7 +99,7 @@ async def list_batches(services: ServicesDep, principal: PrincipalDep,
              summary="Cancel a batch: nothing new starts; what ran is kept")
 async def cancel_batch(batch_id: str, services: ServicesDep,
                        principal: PrincipalDep) -> BatchObject:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     batch = await _get(services, principal, batch_id)
     was = await services.batches.cancel(principal.org_id, batch_id)
     if was == "" and batch.status not in ("cancelling", "cancelled"):
@@ -115,7 +115,7 @@ async def cancel_batch(batch_id: str, services: ServicesDep,
              openapi_extra=json_body(CompletionRequest))
 async def create_batch_completion(request: Request, services: ServicesDep,
                                   principal: PrincipalDep) -> JSONResponse:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     body = await read_json_object(request, services.settings.max_body_bytes)
     priority = body.pop("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
@@ -159,7 +159,7 @@ def _status_url(request: Request, batch_id: str) -> str:
             summary="A batch completion's status, and its answer once completed")
 async def batch_completion_status(batch_id: str, request: Request, services: ServicesDep,
                                   principal: PrincipalDep) -> BatchCompletionStatus:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     fields = await services.batches.fields(principal.org_id, batch_id) \
         if batch_id.startswith("batch_") and ":" not in batch_id else None
     if fields is None or fields.get("kind") != "completion":

@@ -16,7 +16,7 @@ from ..errors import InvalidRequest, NotFound
 from ..files.protocol import PURPOSES, FileDeleted, FileList, FileObject
 from ..files.upload import receive
 from ..openapi import error_responses
-from ..tenancy.records import Scope
+from ..tenancy.records import KeyScope
 
 router = APIRouter(tags=["files"])
 ERRORS = error_responses(400, 401, 403, 404, 503)
@@ -40,7 +40,7 @@ def _not_found(file_id: str) -> NotFound:
              responses=error_responses(400, 401, 403, 413, 415, 429, 503),
              openapi_extra=UPLOAD_BODY)
 async def upload_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> FileObject:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     store = services.files
     file_id = store.new_id()
     partial = store.partial_path(file_id)
@@ -82,7 +82,7 @@ async def list_files(services: ServicesDep, principal: PrincipalDep,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
                      order: Literal["asc", "desc"] = "desc",
                      after: str | None = None) -> FileList:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     files, more = await services.files.page(principal.org_id, limit=limit,
                                               descending=order == "desc", after=after,
                                               purpose=purpose)
@@ -93,7 +93,7 @@ async def list_files(services: ServicesDep, principal: PrincipalDep,
 @router.get("/v1/files/{file_id}", response_model=FileObject, responses=ERRORS,
             summary="One file's metadata")
 async def retrieve_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> FileObject:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     file = await services.files.get(principal.org_id, file_id)
     if file is None:
         raise _not_found(file_id)
@@ -104,7 +104,7 @@ async def retrieve_file(file_id: str, services: ServicesDep, principal: Principa
             summary="A file's contents, as uploaded or written")
 async def file_content(file_id: str, services: ServicesDep,
                        principal: PrincipalDep) -> StreamingResponse:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     store = services.files
     file = await store.get(principal.org_id, file_id)
     if file is None:
@@ -130,7 +130,7 @@ async def _chunks(fd: int) -> AsyncIterator[bytes]:
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted, responses=ERRORS,
                summary="Delete a file")
 async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> FileDeleted:
-    principal.require(Scope.BATCH)
+    principal.require(KeyScope.BATCH)
     if not await services.files.delete(principal.org_id, file_id):
         raise _not_found(file_id)
     return FileDeleted(id=file_id)

@@ -10,14 +10,14 @@ from ..errors import InvalidRequest
 from ..openapi import error_responses
 from ..responses.conversation import RESPONSE_ID, not_found
 from ..responses.protocol import DeletedResponse, ResponseObject
-from ..tenancy.records import Scope
+from ..tenancy.records import KeyScope
 
 router = APIRouter(tags=["inference"])
 ERRORS = error_responses(400, 401, 403, 404, 503)
 
 
 async def _stored(services, principal, response_id: str):
-    principal.require(Scope.CHAT)
+    principal.require(KeyScope.CHAT)
     stored = await services.responses.get(principal.org_id, response_id) \
         if RESPONSE_ID.match(response_id) else None
     if stored is None:
@@ -38,7 +38,7 @@ async def retrieve_response(response_id: str, services: ServicesDep, principal: 
                summary="Delete a stored response (a later turn can no longer continue it)")
 async def delete_response(response_id: str, services: ServicesDep,
                           principal: PrincipalDep) -> DeletedResponse:
-    principal.require(Scope.CHAT)
+    principal.require(KeyScope.CHAT)
     if not RESPONSE_ID.match(response_id) or \
             not await services.responses.delete(principal.org_id, response_id):
         raise not_found(response_id, "response_id")

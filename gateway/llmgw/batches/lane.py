@@ -34,7 +34,7 @@ from ..errors import InvalidApiKey, InvalidRequest, NoSpareCapacity, PermissionD
 from ..observability.trace import Trace
 from ..routing import Backend, Model
 from ..tenancy.auth import Authenticator, Principal
-from ..tenancy.records import Scope
+from ..tenancy.records import KeyScope
 from .item import BATCH_KEY_HEADER, BatchItem
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class BatchLane:
         principal = await self._auth.authenticate_digest(key_digest)
         if principal.org_id != item.org_id:
             raise InvalidApiKey("Invalid batch line: the key is not the job's organisation's.")
-        principal.require(Scope.BATCH)
+        principal.require(KeyScope.BATCH)
         return dataclasses.replace(principal, batch=item)
 
     def check_room(self, model: Model) -> None:
@@ -167,10 +167,10 @@ def check_priority(principal: Principal, body: dict) -> None:
                              f"{BATCH_BACKEND_PRIORITY - 1}", param="priority")
 
 
-def require_batch_scope(principal: Principal, scope: Scope) -> None:
+def require_batch_scope(principal: Principal, scope: KeyScope) -> None:
     """A batch line needs the batch scope (checked when it was let in), not the endpoint's:
     seeds 001/004 give batch work to keys that hold `batch` alone."""
     if principal.batch is None:
         principal.require(scope)
-    elif Scope.BATCH not in principal.scopes:
+    elif KeyScope.BATCH not in principal.scopes:
         raise PermissionDenied("this API key lacks the 'batch' scope")

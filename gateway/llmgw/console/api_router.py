@@ -26,7 +26,7 @@ from ..deps import ServicesDep
 from ..errors import (AdminUnauthorized, BodyTooLarge, CsrfFailed, InvalidApiKey, InvalidRequest,
                       NotFound)
 from ..tenancy.apikeys import digest
-from ..tenancy.records import Scope
+from ..tenancy.records import KeyScope
 from .credentials import session_of
 from .sessions import COOKIE, token_digest
 
@@ -69,7 +69,7 @@ async def sign_in(request: Request, services: ServicesDep) -> Response:
             principal = await services.auth.authenticate_key(token)
         except InvalidApiKey:
             raise AdminUnauthorized("wrong admin token or API key") from None
-        principal.require(Scope.MONITOR)
+        principal.require(KeyScope.MONITOR)
         session_id, session = await services.console.open(
             "monitor", principal.org_id, digest(token))
     response = JSONResponse(session.public(), headers=HEADERS)

@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from .limits import PROFILES, WHOLE, Limits
 from .model_access import ModelPatterns
-from .records import INFERENCE_SCOPES, Scope
+from .records import INFERENCE_SCOPES, KeyScope
 
 # A display name: any printable text (pages and tools show it as text, never as markup), but
 # no control characters, and no space at either end.
@@ -37,7 +37,7 @@ TimeZone = Annotated[StrictStr, AfterValidator(_check_timezone), WithJsonSchema(
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[StrictStr, Field(max_length=128)] | None = None
-    scopes: list[Scope] = Field(default_factory=lambda: list(INFERENCE_SCOPES), min_length=1)
+    scopes: list[KeyScope] = Field(default_factory=lambda: list(INFERENCE_SCOPES), min_length=1)
     expires_in_secs: Annotated[StrictInt, Field(gt=0, le=10 * 365 * 86400), WHOLE] | None = None
     limits: Limits = Field(default_factory=Limits)
     models: ModelPatterns | None = Field(None, description=(

@@ -15,7 +15,7 @@ from .apikeys import bearer_token, digest, same_digest, well_formed
 from .last_known import LastKnown
 from .limits import Limits
 from .model_access import allows
-from .records import ApiKeyRecord, Org, Scope
+from .records import ApiKeyRecord, Org, KeyScope
 from .store import TenancyStore
 
 
@@ -25,7 +25,7 @@ class Principal:
     org_id: str
     org_name: str
     key_id: str
-    scopes: frozenset[Scope]
+    scopes: frozenset[KeyScope]
     limits: Limits          # in force for this key: the organisation's, narrowed by the key's
     org_limits: Limits      # the organisation's (its own values over the platform defaults)
     key_limits: Limits      # only what the key itself sets
@@ -34,7 +34,7 @@ class Principal:
     key_models: tuple[str, ...] | None = None
     batch: BatchItem | None = None  # a batch runner's line, on the key that created the job
 
-    def require(self, scope: Scope) -> None:
+    def require(self, scope: KeyScope) -> None:
         if scope not in self.scopes:
             raise PermissionDenied(f"this API key lacks the '{scope.value}' scope")
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from .limits import Limits
 
 
-class Scope(str, Enum):
+class KeyScope(str, Enum):
     CHAT = "chat"              # /v1/chat/completions and /v1/completions
     TEXT2SQL = "text2sql"
     EMBEDDINGS = "embeddings"
@@ -19,7 +19,7 @@ class Scope(str, Enum):
     MONITOR = "monitor"        # /metrics, /health/detailed
 
 
-INFERENCE_SCOPES = (Scope.CHAT, Scope.TEXT2SQL, Scope.EMBEDDINGS, Scope.RERANK)
+INFERENCE_SCOPES = (KeyScope.CHAT, KeyScope.TEXT2SQL, KeyScope.EMBEDDINGS, KeyScope.RERANK)
 
 
 
@@ -39,7 +39,7 @@ class ApiKeyRecord(BaseModel):
     key_id: str
     org_id: str
     name: str | None = None
-    scopes: list[Scope]
+    scopes: list[KeyScope]
     status: Literal["active", "revoked"] = "active"
     expires_at: float | None = None
     limits: Limits = Field(default_factory=Limits)

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from llmgw.admission.cluster_channel import ClusterChannel, first_key
-from llmgw.admission.redis_limiter import RedisLimiter, scopes_for
+from llmgw.admission.redis_limiter import RedisLimiter, counter_sets
 from llmgw.tenancy.limits import Limits
 from redis_topology import Cluster
 
@@ -49,7 +49,7 @@ async def _burst(limiter: RedisLimiter, orgs: list[str], tag: str) -> Counter:
     limits = Limits(**{**OPEN, "max_concurrent": LIMIT})
 
     async def one(org: str, i: int):
-        verdict = await limiter.admit(f"{tag}-{org}-{i}", scopes_for(org, limits, "k", Limits()),
+        verdict = await limiter.admit(f"{tag}-{org}-{i}", counter_sets(org, limits, "k", Limits()),
                                       1, 0)
         return org if verdict.admitted else None
     got = await asyncio.gather(*(one(org, i) for org in orgs for i in range(PER_ORG)))
