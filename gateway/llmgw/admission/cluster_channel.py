@@ -19,6 +19,7 @@ from redis.asyncio.connection import parse_url
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError, ResponseError
 
+from ..single_flight import SingleFlight
 from .redis_channel import RedisChannel
 
 SLOTS = 16384
@@ -47,7 +48,7 @@ class ClusterChannel:
         self._timeout, self._connect_timeout = timeout, connect_timeout
         self._nodes: dict[tuple[str, int], RedisChannel] = {}
         self._slots: list[tuple[str, int]] = []
-        self._refreshing: asyncio.Future | None = None
+        self._maps: SingleFlight[None] = SingleFlight()
         self._prototype = self._node(self._seed)
 
     @property
@@ -110,11 +111,7 @@ class ClusterChannel:
 
     def _refresh(self) -> asyncio.Future:
         """The slot map read again (one read however many callers ask at once)."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self._read_slots())
-            # Read by whoever waits for it; one nobody waits for must not warn when it fails.
-            self._refreshing.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return self._refreshing
+        return self._maps.run("slots", self._read_slots)
 
     async def _read_slots(self) -> None:
         errors = []

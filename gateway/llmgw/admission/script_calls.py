@@ -10,6 +10,7 @@ from typing import Any
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from ..single_flight import SingleFlight
 from .redis_channel import RedisChannel
 
 
@@ -19,7 +20,7 @@ class ScriptCalls:
 
     def __init__(self, channel: RedisChannel) -> None:
         self._channel = channel
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loads: SingleFlight = SingleFlight()
 
     async def call(self, script: AsyncScript, keys: list, args: list,
                    on_late: Callable[[Any], None] | None = None) -> Any:
@@ -43,9 +44,5 @@ class ScriptCalls:
 
     async def _load(self, script: AsyncScript) -> None:
         """One SCRIPT LOAD however many callers found the script missing at once."""
-        loading = self._loading.get(script.sha)
-        if loading is None:
-            loading = self._channel.send(("SCRIPT", "LOAD", script.script))
-            self._loading[script.sha] = loading
-            loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
-        await asyncio.shield(loading)  # one caller cancelled must not cancel the others' load
+        await asyncio.shield(self._loads.run(  # one caller cancelled must not cancel the load
+            script.sha, lambda: self._channel.send(("SCRIPT", "LOAD", script.script))))

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from ..batches.item import BatchItem
 from ..errors import InvalidApiKey, PermissionDenied, StateUnavailable
+from ..single_flight import SingleFlight
 from .apikeys import bearer_token, digest, same_digest, well_formed
 from .last_known import LastKnown
 from .limits import Limits
@@ -83,7 +84,7 @@ class Authenticator:
         self._generation = 0
         self._subscriptions = 0  # counts (re)subscriptions: a revalidation pass ends with its own
         self.caching = False  # on only while the invalidation listener is subscribed
-        self._pending: dict[str, asyncio.Future] = {}
+        self._lookups: SingleFlight[_Entry | None] = SingleFlight()
 
     def subscribed(self) -> list[str]:
         """The listener is (again) subscribed. Invalidations may have been missed while it was
@@ -154,13 +155,9 @@ class Authenticator:
         use_cache = self.caching and self._cache is not None
         if use_cache and (hit := self._cache.get(key_digest)) is not None:
             return hit
-        # Single flight: a burst with a key not yet cached makes one lookup, not hundreds.
-        pending = self._pending.get(key_digest)
-        if pending is None:
-            pending = asyncio.ensure_future(self._fetch(key_digest, use_cache))
-            self._pending[key_digest] = pending
-            pending.add_done_callback(lambda _f: self._pending.pop(key_digest, None))
-        return await asyncio.shield(pending)
+        # A burst with a key not yet cached makes one lookup, not hundreds.
+        return await asyncio.shield(
+            self._lookups.run(key_digest, lambda: self._fetch(key_digest, use_cache)))
 
     async def _fetch(self, key_digest: str, use_cache: bool) -> _Entry | None:
         generation = self._generation
