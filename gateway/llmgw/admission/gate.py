@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import anyio
 from redis.exceptions import RedisError
@@ -23,6 +21,7 @@ from .local_limiter import LocalLimiter
 from .redis_channel import RedisBusy
 from ..keyspace import BATCH_CONCURRENCY, batch_billed, usage_prefix
 from .rejections import Rejections
+from .windows import tz_offset
 from .redis_limiter import RedisLimiter, Reservation, batch_counter_sets, counter_sets
 
 log = logging.getLogger("llmgw.admission")
@@ -68,12 +67,6 @@ class Ticket:
     batch: bool = False          # a batch runner's line (batches/lane.py)
 
 
-def _tz_offset(name: str) -> int:
-    if name == "UTC":
-        return 0
-    return int(datetime.now(zoneinfo.ZoneInfo(name)).utcoffset().total_seconds())
-
-
 def _moved(share: float | None, last: float | None) -> bool:
     """A quota share worth rewriting: set, unset, or QUOTA_GAUGE_STEP away from the last."""
     if share is None or last is None:
@@ -113,7 +106,7 @@ class AdmissionGate:
         try:
             admission_id = self._new_id()
             verdict = await self._limiter.admit(admission_id, scopes, reserve,
-                                                _tz_offset(principal.timezone), final,
+                                                tz_offset(principal.timezone), final,
                                                 lane=None if batch is None else self._batch_lane)
         except RedisBusy:
             self._metrics.redis_errors.labels("admit_busy").inc()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import zoneinfo
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
 
 from redis.asyncio import Redis
 
@@ -12,6 +10,7 @@ from ..tenancy.limits import Limits
 from ..tenancy.records import Org
 from ..keyspace import GLOBAL_CONCURRENCY, usage_prefix
 from .redis_limiter import counter_sets
+from .windows import SECS, QuotaPeriod, day, hour, quota_period, spans
 
 WINDOWS = {"1h": ("h", 2), "24h": ("h", 24), "7d": ("d", 7), "30d": ("d", 30)}
 WINDOW = 60_000
@@ -40,27 +39,6 @@ def _fold(rows: list[dict]) -> dict:
             "by_endpoint": {k: dict(v) for k, v in by["endpoint"].items()}}
 
 
-def _spans(granularity: str, count: int, now: int) -> list[tuple[int, str, list[int]]]:
-    """(start, bucket kind, bucket numbers) of the last `count` hours, days or calendar months
-    up to `now`: an hour or a day is one stored bucket, a month the days in it."""
-    if granularity == "hour":
-        return [(h * 3600, "h", [h]) for h in range(now // 3600 - count + 1, now // 3600 + 1)]
-    if granularity == "day":
-        return [(d * 86400, "d", [d]) for d in range(now // 86400 - count + 1, now // 86400 + 1)]
-    today = datetime.fromtimestamp(now, timezone.utc).date()
-    firsts = []
-    year, month = today.year, today.month
-    for _ in range(count):
-        firsts.append(datetime(year, month, 1, tzinfo=timezone.utc))
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    spans = []
-    for first in reversed(firsts):
-        after = (first + timedelta(days=32)).replace(day=1)
-        start_day, end_day = int(first.timestamp()) // 86400, int(after.timestamp()) // 86400
-        spans.append((int(first.timestamp()), "d", list(range(start_day, min(end_day, now // 86400 + 1)))))
-    return spans
-
-
 class UsageReport:
     def __init__(self, redis: Redis, defaults: Limits) -> None:
         self._r = redis
@@ -69,14 +47,14 @@ class UsageReport:
     async def usage(self, orgs: list[Org], window: str) -> dict:
         kind, count = WINDOWS[window]
         now = int((await self._r.time())[0])
-        current = now // 3600 if kind == "h" else now // 86400
+        current = hour(now) if kind == "h" else day(now)
         buckets = [current - i for i in range(count)]
         async with self._r.pipeline(transaction=False) as pipe:
             for org in orgs:
                 for b in buckets:
                     pipe.hgetall(f"{usage_prefix(org.id)}{kind}:{b}")
             rows = await pipe.execute()
-        step = 3600 if kind == "h" else 86400
+        step = SECS[kind]
         report = []
         for i, org in enumerate(orgs):
             report.append({"org_id": org.id, "name": org.name,
@@ -85,7 +63,7 @@ class UsageReport:
 
     async def today(self) -> int:
         """The current UTC day (days since the epoch), by Redis' clock like the buckets."""
-        return int((await self._r.time())[0]) // 86400
+        return day(int((await self._r.time())[0]))
 
     async def key_usage(self, orgs: list[Org], day: int, limit: int) -> list[dict]:
         """Each key's counters on one UTC day (days since the epoch), the busiest `limit`
@@ -109,14 +87,14 @@ class UsageReport:
         """The organisation's usage (or one key's) in each of the last `count` hours, days or
         months (UTC), oldest first: each bucket's start (epoch seconds) and its counters."""
         now = int((await self._r.time())[0])
-        spans = _spans(granularity, count, now)
+        periods = spans(granularity, count, now)
         async with self._r.pipeline(transaction=False) as pipe:
-            for _, kind, numbers in spans:
+            for _, kind, numbers in periods:
                 for n in numbers:
                     pipe.hgetall(f"{usage_prefix(org.id)}{kind}:{n}")
             rows = iter(await pipe.execute())
         out = []
-        for start, _, numbers in spans:
+        for start, _, numbers in periods:
             got = [next(rows) for _ in numbers]
             if key_id is not None:
                 got = [{f: v for f, v in row.items() if f.startswith(key_id + "|")} for row in got]
@@ -146,37 +124,31 @@ class UsageReport:
 
     def _plan(self, org: Org, now_ms: int) -> "_QuotaPlan":
         limits = org.limits.over(self._defaults)
-        local = datetime.fromtimestamp(now_ms / 1000, zoneinfo.ZoneInfo(org.timezone))
-        return _QuotaPlan(org, limits, counter_sets(org.id, limits, "-", Limits())[0], local)
+        return _QuotaPlan(org, limits, counter_sets(org.id, limits, "-", Limits())[0],
+                          quota_period(now_ms, org.timezone))
 
 
 class _QuotaPlan:
     """One organisation's quota reads (queued on a pipeline) and the row made of the replies."""
     REPLIES = 7
 
-    def __init__(self, org: Org, limits: Limits, scope, local: datetime) -> None:
-        self.org, self.limits, self.scope, self.local = org, limits, scope, local
+    def __init__(self, org: Org, limits: Limits, scope, period: QuotaPeriod) -> None:
+        self.org, self.limits, self.scope, self.period = org, limits, scope, period
 
     def queue(self, pipe, now_ms: int) -> None:
-        offset = int(self.local.utcoffset().total_seconds())
-        day = (now_ms // 1000 + offset) // 86400
-        month = self.local.year * 100 + self.local.month
-        scope = self.scope
+        scope, period = self.scope, self.period
         pipe.zcount(scope.prefix + "rpm", now_ms - WINDOW, "+inf")
         pipe.zrangebyscore(scope.prefix + "rpm", now_ms - WINDOW, "+inf", start=0, num=1, withscores=True)
         pipe.zrangebyscore(scope.prefix + "tpm", now_ms - WINDOW, "+inf", withscores=True)
         pipe.hgetall(scope.prefix + "tpmw")
         pipe.zcount(scope.leases, now_ms, "+inf")
-        pipe.hgetall(f"{scope.quota_prefix}d:{day}")
-        pipe.hgetall(f"{scope.quota_prefix}m:{month}")
+        pipe.hgetall(f"{scope.quota_prefix}d:{period.day}")
+        pipe.hgetall(f"{scope.quota_prefix}m:{period.month}")
 
     def row(self, replies: list, now_ms: int, global_in_flight: int) -> dict:
         rpm_used, rpm_oldest, tpm_entries, weights, in_flight, daily, monthly = replies
-        limits, local, org = self.limits, self.local, self.org
+        limits, period, org = self.limits, self.period, self.org
         tpm_used = sum(int(weights.get(member, 0)) for member, _ in tpm_entries)
-        next_day = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        next_month = (first + timedelta(days=32)).replace(day=1)
         window_reset = lambda oldest: (oldest[0][1] + WINDOW) / 1000 if oldest else now_ms / 1000  # noqa: E731
 
         def row(limit, used, resets_at):
@@ -186,8 +158,8 @@ class _QuotaPlan:
             "rpm_limit": row(limits.rpm_limit, rpm_used, window_reset(rpm_oldest)),
             "tpm_limit": row(limits.tpm_limit, tpm_used, window_reset(tpm_entries[:1])),
             "max_concurrent": row(limits.max_concurrent, in_flight, None),
-            "daily_token_limit": row(limits.daily_token_limit, int(daily.get("tok", 0)), next_day.timestamp()),
-            "daily_request_limit": row(limits.daily_request_limit, int(daily.get("req", 0)), next_day.timestamp()),
+            "daily_token_limit": row(limits.daily_token_limit, int(daily.get("tok", 0)), period.day_resets_at),
+            "daily_request_limit": row(limits.daily_request_limit, int(daily.get("req", 0)), period.day_resets_at),
             "monthly_token_limit": row(limits.monthly_token_limit, int(monthly.get("tok", 0)),
-                                       next_month.timestamp()),
+                                       period.month_resets_at),
         }, "global_in_flight": global_in_flight}
