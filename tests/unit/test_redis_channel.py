@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
 
-from llmgw.admission import redis_channel
+from llmgw.admission import redis_wire
 from llmgw.admission.script_calls import ScriptCalls
 from llmgw.admission.redis_channel import RedisBusy, RedisChannel
 from redis_server import start_redis
@@ -30,12 +30,12 @@ FAIL_ON_X = "if ARGV[1] == 'x' then return redis.error_reply('bad x') end return
 def writes(monkeypatch) -> list[int]:
     """How many commands each write to Redis carried."""
     sizes: list[int] = []
-    real = redis_channel._Protocol.write
+    real = redis_wire.WireProtocol.write
 
     def counted(self, batch):
         sizes.append(len(batch))
         return real(self, batch)
-    monkeypatch.setattr(redis_channel._Protocol, "write", counted)
+    monkeypatch.setattr(redis_wire.WireProtocol, "write", counted)
     return sizes
 
 
@@ -246,7 +246,7 @@ def test_wire_format_matches_redis_py():
     from redis.asyncio.connection import Connection
 
     for args in [("EVALSHA", "abc", 2, "k1", "clé", b'[1,"x"]'), ("PING",), ("SET", "k", "")]:
-        assert redis_channel._resp(args) == b"".join(Connection().pack_command(*args))
+        assert redis_wire.resp(args) == b"".join(Connection().pack_command(*args))
 
 
 def test_an_answer_that_is_not_resp_fails_the_callers_and_the_next_call_reconnects():

@@ -1,11 +1,11 @@
-"""One pipelined Redis connection for the request path: commands out in order, replies back to
-their callers; a loop turn's first command at once, the rest of that turn in one write.
+"""The request path's pipelined Redis channel: commands out in order, replies back to their
+callers; a loop turn's first command at once, the rest of that turn in one write. It queues
+the calls, connects (and connects again after a connection died), and hands each batch to the
+connection itself (redis_wire.py).
 
 redis-py spends more CPU per call than the call costs Redis: a pool checkout under a lock, a
 task for `wait_for` on every send, a stream reader, retry and tracing wrappers. The limiter
-makes two calls per request, so they go through this instead: an asyncio protocol that feeds
-what arrives to hiredis and resolves the oldest waiting caller with each reply. Redis answers
-a connection's commands in order, so a FIFO of futures is the whole bookkeeping.
+makes two calls per request, so they go through this instead.
 
 Errors are redis-py's own classes, so callers handle one family: a reply error reaches only
 its caller (`ResponseError`, `NoScriptError`); a lost connection fails everything that was
@@ -25,30 +25,23 @@ connection in step.
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from .redis_wire import Call, RedisBusy, WireProtocol, fail, resp
+
+__all__ = ["RedisBusy", "RedisChannel"]
 
 # How long a call waits for its turn while Redis answers the calls before it (its patience):
 # this many time limits, and at least the floor. A connection silent for as long is stuck,
 # not slow: it is closed, so every waiter learns at once and the next command gets a new one.
 PATIENCE_TIMEOUTS = 4
 PATIENCE_FLOOR_SECS = 1.0
-# An overdue caller fails only after one more look at the socket, this long after its time
-# limit: the event loop runs its timers before it polls, so after a long loop turn a reply
-# that was already there would be thrown away (for an admission: taken in Redis, unknown here).
-LAST_LOOK_SECS = 0.001
 MAX_BATCH = 256  # bounds one write: a burst is sent in pieces, not as one huge buffer
-
-
-class RedisBusy(TimeoutError):
-    """Redis kept answering, but a call's reply did not come within its patience: a queue
-    too long to wait out, not an unreachable Redis."""
 
 
 class RedisChannel:
@@ -66,9 +59,9 @@ class RedisChannel:
         self._timeout = timeout
         self._patience = max(PATIENCE_FLOOR_SECS, timeout * PATIENCE_TIMEOUTS)
         self._connect_timeout = max(connect_timeout, timeout)
-        self._queued: list[_Call] = []
+        self._queued: list[Call] = []
         self._holding = False  # a call went out this loop turn: gather the others
-        self._proto: _Protocol | None = None
+        self._proto: WireProtocol | None = None
         self._connecting: asyncio.Task | None = None
 
     @property
@@ -87,7 +80,7 @@ class RedisChannel:
         after its caller gave up (timed out, cancelled) goes to `on_late`, if given.
         `at_once`: written now with whatever is queued, not at the end of the loop turn."""
         future = asyncio.get_running_loop().create_future()
-        self._queue(_Call(_resp(command), future, on_late))
+        self._queue(Call(resp(command), future, on_late))
         if at_once:
             self._flush()
         return future
@@ -122,7 +115,7 @@ class RedisChannel:
         elif self._connecting is None:  # the queue waits for the connection, then goes out
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
 
-    def _unanswered(self, calls: list[_Call], error: Exception) -> None:
+    def _unanswered(self, calls: list[Call], error: Exception) -> None:
         """The connection died with these calls written: each is sent once more on a new one
         (Redis restarted, or closed the idle connection just before they reached it); a call
         that already had its second chance fails. Redis may have run a call just before the
@@ -133,7 +126,7 @@ class RedisChannel:
             if call.future.done() and call.on_late is None:  # nobody to answer
                 continue
             if call.resent:
-                _fail(call.future, error)
+                fail(call.future, error)
             else:
                 call.resent = True
                 self._queue(call)
@@ -142,12 +135,12 @@ class RedisChannel:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 proto = await self._open()
-                await asyncio.gather(*(proto.write_one(_resp(c)) for c in self._hello))
+                await asyncio.gather(*(proto.write_one(resp(c)) for c in self._hello))
         except BaseException as exc:  # noqa: BLE001 - every waiting caller must learn of it
             batch, self._queued = self._queued, []
             error = _connect_error(exc, self._address)
             for call in batch:
-                _fail(call.future, error)
+                fail(call.future, error)
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -156,7 +149,7 @@ class RedisChannel:
         finally:
             self._connecting = None
 
-    async def _open(self) -> _Protocol:
+    async def _open(self) -> WireProtocol:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if self._tls else None
         if self._locate is not None:
@@ -169,144 +162,8 @@ class RedisChannel:
             _, proto = await loop.create_connection(self._protocol, host, port, ssl=context)
         return proto
 
-    def _protocol(self) -> _Protocol:
-        return _Protocol(self._unanswered, self._timeout, self._patience)
-
-
-class _Call:
-    __slots__ = ("data", "future", "sent", "resent", "on_late")
-
-    def __init__(self, data: bytes, future: asyncio.Future,
-                 on_late: Callable[[Any], None] | None = None) -> None:
-        self.data, self.future, self.sent, self.resent = data, future, 0.0, False
-        self.on_late = on_late
-
-
-class _Protocol(asyncio.Protocol):
-    """The connection itself: writes batches, matches replies to callers in order."""
-
-    def __init__(self, on_lost: Callable[[list[_Call], Exception], None], timeout: float,
-                 patience: float) -> None:
-        self._on_lost = on_lost
-        self._reader = hiredis.Reader(replyError=ResponseError)
-        self._waiting: collections.deque[_Call] = collections.deque()
-        self._transport: asyncio.Transport | None = None
-        self._sweeper: asyncio.TimerHandle | None = None
-        self._timeout, self._patience = timeout, patience
-        self._heard = 0.0  # loop time of the last bytes Redis sent
-        self._looking = False  # overdue calls seen: the socket gets one more read first
-        self.alive = False
-
-    def connection_made(self, transport) -> None:
-        self._transport, self.alive = transport, True
-        self._heard = asyncio.get_running_loop().time()
-
-    def write(self, batch: list[_Call]) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for call in batch:
-            call.sent = now
-        self._waiting.extend(batch)
-        self._transport.write(b"".join([call.data for call in batch]))
-        due = now + self._timeout
-        if self._sweeper is None or self._sweeper.when() > due:
-            # The sweep may be set for a stuck connection's check, far off: these calls must
-            # not wait for it to learn that Redis stays silent.
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-            self._sweeper = loop.call_at(due, self._sweep)
-
-    def write_one(self, data: bytes) -> asyncio.Future:
-        call = _Call(data, asyncio.get_running_loop().create_future())
-        call.resent = True  # part of a handshake: never sent again on another connection
-        self.write([call])
-        return call.future
-
-    def data_received(self, data: bytes) -> None:
-        self._heard = asyncio.get_running_loop().time()
-        self._reader.feed(data)
-        try:
-            self._dispatch()
-        except hiredis.ProtocolError as exc:  # not RESP: nothing after this can be trusted
-            self.close(ConnectionError(f"Redis sent something that is not RESP: {exc}"))
-
-    def _dispatch(self) -> None:
-        waiting = self._waiting
-        while (reply := self._reader.gets()) is not False:
-            if not waiting:  # a reply nobody asked for: the stream is out of step
-                self.close(ConnectionError("Redis sent a reply nobody asked for"))
-                return
-            call = waiting.popleft()
-            future = call.future
-            if isinstance(reply, ResponseError) and str(reply).startswith("READONLY"):
-                # A primary demoted to a replica (a failover): this connection is useless now.
-                # Closing it fails the waiting callers; the next command connects again and
-                # asks where the primary is.
-                _fail(future, ConnectionError("Redis is a replica now: " + str(reply)))
-                self.close(ConnectionError("Redis was demoted to a replica"))
-                return
-            if future.done():  # its caller timed out or was cancelled
-                if call.on_late is not None and not isinstance(reply, ResponseError):
-                    call.on_late(reply)
-                continue
-            if isinstance(reply, ResponseError):
-                future.set_exception(_error(reply))
-            else:
-                future.set_result(reply)
-
-    def _sweep(self) -> None:
-        """Fail the callers whose reply is overdue, after one more read of the socket: those
-        Redis has been silent to for the time limit (TimeoutError), and those that have
-        waited out their patience while it answered others (RedisBusy). Close a connection
-        silent for as long as that patience."""
-        self._sweeper = None
-        if not self._waiting:
-            return
-        loop = asyncio.get_running_loop()
-        now, timeout, patience, heard = loop.time(), self._timeout, self._patience, self._heard
-        stuck_at = max(self._waiting[0].sent, heard) + patience  # the oldest call is the first
-        overdue, when = [], stuck_at
-        for call in self._waiting:  # in the order written: each is due no sooner than the last
-            if call.future.done():  # given up already, its reply still to come
-                continue
-            due = min(max(call.sent, heard) + timeout, call.sent + patience)
-            if due > now:
-                when = min(when, due)
-                break
-            overdue.append(call)
-        if (overdue or stuck_at <= now) and not self._looking:
-            self._looking = True  # nothing fails before the socket has been read once more
-            self._sweeper = loop.call_at(now + LAST_LOOK_SECS, self._sweep)
-            return
-        self._looking = False
-        if stuck_at <= now:
-            self.close(TimeoutError("Redis stopped answering"))
-            return
-        for call in overdue:
-            silent = now - max(call.sent, heard) >= timeout
-            _fail(call.future, TimeoutError("Timeout reading from Redis") if silent
-                  else RedisBusy("Redis answers, but not this call within its patience"))
-        self._sweeper = loop.call_at(when, self._sweep)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop()
-        calls = list(self._waiting)
-        self._waiting.clear()
-        self._on_lost(calls, ConnectionError(f"Connection to Redis lost: {exc or 'closed by Redis'}"))
-
-    def close(self, error: Exception) -> None:
-        """Ours to close (stuck, out of step, shutdown): the waiting callers fail, none is resent."""
-        self._stop()
-        while self._waiting:
-            _fail(self._waiting.popleft().future, error)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _stop(self) -> None:
-        self.alive = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+    def _protocol(self) -> WireProtocol:
+        return WireProtocol(self._unanswered, self._timeout, self._patience)
 
 
 def _handshake(username: str | None, password: str | None, db: int) -> list[tuple]:
@@ -319,28 +176,9 @@ def _handshake(username: str | None, password: str | None, db: int) -> list[tupl
     return commands
 
 
-def _resp(args: tuple) -> bytes:
-    """One command in Redis' wire format (RESP): hiredis' C encoder, about 3.5 times as fast as
-    the Python loop it replaced (and redis-py's general encoder). Our arguments are str, bytes
-    and int."""
-    return hiredis.pack_command(args)
-
-
-def _error(reply: ResponseError) -> ResponseError:
-    message = str(reply)
-    if message.startswith("NOSCRIPT"):
-        return NoScriptError(message)
-    return ResponseError(message)
-
-
 def _connect_error(exc: BaseException, address: Any) -> Exception:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return TimeoutError(f"Timeout connecting to Redis at {address}")
     if isinstance(exc, ResponseError):  # AUTH or SELECT refused
         return ConnectionError(f"Redis refused the handshake: {exc}")
     return ConnectionError(f"Cannot connect to Redis at {address}: {exc}")
-
-
-def _fail(future: asyncio.Future, error: Exception) -> None:
-    if not future.done():
-        future.set_exception(error)
