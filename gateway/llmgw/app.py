@@ -13,15 +13,12 @@ from . import __version__, error_handlers, openapi
 from .api import (admin, admin_batches, batches, docs, files, inference, metrics, models, monitor,
                   responses, system)
 from .api.json_response import OrjsonResponse
-from .api.lane import GatewayApp
+from .api.stack import GatewayApp
 from .console.api_router import router as console_router
-from .drain import CloseWhenDraining
 from .endpoints import ENDPOINTS
 from .batches.protocol import BatchCreate
 from .files.store import FileStore
 from .observability import logs
-from .observability.access import AccessMiddleware
-from .request_id import RequestIdMiddleware
 from .routing import load_routing
 from .services import running_services
 from .tenancy.admin_bodies import KeyCreate, KeyRotate, OrgCreate, OrgPatch
@@ -78,10 +75,10 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         # (its default exclusions), so streams are neither buffered nor compressed.
         app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
                            compresslevel=GZIP_LEVEL)
-    app.add_middleware(AccessMiddleware)
-    app.add_middleware(CloseWhenDraining)
-    # Added last: outermost, so every answer has an id.
-    app.add_middleware(RequestIdMiddleware, secrets=secrets)
-    app.open_lanes({route.path: route.get_route_handler() for route in inference_routes.routes},
-                   gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL, secrets=secrets)
+    # The chain every request passes once (request id, drain, access) is the app's own
+    # (api/stack.py); inference POSTs leave it for their endpoint, the rest for FastAPI.
+    app.secrets = secrets
+    app.serve_inference({route.path: route.get_route_handler()
+                         for route in inference_routes.routes},
+                        gzip_min_bytes=settings.gzip_min_bytes, gzip_level=GZIP_LEVEL)
     return app

@@ -1,5 +1,6 @@
-"""The inference lane in-process (ASGI): inference POSTs take it, everything else the framework
-path; its errors, request ids and gzip are those of the framework path."""
+"""The one request stack in-process (ASGI): inference POSTs go to their endpoint, everything
+else to FastAPI, both inside one middleware chain; errors, request ids and access lines are
+the same on both paths, and gzip only where it belongs."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmgw import error_handlers
-from llmgw.api.lane import GatewayApp
-from llmgw.drain import CloseWhenDraining
+from llmgw.api.stack import GatewayApp
 from llmgw.errors import RateLimited
-from llmgw.observability.access import AccessMiddleware
-from llmgw.request_id import RequestIdMiddleware
 
 BIG = orjson.dumps({"data": [{"embedding": [0.123456] * 400}]})  # ~4 KB of JSON
 
@@ -50,10 +48,7 @@ def client():
     async def framework_crash() -> dict:
         raise RuntimeError("secret detail that must not leak")
 
-    app.add_middleware(AccessMiddleware)
-    app.add_middleware(CloseWhenDraining)
-    app.add_middleware(RequestIdMiddleware)
-    app.open_lanes({"/v1/chat/completions": _lane}, gzip_min_bytes=1024, gzip_level=5)
+    app.serve_inference({"/v1/chat/completions": _lane}, gzip_min_bytes=1024, gzip_level=5)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     def call(method: str, path: str, what: str | None = None, **headers) -> httpx.Response:
@@ -65,7 +60,7 @@ def client():
     return call
 
 
-def test_inference_posts_take_the_lane_and_the_rest_the_framework(client):
+def test_inference_posts_go_to_their_endpoint_and_the_rest_to_the_framework(client):
     assert client("POST", "/v1/chat/completions", "ok").json() == {"lane": True}
     assert client("GET", "/v1/models").json() == {"data": []}
     wrong_method = client("GET", "/v1/chat/completions")
