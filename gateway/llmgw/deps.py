@@ -5,15 +5,30 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 
 from . import admin_token
 from .batches.item import BATCH_ITEM_HEADER
 from .console.credentials import is_admin, session_of
 from .endpoints import ANTHROPIC_PATHS
 from .openapi import error_responses
+from .admission.gate import AdmissionGate
+from .admission.rejections import Rejections
+from .admission.report import UsageReport
+from .audit import AuditLog
+from .batches.jobs import JobStore
+from .console.sessions import ConsoleSessions
+from .files.store import FileStore
+from .observability.metrics import Metrics
+from .observability.overview import Overview
+from .responses.store import ResponseStore
+from .routing import RoutingTable
 from .services import Services
+from .settings import Settings
+from .tenancy.admin import TenancyAdmin
+from .tenancy.store import TenancyStore
 from .tenancy.apikeys import bearer_token
-from .tenancy.auth import Principal
+from .tenancy.auth import Authenticator, Principal
 from .tenancy.records import KeyScope
 
 
@@ -23,6 +38,33 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _service(name: str):
+    """A dependency giving one of the lifespan's services: a handler asks for what it uses."""
+    async def service(request: Request):
+        return getattr(request.app.state.services, name)
+    service.__name__ = f"get_{name}"
+    return Depends(service)
+
+
+SettingsDep = Annotated[Settings, _service("settings")]
+RoutingDep = Annotated[RoutingTable, _service("routing")]
+RoutingLoadedAtDep = Annotated[int, _service("routing_loaded_at")]
+AuthDep = Annotated[Authenticator, _service("auth")]
+AdmissionDep = Annotated[AdmissionGate, _service("admission")]
+TenancyStoreDep = Annotated[TenancyStore, _service("tenancy_store")]
+TenancyAdminDep = Annotated[TenancyAdmin, _service("tenancy_admin")]
+UsageReportDep = Annotated[UsageReport, _service("usage_report")]
+AuditDep = Annotated[AuditLog, _service("audit")]
+RejectionsDep = Annotated[Rejections, _service("rejections")]
+OverviewDep = Annotated[Overview, _service("overview")]
+MetricsDep = Annotated[Metrics, _service("metrics")]
+RedisDep = Annotated[Redis, _service("redis")]
+BatchesDep = Annotated[JobStore, _service("batches")]
+FilesDep = Annotated[FileStore, _service("files")]
+ResponsesDep = Annotated[ResponseStore, _service("responses")]
+ConsoleDep = Annotated[ConsoleSessions, _service("console")]
 
 
 async def get_principal(request: Request, services: ServicesDep) -> Principal:

@@ -91,7 +91,7 @@ class RedisChannel:
         if self._proto is not None:
             self._proto.close(ConnectionError("closed by the gateway"))
 
-    def _queue(self, call: _Call) -> None:
+    def _queue(self, call: Call) -> None:
         self._queued.append(call)
         if not self._holding:
             # The first call of a loop turn leaves at once: alone, it waits for nothing (at low

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
+from typing import Any
 
 import hiredis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError

@@ -11,7 +11,7 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from ..deps import PrincipalDep, ServicesDep
+from ..deps import FilesDep, PrincipalDep, SettingsDep
 from ..errors import InvalidRequest, NotFound
 from ..files.protocol import PURPOSES, FileDeleted, FileList, FileObject
 from ..files.upload import receive
@@ -39,13 +39,13 @@ def _not_found(file_id: str) -> NotFound:
 @router.post("/v1/files", response_model=FileObject, summary="Upload a file (purpose batch)",
              responses=error_responses(400, 401, 403, 413, 415, 429, 503),
              openapi_extra=UPLOAD_BODY)
-async def upload_file(request: Request, services: ServicesDep, principal: PrincipalDep) -> FileObject:
+async def upload_file(request: Request, files: FilesDep, settings: SettingsDep, principal: PrincipalDep) -> FileObject:
     principal.require(KeyScope.BATCH)
-    store = services.files
+    store = files
     file_id = store.new_id()
     partial = store.partial_path(file_id)
     try:
-        upload = await receive(request, partial, services.settings.files_max_bytes)
+        upload = await receive(request, partial, settings.files_max_bytes)
         purpose = upload.fields.get("purpose")
         if purpose not in PURPOSES:
             raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}"
@@ -77,24 +77,23 @@ def _expires_at(fields: dict[str, str], created: int) -> int | None:
 
 @router.get("/v1/files", response_model=FileList, responses=ERRORS,
             summary="The organisation's files, newest first by default")
-async def list_files(services: ServicesDep, principal: PrincipalDep,
+async def list_files(store: FilesDep, principal: PrincipalDep,
                      purpose: str | None = None,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
                      order: Literal["asc", "desc"] = "desc",
                      after: str | None = None) -> FileList:
     principal.require(KeyScope.BATCH)
-    files, more = await services.files.page(principal.org_id, limit=limit,
-                                              descending=order == "desc", after=after,
-                                              purpose=purpose)
+    files, more = await store.page(principal.org_id, limit=limit, descending=order == "desc",
+                                   after=after, purpose=purpose)
     return FileList(data=files, first_id=files[0].id if files else None,
                     last_id=files[-1].id if files else None, has_more=more)
 
 
 @router.get("/v1/files/{file_id}", response_model=FileObject, responses=ERRORS,
             summary="One file's metadata")
-async def retrieve_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> FileObject:
+async def retrieve_file(file_id: str, files: FilesDep, principal: PrincipalDep) -> FileObject:
     principal.require(KeyScope.BATCH)
-    file = await services.files.get(principal.org_id, file_id)
+    file = await files.get(principal.org_id, file_id)
     if file is None:
         raise _not_found(file_id)
     return file
@@ -102,10 +101,10 @@ async def retrieve_file(file_id: str, services: ServicesDep, principal: Principa
 
 @router.get("/v1/files/{file_id}/content", responses=ERRORS, response_class=StreamingResponse,
             summary="A file's contents, as uploaded or written")
-async def file_content(file_id: str, services: ServicesDep,
+async def file_content(file_id: str, files: FilesDep,
                        principal: PrincipalDep) -> StreamingResponse:
     principal.require(KeyScope.BATCH)
-    store = services.files
+    store = files
     file = await store.get(principal.org_id, file_id)
     if file is None:
         raise _not_found(file_id)
@@ -129,8 +128,8 @@ async def _chunks(fd: int) -> AsyncIterator[bytes]:
 
 @router.delete("/v1/files/{file_id}", response_model=FileDeleted, responses=ERRORS,
                summary="Delete a file")
-async def delete_file(file_id: str, services: ServicesDep, principal: PrincipalDep) -> FileDeleted:
+async def delete_file(file_id: str, files: FilesDep, principal: PrincipalDep) -> FileDeleted:
     principal.require(KeyScope.BATCH)
-    if not await services.files.delete(principal.org_id, file_id):
+    if not await files.delete(principal.org_id, file_id):
         raise _not_found(file_id)
     return FileDeleted(id=file_id)

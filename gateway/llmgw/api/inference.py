@@ -9,7 +9,6 @@ client's own JSON on with only what the gateway must set rewritten (`model`, a m
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
 from ..deps import PrincipalDep, ServicesDep

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from redis.exceptions import RedisError
 
 from ..batches.report import exposition as batch_exposition
-from ..deps import MONITOR_ERRORS, ServicesDep, require_monitor
+from ..deps import BatchesDep, MONITOR_ERRORS, MetricsDep, RedisDep, RoutingDep, require_monitor
 
 router = APIRouter(tags=["monitoring"])
 
@@ -19,12 +19,12 @@ router = APIRouter(tags=["monitoring"])
             responses={200: {"description": "The Prometheus text exposition format.",
                              "content": {"text/plain": {"schema": {"type": "string"}}}},
                        **MONITOR_ERRORS})
-async def metrics(services: ServicesDep) -> Response:
-    body = services.metrics.exposition()
+async def metrics(batches: BatchesDep, metrics: MetricsDep, redis: RedisDep, routing: RoutingDep) -> Response:
+    body = metrics.exposition()
     try:
-        body += await batch_exposition(services.batches, services.redis,
-                                       capacity=services.routing.total_seqs,
-                                       tenant_labels=services.metrics.tenant_labels)
+        body += await batch_exposition(batches, redis,
+                                       capacity=routing.total_seqs,
+                                       tenant_labels=metrics.tenant_labels)
     except (RedisError, OSError):
         pass  # the gateway's own figures still answer while Redis is away
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from ..deps import PrincipalDep, ServicesDep
+from ..deps import AdmissionDep, PrincipalDep, RoutingDep, RoutingLoadedAtDep
 from ..openapi import error_responses
 from ..protocol import ModelCard, ModelList
 from ..routing import Model
@@ -19,23 +19,23 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 403, 503),
             summary="List the models this API key may use")
-async def list_models(services: ServicesDep, principal: PrincipalDep, response: Response) -> ModelList:
-    cards = [card for m in services.routing.models
-             if (card := _card(m, principal, services.routing_loaded_at)) is not None]
-    response.headers.update(await services.admission.peek_headers(principal))
+async def list_models(admission: AdmissionDep, routing: RoutingDep, routing_loaded_at: RoutingLoadedAtDep, principal: PrincipalDep, response: Response) -> ModelList:
+    cards = [card for m in routing.models
+             if (card := _card(m, principal, routing_loaded_at)) is not None]
+    response.headers.update(await admission.peek_headers(principal))
     return ModelList(data=cards)
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard,
             responses=error_responses(401, 403, 404, 503),
             summary="One model this API key may use, by its name or an alias")
-async def retrieve_model(model_id: str, services: ServicesDep, principal: PrincipalDep,
+async def retrieve_model(model_id: str, admission: AdmissionDep, routing: RoutingDep, routing_loaded_at: RoutingLoadedAtDep, principal: PrincipalDep,
                          response: Response) -> ModelCard:
-    model = services.routing.named(model_id)
-    card = _card(model, principal, services.routing_loaded_at) if model is not None else None
+    model = routing.named(model_id)
+    card = _card(model, principal, routing_loaded_at) if model is not None else None
     if card is None:  # unknown, or nothing this key may call: the same answer
         raise ModelNotFound(f"The model '{model_id[:200]}' does not exist", param="model")
-    response.headers.update(await services.admission.peek_headers(principal))
+    response.headers.update(await admission.peek_headers(principal))
     return card
 
 

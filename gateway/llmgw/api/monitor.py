@@ -14,7 +14,8 @@ import anyio
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from ..deps import MONITOR_ERRORS, MonitorViewerDep, ServicesDep
+from ..deps import (MONITOR_ERRORS, MonitorViewerDep, OverviewDep, TenancyAdminDep,
+                    TenancyStoreDep, UsageReportDep)
 from ..errors import InvalidRequest, NotFound
 from ..openapi import MONITOR, error_responses
 from .admin import ORG_ID
@@ -31,20 +32,20 @@ COUNTERS = ("requests", "success", "errors", "prompt_tokens", "completion_tokens
                     "(admin token, or a `monitor`-scoped key: its own organisation)",
             responses={**MONITOR_ERRORS, **error_responses(400, 404)},
             openapi_extra={"security": MONITOR})
-async def key_usage(services: ServicesDep, viewer: MonitorViewerDep,
+async def key_usage(tenancy_admin: TenancyAdminDep, tenancy_store: TenancyStoreDep, usage_report: UsageReportDep, viewer: MonitorViewerDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     bucket: Annotated[str | None, Query(pattern=r"^[0-9]{8}$",
                                                         description="YYYYMMDD (UTC); default today")] = None,
                     org_id: Annotated[str | None, Query(pattern=ORG_ID)] = None) -> dict:
-    report = services.usage_report
+    report = usage_report
     day = await report.today() if bucket is None else _day(bucket)
     if viewer is not None and org_id not in (None, viewer):
         raise NotFound(f"no organisation {org_id!r}", param="org_id")  # others' do not exist
     wanted = viewer or org_id
     if wanted is not None:
-        orgs = [await services.tenancy_admin.org(wanted)]
+        orgs = [await tenancy_admin.org(wanted)]
     else:
-        orgs, _ = await services.tenancy_store.list_orgs(0, ALL_ORGS)
+        orgs, _ = await tenancy_store.list_orgs(0, ALL_ORGS)
     keys = await report.key_usage(orgs, day, limit)
     return {"object": "list", "bucket": date.fromordinal(day + _EPOCH).strftime("%Y%m%d"),
             "limit": limit, "data": keys}
@@ -56,7 +57,7 @@ async def key_usage(services: ServicesDep, viewer: MonitorViewerDep,
                     "`monitor`-scoped key: its own organisation)",
             responses={**MONITOR_ERRORS, **error_responses(400, 404)},
             openapi_extra={"security": MONITOR})
-async def usage_series(services: ServicesDep, viewer: MonitorViewerDep,
+async def usage_series(tenancy_admin: TenancyAdminDep, usage_report: UsageReportDep, viewer: MonitorViewerDep,
                        granularity: Literal["hour", "day", "month"] = "day",
                        count: Annotated[int, Query(ge=1, le=MOST_BUCKETS["hour"])] = 30,
                        org_id: Annotated[str | None, Query(pattern=ORG_ID)] = None,
@@ -70,8 +71,8 @@ async def usage_series(services: ServicesDep, viewer: MonitorViewerDep,
     if (viewer or org_id) is None:
         raise InvalidRequest("org_id: which organisation (the admin token sees every one)",
                              param="org_id")
-    org = await services.tenancy_admin.org(viewer or org_id)
-    rows = await services.usage_report.series(org, granularity, count, key_id)
+    org = await tenancy_admin.org(viewer or org_id)
+    rows = await usage_report.series(org, granularity, count, key_id)
     if format == "csv":
         return Response(_csv(rows), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="usage-{org.id}-{granularity}.csv"'})
@@ -94,8 +95,8 @@ def _csv(rows: list[dict]) -> str:
                     "second, error and refusal rates, latency p50/p95/p99 (admin token or a "
                     "`monitor`-scoped key)",
             responses=MONITOR_ERRORS, openapi_extra={"security": MONITOR})
-async def overview(services: ServicesDep, viewer: MonitorViewerDep) -> dict:
-    return await anyio.to_thread.run_sync(services.overview.report)
+async def overview(overview: OverviewDep, viewer: MonitorViewerDep) -> dict:
+    return await anyio.to_thread.run_sync(overview.report)
 
 
 _EPOCH = date(1970, 1, 1).toordinal()

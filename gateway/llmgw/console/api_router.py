@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from .. import admin_token
-from ..deps import ServicesDep
+from ..deps import AuthDep, ConsoleDep, SettingsDep
 from ..errors import (AdminUnauthorized, BodyTooLarge, CsrfFailed, InvalidApiKey, InvalidRequest,
                       NotFound)
 from ..tenancy.apikeys import digest
@@ -58,39 +58,39 @@ async def asset(name: str) -> Response:
 
 
 @router.post("/session")
-async def sign_in(request: Request, services: ServicesDep) -> Response:
+async def sign_in(request: Request, auth: AuthDep, console: ConsoleDep, settings: SettingsDep) -> Response:
     _same_origin(request)
     token = await _presented_token(request)
-    expected = services.settings.admin_token
+    expected = settings.admin_token
     if admin_token.matches(token, expected):
-        session_id, session = await services.console.open("admin", None, token_digest(token))
+        session_id, session = await console.open("admin", None, token_digest(token))
     else:
         try:
-            principal = await services.auth.authenticate_key(token)
+            principal = await auth.authenticate_key(token)
         except InvalidApiKey:
             raise AdminUnauthorized("wrong admin token or API key") from None
         principal.require(KeyScope.MONITOR)
-        session_id, session = await services.console.open(
+        session_id, session = await console.open(
             "monitor", principal.org_id, digest(token))
     response = JSONResponse(session.public(), headers=HEADERS)
-    response.set_cookie(COOKIE, session_id, max_age=int(services.console.ttl_secs), path="/",
+    response.set_cookie(COOKIE, session_id, max_age=int(console.ttl_secs), path="/",
                         secure=True, httponly=True, samesite="strict")
     return response
 
 
 @router.get("/session")
-async def who(request: Request, services: ServicesDep) -> Response:
-    session = await session_of(request, services.console)
+async def who(request: Request, console: ConsoleDep) -> Response:
+    session = await session_of(request, console)
     if session is None:
         raise AdminUnauthorized("not signed in")
     return JSONResponse(session.public(), headers=HEADERS)
 
 
 @router.delete("/session")
-async def sign_out(request: Request, services: ServicesDep) -> Response:
-    session = await session_of(request, services.console)  # CsrfFailed without its token
+async def sign_out(request: Request, console: ConsoleDep) -> Response:
+    session = await session_of(request, console)  # CsrfFailed without its token
     if session is not None:
-        await services.console.close(request.cookies.get(COOKIE))
+        await console.close(request.cookies.get(COOKIE))
     response = JSONResponse({"signed_out": True}, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
