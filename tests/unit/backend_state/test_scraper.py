@@ -119,3 +119,54 @@ def test_an_interval_of_zero_scrapes_nothing():
         await asyncio.wait_for(off.run(), 1)  # returns at once
 
     asyncio.run(main())
+
+
+class _LowRng:
+    """The low end of every range: no start-up spread, each interval 20% short."""
+
+    def uniform(self, low: float, _high: float) -> float:
+        return low
+
+
+class _Watcher:
+    """Watches `live` once `on` is set: the scraper then reads it every `watch_secs`."""
+    watch_secs = 0.02
+
+    def __init__(self) -> None:
+        self.on = False
+        self.preempted: list[str] = []
+
+    def watching(self, backend: str) -> bool:
+        return self.on and backend == "live"
+
+    def preempt(self, backend: Backend) -> int:
+        self.preempted.append(backend.name)
+        return 0
+
+
+def test_a_watched_backend_is_read_every_watch_secs_and_its_watcher_acts_on_each_read():
+    async def main() -> None:
+        server = MetricsServer()
+        backends = (Backend("live", await server.start(), 8),)
+        view = StateView(["live"], stale_after=30.0)
+        http = BackendHTTP(max_connections=10, max_idle=10, keepalive_secs=4, connect_timeout=1)
+        metrics = Metrics(tenant_labels=False, registry=CollectorRegistry())
+        scraper = MetricsScraper(http, RoutingTable([], {"p": Pool("p", backends)}), view,
+                                 interval=10.0, metrics=metrics, rng=_LowRng())
+        watcher = _Watcher()
+        scraper.watch(watcher)
+        scraped: list[float] = []
+        record = view.record
+        view.record = lambda name, figures: (scraped.append(time.monotonic()), record(name, figures))
+        task = asyncio.create_task(scraper._loop(backends[0]))
+        await asyncio.sleep(0.1)
+        assert len(scraped) == 1 and watcher.preempted == []  # unwatched: the 10 s interval
+        watcher.on = True
+        await asyncio.sleep(0.3)
+        assert len(scraped) >= 4 and len(watcher.preempted) >= 3  # cut short, read on and on
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await http.aclose()
+        server.server.close()
+
+    asyncio.run(main())

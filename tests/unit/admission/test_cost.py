@@ -1,10 +1,10 @@
-"""Admission pieces that need no Redis: cost estimates, bounds, headers, the fail-open limiter."""
+"""What a request may cost before it is forwarded: prompt estimates that are never too low,
+the output budget on the field the backend obeys, and requests that can never pass."""
 
 import pytest
 
-from llmgw.admission.cost import Cost, check_bounds, output_budget
-from llmgw.admission.headers import duration, ratelimit_headers
-from llmgw.admission.local_limiter import LocalLimiter
+from llmgw.admission.cost import (RESPONSES_OUTPUT, Cost, check_bounds, no_tokens,
+                                  output_budget, responses_prompt)
 from llmgw.errors import BadInput
 from llmgw.endpoints import BY_NAME
 from llmgw.tenancy.limits import Limits
@@ -114,56 +114,6 @@ def test_a_request_that_fits_passes():
     check_bounds(Cost(prompt=100, outputs=2, max_tokens=25), Limits(max_context_tokens=100, tpm_limit=150))
 
 
-@pytest.mark.parametrize("ms,text", [(0, "0ms"), (20, "20ms"), (1000, "1s"), (1001, "2s"), (60_000, "1m0s"),
-                                     (360_000, "6m0s")])
-def test_reset_durations_in_openai_format(ms, text):
-    assert duration(ms) == text
-
-
-def test_headers_only_for_limits_that_exist():
-    assert ratelimit_headers((100, 7, 1500), (0, -1, 0)) == {
-        "x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "7",
-        "x-ratelimit-reset-requests": "2s"}
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_local_limiter_enforces_this_workers_share():
-    clock = Clock()
-    local = LocalLimiter(share=4, clock=clock)  # 2 workers x 2 replicas
-    limits = Limits(rpm_limit=40)
-    admitted = [local.admit("o", limits, 1) is None for _ in range(15)]
-    assert admitted.count(True) == 10  # 40 / 4
-    code, wait = local.admit("o", limits, 1)
-    assert code == "limit_rpm" and 59 < wait <= 60
-    clock.now += 60.1
-    assert local.admit("o", limits, 1) is None
-
-
-def test_local_limiter_concurrency_is_released():
-    local = LocalLimiter(share=1, clock=Clock())
-    limits = Limits(max_concurrent=1)
-    assert local.admit("o", limits, 1) is None
-    assert local.admit("o", limits, 1)[0] == "limit_concurrent"
-    local.release("o")
-    assert local.admit("o", limits, 1) is None
-
-
-def test_local_limiter_rps_bucket_refills():
-    clock = Clock()
-    local = LocalLimiter(share=1, clock=clock)
-    limits = Limits(rps=2, burst=2)
-    assert [local.admit("o", limits, 1) is None for _ in range(3)] == [True, True, False]
-    clock.now += 0.5
-    assert local.admit("o", limits, 1) is None
-
-
 @pytest.mark.parametrize("body,expected", [
     ({"queries": "qq", "documents": ["a", "bbb"]}, ((2 * 2) + (1 + 3) + 2 * 2 * 2, 2)),
     ({"text_1": ["ab", "c"], "text_2": ["d", "ee"]}, ((2 + 1) + (1 + 2) + 2 * 2 * 2, 2)),
@@ -171,3 +121,38 @@ def test_local_limiter_rps_bucket_refills():
 ])
 def test_score_counts_every_pair_a_single_query_once_per_document(body, expected):
     assert BY_NAME["score"].prompt(body) == expected
+
+
+def test_the_reserve_is_the_prompt_and_every_sequences_budget():
+    assert Cost(prompt=100, outputs=3, max_tokens=20).reserve == 160
+    assert Cost(prompt=7, outputs=0, max_tokens=0).reserve == 7
+
+
+def test_responses_input_counts_messages_as_chat_and_other_items_as_json():
+    text = responses_prompt({"input": "héllo"})
+    assert text == (64 + 6 + len("user") + 8, 1)  # a string is one user message
+    item = {"type": "function_call_output", "call_id": "c", "output": "42"}
+    with_item = responses_prompt({"input": [item], "instructions": "abc"})
+    assert with_item[0] == 64 + 3 + len('{"type":"function_call_output","call_id":"c","output":"42"}') + 8
+    tools = [{"type": "function", "name": "f"}]
+    assert responses_prompt({"input": "héllo", "tools": tools})[0] == text[0] + len(
+        '[{"type":"function","name":"f"}]')
+
+
+def test_calls_that_generate_nothing_cost_one_request_and_no_tokens():
+    assert no_tokens({"prompt": "anything"}) == (0, 1)
+
+
+def test_the_responses_api_budget_is_max_output_tokens_only():
+    body = {"max_tokens": 5, "max_output_tokens": 30}
+    assert output_budget(RESPONSES_OUTPUT, body, Limits(max_output_tokens=100)) == (30, 1)
+    assert body == {"max_output_tokens": 30}
+
+
+def test_the_reserve_over_a_daily_limit_names_the_limit_and_max_tokens():
+    with pytest.raises(BadInput) as err:
+        check_bounds(Cost(prompt=10, outputs=1, max_tokens=95), Limits(daily_token_limit=100))
+    assert err.value.param == "max_tokens" and "daily_token_limit" in err.value.message
+    with pytest.raises(BadInput) as err:
+        check_bounds(Cost(prompt=101, outputs=0, max_tokens=0), Limits(max_context_tokens=100))
+    assert err.value.param == "messages"
