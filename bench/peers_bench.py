@@ -1,0 +1,287 @@
+"""The gateway side by side with other proxies for the same job, in one run on one machine.
+
+Peers, each alone on core 0 (taskset), all in front of the same two zero-delay chat simulators:
+  ours         the gateway, one gunicorn worker, everything on: a Bearer key of an org with open
+               limits, limits, quotas, usage, metrics, access logs, the response cache (greedy
+               requests, a new prompt every time: a miss and a fill each); Redis's CPU added;
+  vllm-router  vllm-router --worker-urls A B --policy round_robin
+  smg          smg launch --worker-urls A B --policy round_robin --api-key K
+               --disable-tokenizer-autoload
+  nginx        nginx, one worker, an upstream keep-alive pool, an access log.
+Everything else (wrk, the simulators, Redis, this script) runs on core 1: on two cores that is
+the only way to leave a proxy a core of its own; it also makes the fastest peers bound by the
+generator's core, which the table marks. The two Rust routers come from PyPI at the versions in
+bench/requirements-peers.txt, installed into .bench-peers/ on first run.
+
+Figures, each the median of --rounds rounds in rotating order, with [min-max]: added p50/p99 at
+concurrency 1 (wrk through the proxy minus wrk straight to a simulator in the same round);
+requests/s at 64; CPU per request at 64 and at 1 (utime+stime of the proxy's process tree over
+the run, divided by the requests); the time to a stream's first event, added (raw sockets,
+direct and through the proxy in turns); RSS of the proxy's process tree idle (after the load)
+and with 2,000 streams held open. Written to bench/results/peers.json and peers.md.
+
+    .venv/bin/python bench/peers_bench.py [--rounds 3] [--duration 5] [--streams 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+from gateway_bench import OPEN  # noqa: E402
+from peers_load import StreamClient, first_event_pairs, hold_streams, wrk  # noqa: E402
+from peers_procs import (cpu_secs, nginx_argv, peers_venv, pin_tree, pinned, rss_mb,  # noqa: E402
+                         smg_argv, spawn, tree, versions, vllm_router_argv)
+from stack.processes import stop, wait_healthy  # noqa: E402
+from stacks import E2E_ROUTING, TestStack, free_port  # noqa: E402
+
+PROXY_CORE, LOAD_CORE = 0, 1
+PEERS = ("ours", "vllm-router", "smg", "nginx")
+CHAT = "/v1/chat/completions"
+
+
+class Target:
+    """Where to send requests, as whom, and which processes' CPU and memory count."""
+
+    def __init__(self, name: str, base: str, key: str, model: str, root: int | None,
+                 extra: int | None = None) -> None:
+        self.name, self.url, self.key, self.model = name, base + CHAT, key, model
+        self.base, self.root, self.extra = base, root, extra
+
+    def pids(self) -> list[int]:
+        return tree(self.root) if self.root else []
+
+    def run(self, conns: int, secs: int, tmp: Path, nonce: str) -> dict:
+        pids, extra = self.pids(), [self.extra] if self.extra else []
+        cpu0, extra0 = cpu_secs(pids), cpu_secs(extra)
+        out = wrk(self.url, self.key, self.model, nonce, conns, secs, tmp)
+        served = max(1, out["requests"])
+        out["cpu_ms"] = (cpu_secs(pids) - cpu0) / served * 1000
+        out["redis_cpu_ms"] = (cpu_secs(extra) - extra0) / served * 1000
+        if out["non_2xx"]:
+            raise SystemExit(f"{self.name}: {out['non_2xx']} answers were not 2xx")
+        return out
+
+
+def start(tmp: Path, bin_dir: Path) -> tuple[TestStack, dict, list, list]:
+    """The simulators, Redis and our gateway (a TestStack), then the other peers."""
+    routing = tmp / "routing.yaml"  # the chat backends' slots well above what the bench sends
+    routing.write_text(E2E_ROUTING.read_text().replace("max_num_seqs: 64", "max_num_seqs: 5000"))
+    stack = TestStack("sim", tmp, workers=1, routing=routing,
+                      sim_args=("--ttft-ms", "0", "--itl-ms", "0", "--max-num-seqs", "5000"),
+                      env={"GLOBAL_MAX_CONCURRENT": "0", "HEALTH_CHECK_INTERVAL_SECS": "10"})
+    stack.start()
+    pin_tree(stack.gateway.popen.pid, PROXY_CORE)  # started on core 1 with its stack: moved
+    sims = [stack.backend_url("chat0"), stack.backend_url("chat1")]
+    ports = {name: free_port() for name in PEERS[1:]}
+    core = str(PROXY_CORE)
+    procs = [spawn("vllm-router", pinned(core, vllm_router_argv(bin_dir, ports["vllm-router"], sims,
+                                                                free_port())), "", stack.logs),
+             spawn("smg", pinned(core, smg_argv(bin_dir, ports["smg"], sims, free_port(),
+                                                stack.backend_key)), "", stack.logs),
+             spawn("nginx", pinned(core, nginx_argv(tmp, ports["nginx"], sims)), "", stack.logs)]
+    for proc, name in zip(procs, PEERS[1:]):
+        proc.health_url = f"http://127.0.0.1:{ports[name]}/health"
+    wait_healthy(procs, 60, stack.logs)
+    key = stack.create_org(**OPEN)["api_key"]
+    targets = {"direct": Target("direct", sims[0], stack.backend_key, "tiny-chat", None),
+               "ours": Target("ours", stack.base_url, key, "qwen", stack.gateway.popen.pid,
+                              stack.redis.popen.pid)}
+    for proc, name in zip(procs, PEERS[1:]):
+        targets[name] = Target(name, f"http://127.0.0.1:{ports[name]}", stack.backend_key,
+                               "tiny-chat", proc.popen.pid)
+    return stack, targets, procs, sims
+
+
+def cache_check(t: Target) -> list[str]:
+    """X-Cache of two new prompts and of the second again: MISS, MISS, HIT shows the cache is on
+    and that a new prompt misses."""
+    seen = []
+    with httpx.Client(headers={"Authorization": f"Bearer {t.key}"}, timeout=10) as client:
+        for text in ("check one", "check two", "check two"):
+            body = {"model": t.model, "messages": [{"role": "user", "content": f"{text} {time.time()}"
+                                                    if text == "check one" else text}],
+                    "max_tokens": 16, "temperature": 0}
+            seen.append(client.post(t.url, json=body).headers.get("x-cache", "absent"))
+    return seen
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "runs": [round(v, 3) for v in values]}
+
+
+def measure(targets: dict, sims: list[str], rounds: int, secs: int, streams: int,
+            tmp: Path) -> dict:
+    for name in ("direct", *PEERS):  # warm-up: pools, caches, lazy imports
+        targets[name].run(64, 1, tmp, f"warm{name}")
+    runs: dict = {name: {1: [], 64: []} for name in ("direct", *PEERS)}
+    for r in range(rounds):
+        order = PEERS[r % len(PEERS):] + PEERS[:r % len(PEERS)]
+        for conns in (1, 64):
+            for name in ("direct", *order):
+                runs[name][conns].append(targets[name].run(conns, secs, tmp, f"r{r}c{conns}{name}"))
+                print(f"round {r + 1} c{conns:<2} {name:11} {runs[name][conns][-1]}", flush=True)
+    figures = {}
+    for name in PEERS:
+        c1, c64, d1 = runs[name][1], runs[name][64], runs["direct"][1]
+        figures[name] = {
+            "added_p50_ms": spread([a["p50_ms"] - d["p50_ms"] for a, d in zip(c1, d1)]),
+            "added_p99_ms": spread([a["p99_ms"] - d["p99_ms"] for a, d in zip(c1, d1)]),
+            "rps_64": spread([a["rps"] for a in c64]),
+            "cpu_ms_64": spread([a["cpu_ms"] for a in c64]),
+            "cpu_ms_1": spread([a["cpu_ms"] for a in c1]),
+            "redis_cpu_ms_64": spread([a["redis_cpu_ms"] for a in c64]),
+            "redis_cpu_ms_1": spread([a["redis_cpu_ms"] for a in c1]),
+            "socket_errors": [a["socket_errors"] for a in c1 + c64 if a["socket_errors"]]}
+    direct = targets["direct"]
+    for name in PEERS:
+        t = targets[name]
+        a, b = StreamClient(direct.url, direct.key, direct.model, f"ttfb-{name}-d"), \
+            StreamClient(t.url, t.key, t.model, f"ttfb-{name}-{time.time_ns()}")
+        first_event_pairs(a, b, 20)  # warm-up
+        d, p = first_event_pairs(a, b, 100 * rounds)
+        a.close(), b.close()
+        figures[name]["first_event_added_ms"] = round(statistics.median(p) - statistics.median(d), 3)
+        figures[name]["first_event_ms"] = {"direct_p50": round(statistics.median(d), 3),
+                                           "through_p50": round(statistics.median(p), 3),
+                                           "samples": len(p)}
+    for name in PEERS:
+        figures[name].update(memory(targets[name], sims, streams))
+    figures["ours"]["cache"] = cache_check(targets["ours"])
+    figures["direct_rps_64"] = spread([a["rps"] for a in runs["direct"][64]])
+    return {"figures": figures, "runs": {n: {str(c): v for c, v in r.items()} for n, r in runs.items()}}
+
+
+def memory(t: Target, sims: list[str], n: int) -> dict:
+    """RSS of the proxy's tree idle, then with n streams open (the simulators emitting a token
+    every 5 s meanwhile, so none ends while they are counted)."""
+    idle, held = rss_mb(t.pids()), {}
+    for url in sims:
+        httpx.post(url + "/sim/faults", json={"itl_ms": 5000}).raise_for_status()
+    try:
+        asyncio.run(hold_streams(t.base, t.key, t.model, n,
+                                 lambda: held.update(mb=rss_mb(t.pids()),
+                                                     redis=rss_mb([t.extra] if t.extra else []))))
+    finally:
+        for url in sims:
+            httpx.post(url + "/sim/faults", json={"itl_ms": 0}).raise_for_status()
+        time.sleep(6)  # streams cut mid-way finish (their 5 s token wait) before the next peer
+    return {"rss_idle_mb": round(idle, 1), "rss_streams_mb": round(held["mb"], 1),
+            "redis_rss_streams_mb": round(held["redis"], 1), "streams": n}
+
+# issue 23's "done when" for ours (CPU with Redis's): figure -> (bound, "max" or "min").
+TARGETS = {"added_p50_ms": (0.4, "max"), "added_p99_ms": (0.8, "max"), "rps_64": (4000, "min"),
+           "cpu_ms_64": (0.25, "max"), "cpu_ms_1": (0.4, "max"), "first_event_added_ms": (0.4, "max")}
+
+
+def flat(f: dict, name: str) -> dict:
+    """One number per figure (medians); ours's CPU with Redis's added."""
+    redis = name == "ours"
+    return {"added_p50_ms": f["added_p50_ms"]["median"], "added_p99_ms": f["added_p99_ms"]["median"],
+            "rps_64": f["rps_64"]["median"],
+            "cpu_ms_64": f["cpu_ms_64"]["median"] + (f["redis_cpu_ms_64"]["median"] if redis else 0),
+            "cpu_ms_1": f["cpu_ms_1"]["median"] + (f["redis_cpu_ms_1"]["median"] if redis else 0),
+            "first_event_added_ms": f["first_event_added_ms"],
+            "rss_idle_mb": f["rss_idle_mb"], "rss_streams_mb": f["rss_streams_mb"]}
+
+
+def _r(s: dict, digits: int = 3) -> str:
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def markdown(result: dict) -> str:
+    figs, meta = result["figures"], result["meta"]
+    lines = [f"# The gateway beside its peers ({meta['rounds']} rounds of {meta['seconds']} s, "
+             "medians [min-max])", "",
+             f"Each proxy alone on core {PROXY_CORE}; wrk (one thread), the two simulators "
+             f"(--ttft-ms 0 --itl-ms 0 --max-num-seqs 5000) and Redis on core {LOAD_CORE}. "
+             f"Versions: vllm-router {meta['versions']['vllm-router']}, smg "
+             f"{meta['versions']['smg']}, nginx {meta['versions']['nginx']}.", "",
+             "| | added p50 / p99 ms, c1 | requests/s, c64 (proxy's core used) | CPU ms per request, c64; c1 "
+             "| stream first event, added ms | RSS MB idle -> streams |",
+             "|---|---|---|---|---|---|"]
+    for name in PEERS:
+        f = figs[name]
+        core = f["cpu_ms_64"]["median"] * f["rps_64"]["median"] / 1000
+        cpu = f"{_r(f['cpu_ms_64'])}; {_r(f['cpu_ms_1'])}"
+        if name == "ours":
+            cpu = (f"{_r(f['cpu_ms_64'])} + Redis {_r(f['redis_cpu_ms_64'])}; "
+                   f"{_r(f['cpu_ms_1'])} + Redis {_r(f['redis_cpu_ms_1'])}")
+        lines.append(f"| {name} | {_r(f['added_p50_ms'])} / {_r(f['added_p99_ms'])} | "
+                     f"{_r(f['rps_64'], 0)} ({core:.0%}) | {cpu} | {f['first_event_added_ms']:.3f} | "
+                     f"{f['rss_idle_mb']:.0f} -> {f['rss_streams_mb']:.0f} ({f['streams']} streams) |")
+    lines += ["", f"Simulator straight, c64: {_r(figs['direct_rps_64'], 0)} requests/s (the "
+              "generator's core alone). A proxy using well under 100% of its core at c64 is "
+              "bound by the generator's core, not by its own: its requests/s is a floor.",
+              f"Ours: Redis RSS {figs['ours']['redis_rss_streams_mb']:.0f} MB with the streams "
+              f"(not in the RSS column); X-Cache of new, new, repeated prompt: "
+              f"{', '.join(figs['ours']['cache'])}.", "",
+              "Ours divided by each peer (CPU: ours with Redis's; above 1 is ours costlier or "
+              "slower, except requests/s where below 1 is ours slower):", "",
+              "| ours / | added p50 | added p99 | requests/s c64 | CPU/req c64 | CPU/req c1 "
+              "| first event | RSS idle | RSS streams |", "|---|---|---|---|---|---|---|---|---|"]
+    ours = flat(figs["ours"], "ours")
+    for name in PEERS[1:]:
+        peer = flat(figs[name], name)
+        cells = [f"{ours[k] / peer[k]:.2f}" if peer[k] > 0 else "n/a" for k in ours]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    met = [f"{k} {ours[k]:.3f} ({'met' if (ours[k] <= b if d == 'max' else ours[k] >= b) else 'not met'}"
+           f": {'at most' if d == 'max' else 'at least'} {b})" for k, (b, d) in TARGETS.items()]
+    lines += ["", "Issue 23's targets for ours: " + "; ".join(met) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--streams", type=int, default=2000)
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2 or not shutil.which("wrk") or not shutil.which("nginx"):
+        raise SystemExit("needs two cores, wrk and nginx")
+    bin_dir = peers_venv()
+    os.sched_setaffinity(0, {LOAD_CORE})  # this script and all it starts; proxies: PROXY_CORE
+    tmp = Path(tempfile.mkdtemp(prefix="llmgw-peers-"))
+    stack, procs = None, []
+    try:
+        stack, targets, procs, sims = start(tmp, bin_dir)
+        result = measure(targets, sims, args.rounds, args.duration, args.streams, tmp)
+    finally:
+        stop([p.popen.pid for p in procs], grace=5)
+        if stack:
+            stack.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["meta"] = {"rounds": args.rounds, "seconds": args.duration, "streams": args.streams,
+                      "versions": versions(bin_dir), "proxy_core": PROXY_CORE,
+                      "load_core": LOAD_CORE,
+                      "flags": {"vllm-router": "--worker-urls A B --policy round_robin "
+                                               "--prometheus-port P",
+                                "smg": "launch --worker-urls A B --policy round_robin --api-key K "
+                                       "--disable-tokenizer-autoload --prometheus-port P",
+                                "nginx": "worker_processes 1; upstream keepalive 64; "
+                                         "proxy_buffering off; access_log on",
+                                "ours": "GATEWAY_WORKERS=1, GLOBAL_MAX_CONCURRENT=0, the rest "
+                                        "defaults (cache on)"}}
+    text = markdown(result)
+    print(text)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "peers.json").write_text(json.dumps(result, indent=2))
+    (out / "peers.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
