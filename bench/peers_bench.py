@@ -41,6 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from gateway_bench import OPEN  # noqa: E402
+from peers_report import markdown  # noqa: E402
 from peers_load import StreamClient, first_event_pairs, hold_streams, wrk  # noqa: E402
 from peers_procs import (cpu_secs, nginx_argv, peers_venv, pin_tree, pinned, rss_mb,  # noqa: E402
                          smg_argv, spawn, tree, versions, vllm_router_argv)
@@ -56,23 +57,38 @@ class Target:
     """Where to send requests, as whom, and which processes' CPU and memory count."""
 
     def __init__(self, name: str, base: str, key: str, model: str, root: int | None,
-                 extra: int | None = None) -> None:
+                 extra: int | None = None, log: Path | None = None) -> None:
         self.name, self.url, self.key, self.model = name, base + CHAT, key, model
-        self.base, self.root, self.extra = base, root, extra
+        self.base, self.root, self.extra, self.log = base, root, extra, log
 
     def pids(self) -> list[int]:
         return tree(self.root) if self.root else []
 
     def run(self, conns: int, secs: int, tmp: Path, nonce: str) -> dict:
         pids, extra = self.pids(), [self.extra] if self.extra else []
+        lines0 = _lines(self.log)
         cpu0, extra0 = cpu_secs(pids), cpu_secs(extra)
         out = wrk(self.url, self.key, self.model, nonce, conns, secs, tmp)
         served = max(1, out["requests"])
+        out["log_lines_per_request"] = round((_lines(self.log) - lines0) / served, 2)
         out["cpu_ms"] = (cpu_secs(pids) - cpu0) / served * 1000
         out["redis_cpu_ms"] = (cpu_secs(extra) - extra0) / served * 1000
         if out["non_2xx"]:
             raise SystemExit(f"{self.name}: {out['non_2xx']} answers were not 2xx")
         return out
+
+
+def _lines(path: Path | None) -> int:
+    """Lines the proxy has logged so far (its access lines and anything else it writes)."""
+    return path.read_bytes().count(b"\n") if path and path.exists() else 0
+
+
+def idle_cores(targets: dict, secs: float = 5) -> dict:
+    """Cores each proxy uses with no traffic (health checks, metric scrapes): what the others
+    take from core 0 while one is measured."""
+    before = {n: cpu_secs(targets[n].pids()) for n in PEERS}
+    time.sleep(secs)
+    return {n: round((cpu_secs(targets[n].pids()) - before[n]) / secs, 4) for n in PEERS}
 
 
 def start(tmp: Path, bin_dir: Path) -> tuple[TestStack, dict, list, list]:
@@ -98,10 +114,12 @@ def start(tmp: Path, bin_dir: Path) -> tuple[TestStack, dict, list, list]:
     key = stack.create_org(**OPEN)["api_key"]
     targets = {"direct": Target("direct", sims[0], stack.backend_key, "tiny-chat", None),
                "ours": Target("ours", stack.base_url, key, "qwen", stack.gateway.popen.pid,
-                              stack.redis.popen.pid)}
+                              stack.redis.popen.pid, stack.logs / "gateway.log")}
+    logs = {"vllm-router": stack.logs / "vllm-router.log", "smg": stack.logs / "smg.log",
+            "nginx": tmp / "nginx-access.log"}
     for proc, name in zip(procs, PEERS[1:]):
         targets[name] = Target(name, f"http://127.0.0.1:{ports[name]}", stack.backend_key,
-                               "tiny-chat", proc.popen.pid)
+                               "tiny-chat", proc.popen.pid, log=logs[name])
     return stack, targets, procs, sims
 
 
@@ -127,6 +145,7 @@ def measure(targets: dict, sims: list[str], rounds: int, secs: int, streams: int
             tmp: Path) -> dict:
     for name in ("direct", *PEERS):  # warm-up: pools, caches, lazy imports
         targets[name].run(64, 1, tmp, f"warm{name}")
+    idle = idle_cores(targets)
     runs: dict = {name: {1: [], 64: []} for name in ("direct", *PEERS)}
     for r in range(rounds):
         order = PEERS[r % len(PEERS):] + PEERS[:r % len(PEERS)]
@@ -145,6 +164,8 @@ def measure(targets: dict, sims: list[str], rounds: int, secs: int, streams: int
             "cpu_ms_1": spread([a["cpu_ms"] for a in c1]),
             "redis_cpu_ms_64": spread([a["redis_cpu_ms"] for a in c64]),
             "redis_cpu_ms_1": spread([a["redis_cpu_ms"] for a in c1]),
+            "log_lines_per_request": statistics.median(a["log_lines_per_request"] for a in c64),
+            "idle_cores": idle[name],
             "socket_errors": [a["socket_errors"] for a in c1 + c64 if a["socket_errors"]]}
     direct = targets["direct"]
     for name in PEERS:
@@ -182,68 +203,6 @@ def memory(t: Target, sims: list[str], n: int) -> dict:
     return {"rss_idle_mb": round(idle, 1), "rss_streams_mb": round(held["mb"], 1),
             "redis_rss_streams_mb": round(held["redis"], 1), "streams": n}
 
-# issue 23's "done when" for ours (CPU with Redis's): figure -> (bound, "max" or "min").
-TARGETS = {"added_p50_ms": (0.4, "max"), "added_p99_ms": (0.8, "max"), "rps_64": (4000, "min"),
-           "cpu_ms_64": (0.25, "max"), "cpu_ms_1": (0.4, "max"), "first_event_added_ms": (0.4, "max")}
-
-
-def flat(f: dict, name: str) -> dict:
-    """One number per figure (medians); ours's CPU with Redis's added."""
-    redis = name == "ours"
-    return {"added_p50_ms": f["added_p50_ms"]["median"], "added_p99_ms": f["added_p99_ms"]["median"],
-            "rps_64": f["rps_64"]["median"],
-            "cpu_ms_64": f["cpu_ms_64"]["median"] + (f["redis_cpu_ms_64"]["median"] if redis else 0),
-            "cpu_ms_1": f["cpu_ms_1"]["median"] + (f["redis_cpu_ms_1"]["median"] if redis else 0),
-            "first_event_added_ms": f["first_event_added_ms"],
-            "rss_idle_mb": f["rss_idle_mb"], "rss_streams_mb": f["rss_streams_mb"]}
-
-
-def _r(s: dict, digits: int = 3) -> str:
-    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
-
-
-def markdown(result: dict) -> str:
-    figs, meta = result["figures"], result["meta"]
-    lines = [f"# The gateway beside its peers ({meta['rounds']} rounds of {meta['seconds']} s, "
-             "medians [min-max])", "",
-             f"Each proxy alone on core {PROXY_CORE}; wrk (one thread), the two simulators "
-             f"(--ttft-ms 0 --itl-ms 0 --max-num-seqs 5000) and Redis on core {LOAD_CORE}. "
-             f"Versions: vllm-router {meta['versions']['vllm-router']}, smg "
-             f"{meta['versions']['smg']}, nginx {meta['versions']['nginx']}.", "",
-             "| | added p50 / p99 ms, c1 | requests/s, c64 (proxy's core used) | CPU ms per request, c64; c1 "
-             "| stream first event, added ms | RSS MB idle -> streams |",
-             "|---|---|---|---|---|---|"]
-    for name in PEERS:
-        f = figs[name]
-        core = f["cpu_ms_64"]["median"] * f["rps_64"]["median"] / 1000
-        cpu = f"{_r(f['cpu_ms_64'])}; {_r(f['cpu_ms_1'])}"
-        if name == "ours":
-            cpu = (f"{_r(f['cpu_ms_64'])} + Redis {_r(f['redis_cpu_ms_64'])}; "
-                   f"{_r(f['cpu_ms_1'])} + Redis {_r(f['redis_cpu_ms_1'])}")
-        lines.append(f"| {name} | {_r(f['added_p50_ms'])} / {_r(f['added_p99_ms'])} | "
-                     f"{_r(f['rps_64'], 0)} ({core:.0%}) | {cpu} | {f['first_event_added_ms']:.3f} | "
-                     f"{f['rss_idle_mb']:.0f} -> {f['rss_streams_mb']:.0f} ({f['streams']} streams) |")
-    lines += ["", f"Simulator straight, c64: {_r(figs['direct_rps_64'], 0)} requests/s (the "
-              "generator's core alone). A proxy using well under 100% of its core at c64 is "
-              "bound by the generator's core, not by its own: its requests/s is a floor.",
-              f"Ours: Redis RSS {figs['ours']['redis_rss_streams_mb']:.0f} MB with the streams "
-              f"(not in the RSS column); X-Cache of new, new, repeated prompt: "
-              f"{', '.join(figs['ours']['cache'])}.", "",
-              "Ours divided by each peer (CPU: ours with Redis's; above 1 is ours costlier or "
-              "slower, except requests/s where below 1 is ours slower):", "",
-              "| ours / | added p50 | added p99 | requests/s c64 | CPU/req c64 | CPU/req c1 "
-              "| first event | RSS idle | RSS streams |", "|---|---|---|---|---|---|---|---|---|"]
-    ours = flat(figs["ours"], "ours")
-    for name in PEERS[1:]:
-        peer = flat(figs[name], name)
-        cells = [f"{ours[k] / peer[k]:.2f}" if peer[k] > 0 else "n/a" for k in ours]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    met = [f"{k} {ours[k]:.3f} ({'met' if (ours[k] <= b if d == 'max' else ours[k] >= b) else 'not met'}"
-           f": {'at most' if d == 'max' else 'at least'} {b})" for k, (b, d) in TARGETS.items()]
-    lines += ["", "Issue 23's targets for ours: " + "; ".join(met) + "."]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -265,7 +224,7 @@ def main() -> None:
             stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     result["meta"] = {"rounds": args.rounds, "seconds": args.duration, "streams": args.streams,
-                      "versions": versions(bin_dir), "proxy_core": PROXY_CORE,
+                      "versions": versions(bin_dir), "peers": PEERS, "proxy_core": PROXY_CORE,
                       "load_core": LOAD_CORE,
                       "flags": {"vllm-router": "--worker-urls A B --policy round_robin "
                                                "--prometheus-port P",
