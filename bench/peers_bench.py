@@ -214,6 +214,7 @@ def main() -> None:
     bin_dir = peers_venv()
     os.sched_setaffinity(0, {LOAD_CORE})  # this script and all it starts; proxies: PROXY_CORE
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-peers-"))
+    load_before = os.getloadavg()[0]  # other work on the machine inflates every figure
     stack, procs = None, []
     try:
         stack, targets, procs, sims = start(tmp, bin_dir)
@@ -223,7 +224,8 @@ def main() -> None:
         if stack:
             stack.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    result["meta"] = {"rounds": args.rounds, "seconds": args.duration, "streams": args.streams,
+    result["meta"] = {"load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                      "rounds": args.rounds, "seconds": args.duration, "streams": args.streams,
                       "versions": versions(bin_dir), "peers": PEERS, "proxy_core": PROXY_CORE,
                       "load_core": LOAD_CORE,
                       "flags": {"vllm-router": "--worker-urls A B --policy round_robin "

@@ -32,7 +32,9 @@ def markdown(result: dict) -> str:
              f"Each proxy alone on core {meta['proxy_core']}; wrk (one thread), the two simulators "
              f"(--ttft-ms 0 --itl-ms 0 --max-num-seqs 5000) and Redis on core {meta['load_core']}. "
              f"Versions: vllm-router {meta['versions']['vllm-router']}, smg "
-             f"{meta['versions']['smg']}, nginx {meta['versions']['nginx']}.", "",
+             f"{meta['versions']['smg']}, nginx {meta['versions']['nginx']}."
+             + (" Load average at start and end: {} and {} (2 cores).".format(*meta["load_average_1m"])
+                if "load_average_1m" in meta else ""), "",
              "| | added p50 / p99 ms, c1 | requests/s, c64 (proxy's core used) | CPU ms per request, c64; c1 "
              "| stream first event, added ms | RSS MB idle -> streams |",
              "|---|---|---|---|---|---|"]
