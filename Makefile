@@ -56,6 +56,7 @@ bench: venv debs
 	@$(PY) bench/flood_bench.py
 	@$(PY) bench/refused_bodies.py --wait 10
 	@$(PY) bench/routing_bench.py
+	@$(PY) bench/peers_bench.py
 
 clean:
 	rm -rf .stack .pytest_cache
