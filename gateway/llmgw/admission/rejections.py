@@ -60,5 +60,7 @@ class Rejections:
             log.debug("rejection not recorded: %s", exc)
 
     async def recent(self, org_id: str, limit: int = REJECTIONS_KEPT) -> list[dict]:
-        """Newest first."""
-        return [orjson.loads(raw) for raw in await self._r.lrange(keyspace.rejections(org_id), 0, limit - 1)]
+        """Newest first. Each note is written by a task of its own, so two written close
+        together may reach Redis in either order: sorted by their time here."""
+        raws = await self._r.lrange(keyspace.rejections(org_id), 0, limit - 1)
+        return sorted((orjson.loads(raw) for raw in raws), key=lambda e: e["at"], reverse=True)
