@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 from anyio.abc import TaskGroup
 from redis.asyncio import Redis
@@ -17,6 +19,8 @@ from ..keyspace import INVALIDATE_CHANNEL
 PING_EVERY_SECS = 5.0
 PONG_WITHIN_SECS = 3.0
 
+log = logging.getLogger("llmgw.auth")
+
 
 async def listen_for_invalidations(redis: Redis, auth: Authenticator, *, retry_secs: float = 0.5,
                                    ping_every: float = PING_EVERY_SECS,
@@ -30,7 +34,7 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *, retry_s
             try:
                 async with redis.pubsub() as pubsub:
                     await _subscribe(pubsub, pong_within)
-                    revalidations.start_soon(auth.revalidate, auth.subscribed())
+                    revalidations.start_soon(_revalidate, auth, auth.subscribed())
                     hook = _Reconnected(auth, revalidations)  # held here: redis-py keeps a weak ref
                     pubsub.connection.register_connect_callback(hook.on_connect)
                     try:
@@ -43,6 +47,16 @@ async def listen_for_invalidations(redis: Redis, auth: Authenticator, *, retry_s
             finally:
                 auth.unsubscribed()
             await anyio.sleep(retry_secs)
+
+
+async def _revalidate(auth: Authenticator, digests: list[str]) -> None:
+    """A revalidation pass. What Redis refuses is retried inside it; anything else is logged
+    here and ends only this pass: an error in one task of the listener's group would end
+    the listener, and with it the worker."""
+    try:
+        await auth.revalidate(digests)
+    except Exception:  # noqa: BLE001 - logged with its trace; the next invalidation still runs
+        log.exception("revalidation of %d keys failed", len(digests))
 
 
 async def _subscribe(pubsub, within: float) -> None:
@@ -66,7 +80,7 @@ class _Reconnected:
         self._revalidations = revalidations
 
     def on_connect(self, _connection) -> None:  # called after redis-py's own resubscribe
-        self._revalidations.start_soon(self._auth.revalidate, self._auth.subscribed())
+        self._revalidations.start_soon(_revalidate, self._auth, self._auth.subscribed())
 
 
 async def _pump(pubsub, auth: Authenticator, revalidations: TaskGroup, ping_every: float,
@@ -82,7 +96,7 @@ async def _pump(pubsub, auth: Authenticator, revalidations: TaskGroup, ping_ever
         if message is not None:
             heard, pinged = now(), None
             if message["type"] == "message":
-                revalidations.start_soon(auth.revalidate, auth.invalidated(message["data"]))
+                revalidations.start_soon(_revalidate, auth, auth.invalidated(message["data"]))
         elif pinged is not None and now() - pinged >= pong_within:
             raise TimeoutError("no PONG from Redis: the invalidation subscription is lost")
         elif pinged is None and now() - heard >= ping_every:

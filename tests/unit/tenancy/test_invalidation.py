@@ -40,7 +40,7 @@ class _CountingStore(TenancyStore):
         return await super().lookup_many(digests)
 
 
-async def _known_key(store: TenancyStore, auth: Authenticator) -> None:
+async def _known_key(store: TenancyStore, auth: Authenticator) -> str:
     now = time.time()
     org = Org(id=new_org_id(), name="acme", created_at=now, updated_at=now)
     await store.create_org(org)
@@ -48,6 +48,7 @@ async def _known_key(store: TenancyStore, auth: Authenticator) -> None:
     await store.add_key(ApiKeyRecord(key_id=key_id, org_id=org.id, scopes=[KeyScope.CHAT],
                                      created_at=now, digest=digest(raw)))
     await auth.authenticate(f"Bearer {raw}")
+    return org.id
 
 
 async def _caching_over(auth: Authenticator, secs: float) -> set[bool]:
@@ -105,3 +106,45 @@ def test_a_redis_that_stops_answering_ends_caching_until_it_confirms_again(
 
     lost_after = asyncio.run(main())
     assert lost_after < PING_EVERY + PONG_WITHIN + 1.5
+
+
+class _BrokenStore(TenancyStore):
+    """Revalidation meets an error no Redis outage explains (a bug, a command refused)."""
+    broken = False
+    raised = 0
+
+    async def lookup_many(self, digests):
+        if self.broken:
+            self.raised += 1
+            raise RuntimeError("not a Redis error")
+        return await super().lookup_many(digests)
+
+
+def test_an_unexpected_revalidation_error_leaves_the_listener_running(redis_port):
+    async def main():
+        fast = Redis(port=redis_port, decode_responses=True, socket_timeout=0.5)
+        listener = Redis(port=redis_port, decode_responses=True)
+        store = _BrokenStore(fast, time.time)
+        auth = Authenticator(store, Limits(), clock=time.time, cache_ttl=60)
+        org_id = await _known_key(store, auth)
+        task = asyncio.ensure_future(listen_for_invalidations(listener, auth, retry_secs=0.1))
+        try:
+            await _until(auth, True, within=5)
+            store.broken = True
+            await store.invalidate(org_id)  # the revalidation of its key fails
+            deadline = time.monotonic() + 5
+            while store.raised == 0:
+                assert time.monotonic() < deadline, "no revalidation was attempted"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            assert not task.done(), task  # the listener, and so the worker, goes on
+            store.broken = False
+            await store.invalidate(org_id)  # and the next invalidation is still heard
+            await asyncio.sleep(0.3)
+            assert not task.done() and auth.caching
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await fast.aclose()
+            await listener.aclose()
+    asyncio.run(main())
