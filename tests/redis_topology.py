@@ -80,6 +80,13 @@ class SentinelGroup(_Servers):
                  password: str | None = None) -> None:
         super().__init__(root)
         self.password = password
+        try:
+            self._start_all(down_after_ms, password)
+        except BaseException:
+            self.stop()  # leave no server behind a start that failed half way
+            raise
+
+    def _start_all(self, down_after_ms: int, password: str | None) -> None:
         auth = ("--requirepass", password, "--masterauth", password) if password else ()
         self.primary = self.start("primary", "--save", "", "--appendonly", "no", *auth,
                                   password=password)
@@ -123,6 +130,13 @@ class Cluster(_Servers):
 
     def __init__(self, root: Path, shards: int = 3) -> None:
         super().__init__(root)
+        try:
+            self._start_all(shards)
+        except BaseException:
+            self.stop()  # leave no server behind a start that failed half way
+            raise
+
+    def _start_all(self, shards: int) -> None:
         # The cluster bus on a port of its own: port + 10,000 may be taken, or past 65,535.
         self.ports = [self.start("shard", "--cluster-enabled", "yes", "--save", "",
                                  "--appendonly", "no", "--cluster-node-timeout", "2000",
