@@ -63,7 +63,7 @@ async def _client(url: str, secs: float, seed: int) -> int:
             rid = f"{seed}-{n}-{i}"
             v = await limiter.admit(rid, scopes, 100, 0)
             res = Reservation(rid, org, scopes, 100, v.day, v.month, "llmgw:usage:{" + org + "}:",
-                              global_key=limiter.platform_set(scopes, None)[0])
+                              global_key=v.lease_set)
             await limiter.settle(res, 50, {"k|m|chat|requests": 1})
             done += 1
             i += 1

@@ -6,7 +6,7 @@ the nodes. Keys that span organisations stand apart:
 - indexes of every organisation and key (`orgs`, `orgnames`, `keyids`) and key digests
   (`keydigest:*`, one slot each);
 - the platform-wide lease sets (`conc:global`, `conc:batch`), which only a single primary can
-  keep in the same script as an organisation's keys (redis_limiter.platform_set);
+  keep in the same script as an organisation's keys (redis_limiter._platform_set);
 - the batch scheduler's keys, all in one slot `{batch}`: its claim and done scripts see every
   runnable job at once (fairness across organisations); only the bill-once bitmap lives in
   the organisation's slot, because settle.lua reads it;

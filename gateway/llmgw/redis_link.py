@@ -107,10 +107,6 @@ class RedisLink:
     def sentinel(self) -> bool:
         return self._sentinel is not None
 
-    @property
-    def cluster(self) -> bool:
-        return self._cluster
-
     def channel(self, timeout: float) -> RedisChannel | ClusterChannel:
         """The request path's pipelined channel: to the primary, or to every cluster node."""
         if self._cluster:

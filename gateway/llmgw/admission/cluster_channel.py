@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from redis.asyncio.connection import parse_url
 from redis.crc import key_slot
@@ -44,7 +45,9 @@ class ClusterChannel:
         self._seed = (options.get("host", "127.0.0.1"), int(options.get("port", 6379)))
         self._scheme = "rediss" if url.startswith("rediss://") else "redis"
         user, password = options.get("username"), options.get("password")
-        self._auth = (f"{user or ''}:{password}@" if password is not None else "")
+        # Credentials as they came in REDIS_URL, quoted again for each node's URL.
+        self._auth = (f"{quote(user or '', safe='')}:{quote(password, safe='')}@"
+                      if password is not None else "")
         self._timeout, self._connect_timeout = timeout, connect_timeout
         self._nodes: dict[tuple[str, int], RedisChannel] = {}
         self._slots: list[tuple[str, int]] = []

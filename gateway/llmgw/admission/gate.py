@@ -131,9 +131,7 @@ class AdmissionGate:
                           done=True)
         res = Reservation(admission_id, principal.org_id, scopes, reserve, verdict.day,
                           verdict.month, usage_prefix(principal.org_id), admitted_at=self._clock())
-        # The platform-wide lease set it was admitted into.
-        res.global_key = self._limiter.platform_set(scopes, None if batch is None
-                                                    else self._batch_lane)[0]
+        res.global_key = verdict.lease_set  # the platform-wide lease set it was admitted into
         if batch is not None:
             res.bill_once = (batch_billed(batch.org_id, batch.batch_id), batch.line)
         self._running[admission_id] = res

@@ -85,6 +85,7 @@ class Verdict:
     month: int
     quota_used: tuple[int, int, int]  # daily tokens, daily requests, monthly tokens (org)
     room: int = 0  # more requests of this size that every limit would still admit
+    lease_set: str = GLOBAL_CONCURRENCY  # the platform-wide lease set it holds a lease in
 
 
 @dataclass
@@ -134,7 +135,7 @@ class RedisLimiter:
         """`final` (usage prefix, usage): admit a request that has nothing to settle (a cache
         hit): no lease, `reserve` is what it bills, and its usage is counted at once. `lane`:
         the platform-wide lease set and its cap, if not the realtime one."""
-        global_key, global_max = self.platform_set(scopes, lane)
+        global_key, global_max = self._platform_set(scopes, lane)
         keys = [k for s in scopes for k in s.admit_keys()] + [global_key]
         args = [admission_id, self._lease_ms, reserve, tz_offset_secs, len(scopes), 0,
                 *(v for s in scopes for v in s.limits), global_max]
@@ -157,9 +158,10 @@ class RedisLimiter:
                 raise RedisBusy("admission reached Redis after its deadline")
         return Verdict(bool(r[0]), r[1] if isinstance(r[1], str) else r[1].decode(), int(r[2]),
                        (int(r[3]), int(r[4]), int(r[5])), (int(r[6]), int(r[7]), int(r[8])),
-                       int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]))
+                       int(r[9]), int(r[10]), (int(r[11]), int(r[12]), int(r[13])), int(r[14]),
+                       global_key)
 
-    def platform_set(self, scopes: list[CounterSet],
+    def _platform_set(self, scopes: list[CounterSet],
                      lane: tuple[str, int] | None) -> tuple[str, int]:
         """The platform-wide lease set an admission takes a lease in, and its cap. On a
         Redis Cluster the organisation's own set stands in, with no cap: never read."""

@@ -30,6 +30,14 @@ def test_commands_route_by_their_first_key():
     assert first_key(("PING",)) is None and first_key(("SCRIPT", "LOAD", "x")) is None
 
 
+def test_each_node_gets_the_credentials_of_the_url():
+    """A password with URL delimiters in it reaches every node as it came."""
+    channel = ClusterChannel("redis://user%3A1:p%40ss%3Aw%2Fd@seed:7000/0", timeout=1.0)
+    node = channel._node(("10.0.0.2", 7001))
+    assert node._address == ("10.0.0.2", 7001)
+    assert node._hello == [("AUTH", "user:1", "p@ss:w/d")]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), shards=3)

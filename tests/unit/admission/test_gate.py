@@ -85,9 +85,6 @@ class Limiter:
     async def admit(self, request_id, scopes, reserve, tz, final=None, lane=None):
         return self.verdicts.pop(0)
 
-    def platform_set(self, scopes, lane):
-        return "llmgw:conc:global", 0
-
 
 def _verdict(admitted: bool, room: int) -> Verdict:
     return Verdict(admitted, "" if admitted else "limit_rpm", 0 if admitted else 1000,
