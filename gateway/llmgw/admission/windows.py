@@ -30,8 +30,8 @@ def tz_offset(zone: str, at: datetime | None = None) -> int:
     """The zone's offset from UTC in seconds, now or at `at`."""
     if zone == "UTC":
         return 0
-    return int((at or datetime.now(zoneinfo.ZoneInfo(zone))).astimezone(
-        zoneinfo.ZoneInfo(zone)).utcoffset().total_seconds())
+    tz = zoneinfo.ZoneInfo(zone)
+    return int((at.astimezone(tz) if at else datetime.now(tz)).utcoffset().total_seconds())
 
 
 @dataclass(frozen=True)
