@@ -115,7 +115,10 @@ def test_saturated_pool_queues_fairly_and_times_out_at_2s_with_503(qstack):
     assert served and refused
     for resp, secs in refused:
         assert resp.status_code == 503 and resp.json()["error"]["code"] == "no_capacity"
-        assert resp.headers["retry-after"].isdigit() and 1.9 < secs < 3.0
+        # Timed by the client, which opens 88 connections at once on a 2-core machine: up to
+        # 1.5 s past the 2 s queue limit (a refusal without the limit would come only once
+        # the queue drained, about 4.4 s in).
+        assert resp.headers["retry-after"].isdigit() and 1.9 < secs < 3.5
     metrics = httpx.get(qstack.base_url + "/metrics",
                         headers={"Authorization": f"Bearer {qstack.admin_token}"}).text
     assert 'llmgw_queue_wait_seconds_count{pool="chat"}' in metrics
